@@ -1,0 +1,435 @@
+//! The `destein` command-line tool: generate (raw and steered side by side), derive and inspect detox
+//! vectors, print model info, and benchmark. Native only.
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::ExitCode;
+    use std::time::Instant;
+
+    use anyhow::{Context, Result};
+    use clap::{Args, Parser, Subcommand};
+    use indicatif::{ProgressBar, ProgressStyle};
+
+    use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
+    use destein::model::{LoadDtype, Model, Site};
+    use destein::steering::{FusionMode, RowSteering};
+    use destein::vectors::{self, DetoxVectors};
+
+    pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+    #[derive(Parser)]
+    #[command(name = "destein", version, about = "DeStein detoxification by activation steering, on a quantized SmolLM2")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Args, Clone)]
+    struct Common {
+        /// A Llama-architecture GGUF file.
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// How weights are held after loading: q8_0 (default, fastest faithful), as-is, or f32.
+        #[arg(long, default_value = "q8_0")]
+        load_dtype: String,
+        /// Worker threads for the matrix products (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    }
+
+    #[derive(Args, Clone)]
+    struct Sampling {
+        #[arg(long, default_value = "The weather today is")]
+        prompt: String,
+        #[arg(long, default_value_t = 40)]
+        max_new_tokens: usize,
+        /// 0 means greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        /// 0 means no top-k filter.
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Treat the prompt as a chat message (ChatML template) instead of text to continue.
+        #[arg(long)]
+        chat: bool,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Print the model's metadata, the load dtype and the load time.
+        Info {
+            #[command(flatten)]
+            common: Common,
+        },
+        /// Generate a continuation; with --vectors, raw and steered together.
+        Generate {
+            #[command(flatten)]
+            common: Common,
+            #[command(flatten)]
+            sampling: Sampling,
+            /// A detox vector file (safetensors) from `destein derive`.
+            #[arg(long)]
+            vectors: Option<PathBuf>,
+            /// Fusion strength (default: the vector file's recommendation).
+            #[arg(long)]
+            alpha: Option<f32>,
+            /// rotate, headwise, headwise-reference or add (default: the vector file's recommendation).
+            #[arg(long)]
+            mode: Option<String>,
+            /// Show the raw and the steered continuation one after the other, labelled.
+            #[arg(long)]
+            side_by_side: bool,
+        },
+        /// Derive detox vectors from steering pairs.
+        Derive {
+            #[command(flatten)]
+            common: Common,
+            #[arg(long, default_value = "data/steering_pairs.jsonl")]
+            pairs: PathBuf,
+            #[arg(long, default_value = "heads")]
+            site: String,
+            /// How many pairs to sample from the file.
+            #[arg(long, default_value_t = 150)]
+            count: usize,
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            #[arg(long, default_value = "rotate")]
+            recommended_mode: String,
+            #[arg(long, default_value_t = 0.45)]
+            recommended_alpha: f32,
+            #[arg(long)]
+            out: PathBuf,
+        },
+        /// Print the token ids (and pieces) of a text, as the model's tokenizer splits it.
+        Tokenize {
+            #[command(flatten)]
+            common: Common,
+            text: String,
+        },
+        /// Work with vector files.
+        Vectors {
+            #[command(subcommand)]
+            command: VectorsCommand,
+        },
+        /// Prefill and decode speed, batch 1 and batch 2, single thread and all threads (medians).
+        Bench {
+            #[command(flatten)]
+            common: Common,
+            #[arg(long, default_value_t = 5)]
+            repeats: usize,
+            #[arg(long, default_value_t = 32)]
+            decode_tokens: usize,
+        },
+    }
+
+    #[derive(Subcommand)]
+    enum VectorsCommand {
+        /// Print metadata, per-layer norms and the probe-accuracy grid.
+        Inspect { file: PathBuf },
+    }
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        match run(cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn set_threads(threads: Option<usize>) {
+        if let Some(n) = threads {
+            // candle's CPU kernels size their rayon pool from this variable, read once at first use.
+            std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+        }
+    }
+
+    fn load_model(common: &Common) -> Result<(Model, f64)> {
+        set_threads(common.threads);
+        let dtype = LoadDtype::parse(&common.load_dtype)?;
+        let start = Instant::now();
+        let model = Model::load(&common.model, dtype)?;
+        Ok((model, start.elapsed().as_secs_f64()))
+    }
+
+    fn run(cli: Cli) -> Result<()> {
+        match cli.command {
+            Command::Info { common } => info(&common),
+            Command::Generate { common, sampling, vectors, alpha, mode, side_by_side } => {
+                generate(&common, &sampling, vectors.as_deref(), alpha, mode.as_deref(), side_by_side)
+            }
+            Command::Derive { common, pairs, site, count, seed, recommended_mode, recommended_alpha, out } => {
+                derive(&common, &pairs, &site, count, seed, &recommended_mode, recommended_alpha, &out)
+            }
+            Command::Vectors { command: VectorsCommand::Inspect { file } } => inspect(&file),
+            Command::Tokenize { common, text } => {
+                let (model, _) = load_model(&common)?;
+                let ids = model.tokenizer.encode(&text)?;
+                let ids_text: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+                println!("{}", ids_text.join(", "));
+                let pieces: Vec<String> = ids.iter().map(|&i| format!("{:?}", model.tokenizer.token_text(i))).collect();
+                println!("{}", pieces.join(" "));
+                Ok(())
+            }
+            Command::Bench { common, repeats, decode_tokens } => bench(&common, repeats, decode_tokens),
+        }
+    }
+
+    fn info(common: &Common) -> Result<()> {
+        let (model, secs) = load_model(common)?;
+        let c = &model.config;
+        println!("model          {}", c.name);
+        println!("file           {}", common.model.display());
+        println!("sha256         {}", model.sha256);
+        println!("layers         {}", c.n_layers);
+        println!("hidden         {}", c.hidden);
+        println!("heads          {} (kv heads {}, head dim {})", c.n_heads, c.n_kv_heads, c.head_dim);
+        println!("ffn            {}", c.ffn);
+        println!("vocab          {}", c.vocab);
+        println!("context        {}", c.context_length);
+        println!("rope base      {}", c.rope_base);
+        println!("rms eps        {:e}", c.rms_eps);
+        println!("load dtype     {}", model.load_dtype.name());
+        println!("load time      {:.2} s", secs);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn generate(
+        common: &Common,
+        s: &Sampling,
+        vectors_path: Option<&Path>,
+        alpha: Option<f32>,
+        mode: Option<&str>,
+        side_by_side: bool,
+    ) -> Result<()> {
+        let (model, secs) = load_model(common)?;
+        eprintln!("loaded {} ({}) in {secs:.2} s", model.config.name, model.load_dtype.name());
+        let vectors = match vectors_path {
+            Some(p) => {
+                let v = DetoxVectors::load(p)?;
+                v.check_model(&model)?;
+                Some(v)
+            }
+            None => None,
+        };
+        if vectors.is_none() && (alpha.is_some() || mode.is_some() || side_by_side) {
+            anyhow::bail!("--alpha, --mode and --side-by-side need --vectors FILE");
+        }
+        let params = SamplingParams {
+            temperature: s.temperature,
+            top_p: s.top_p,
+            top_k: s.top_k,
+            seed: s.seed,
+            max_new_tokens: s.max_new_tokens,
+        };
+        let prompt_mode = if s.chat { PromptMode::Chat } else { PromptMode::Continuation };
+        let ids = prompt_ids(&model, &s.prompt, prompt_mode)?;
+        let steered = vectors.as_ref().map(|v| -> Result<RowSteering> {
+            let mode = match mode {
+                Some(m) => FusionMode::parse(m)?,
+                None => v.meta.recommended_mode,
+            };
+            Ok(RowSteering { alpha: alpha.unwrap_or(v.meta.recommended_alpha), mode })
+        });
+        let steering = match steered {
+            Some(st) => vec![RowSteering::OFF, st?],
+            None => vec![RowSteering::OFF],
+        };
+        let seeds = vec![s.seed; steering.len()];
+        let mut generation = Generation::new(&model, ids, &params, &seeds, steering.clone())?;
+        let start = Instant::now();
+        let mut texts = vec![String::new(); steering.len()];
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        let streaming_row = steering.len() - 1;
+        if !side_by_side {
+            write!(out, "{}", s.prompt)?;
+        }
+        while !generation.done() {
+            let steps = generation.step(&model, vectors.as_ref())?;
+            for (r, step) in steps.iter().enumerate() {
+                texts[r].push_str(&step.text);
+            }
+            if !side_by_side {
+                // Without --side-by-side, stream the steered row if there is one, else the raw one.
+                write!(out, "{}", steps[streaming_row].text)?;
+                out.flush()?;
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        if side_by_side {
+            let st = steering[1];
+            println!("prompt:   {}", s.prompt);
+            println!("--- raw");
+            println!("{}{}", s.prompt, texts[0]);
+            println!("--- steered ({}, α = {})", st.mode.name(), st.alpha);
+            println!("{}{}", s.prompt, texts[1]);
+        } else {
+            writeln!(out)?;
+        }
+        let n: usize = (0..steering.len()).map(|r| generation.tokens(r).len()).sum();
+        eprintln!("{} tokens in {secs:.2} s ({:.1} tokens/s over {} row(s))", n, n as f64 / secs, steering.len());
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn derive(
+        common: &Common,
+        pairs_path: &Path,
+        site: &str,
+        count: usize,
+        seed: u64,
+        recommended_mode: &str,
+        recommended_alpha: f32,
+        out: &Path,
+    ) -> Result<()> {
+        let site = Site::parse(site)?;
+        let recommended_mode = FusionMode::parse(recommended_mode)?;
+        let bytes = std::fs::read(pairs_path).with_context(|| format!("cannot read {}", pairs_path.display()))?;
+        let pairs = vectors::parse_pairs(&bytes).with_context(|| format!("in {}", pairs_path.display()))?;
+        let (model, _) = load_model(common)?;
+        let bar = ProgressBar::new(count as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} pairs, {elapsed} elapsed, ETA {eta}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(format!("deriving ({})", site.name()));
+        let options = vectors::DeriveOptions {
+            site,
+            count,
+            seed,
+            pairs_sha256: destein::model::sha256_hex(&bytes),
+            recommended_mode,
+            recommended_alpha,
+        };
+        let v = vectors::derive(&model, &pairs, &options, |done, _| bar.set_position(done as u64))?;
+        bar.finish();
+        v.save(out)?;
+        let acc = &v.probe_accuracy;
+        let mean = acc.iter().sum::<f32>() / acc.len() as f32;
+        let max = acc.iter().cloned().fold(0f32, f32::max);
+        println!("wrote {} ({} pairs, site {}); probe accuracy mean {mean:.3}, max {max:.3}", out.display(), count, site.name());
+        Ok(())
+    }
+
+    fn inspect(file: &Path) -> Result<()> {
+        let v = DetoxVectors::load(file)?;
+        let m = &v.meta;
+        println!("file               {}", file.display());
+        println!("format version     {}", m.format_version);
+        println!("site               {}", m.site.name());
+        println!("model              {} (sha256 {})", m.model_name, m.model_sha256);
+        println!("shape              {} layers × {} heads × {} (hidden {})", m.layers, m.heads, m.head_dim, m.hidden);
+        println!("pairs              {} (seed {}, pairs file sha256 {})", m.pairs, m.seed, m.pairs_sha256);
+        println!("recommended        {} at α = {} (max α {})", m.recommended_mode.name(), m.recommended_alpha, m.max_alpha);
+        println!("toxic prefix       {:?}", m.toxic_prefix);
+        println!("non-toxic prefix   {:?}", m.nontoxic_prefix);
+        let acc = &v.probe_accuracy;
+        let mean = acc.iter().sum::<f32>() / acc.len() as f32;
+        let (best, max) = acc.iter().enumerate().fold((0, 0f32), |b, (i, &a)| if a > b.1 { (i, a) } else { b });
+        println!(
+            "probe accuracy     mean {mean:.3}, max {max:.3} (layer {}, head {})",
+            best / m.heads,
+            best % m.heads
+        );
+        println!();
+        println!("probe accuracy per (layer, head); darker = more accurate; last column: ‖z_l‖");
+        let norms = v.layer_norms();
+        print!("layer ");
+        for h in 0..m.heads {
+            print!(" h{h:<4}");
+        }
+        println!("  norm");
+        let color = std::env::var_os("NO_COLOR").is_none();
+        for l in 0..m.layers {
+            print!("{l:>5} ");
+            for h in 0..m.heads {
+                let a = acc[l * m.heads + h];
+                if color {
+                    // 24-bit background from white (0.5, chance) to deep blue (1.0).
+                    let t = ((a - 0.5) * 2.0).clamp(0.0, 1.0);
+                    let (r, g, b) = (255.0 * (1.0 - t * 0.85), 255.0 * (1.0 - t * 0.6), 255.0);
+                    let fg = if t > 0.55 { "97" } else { "30" };
+                    print!("\x1b[48;2;{};{};{}m\x1b[{fg}m {a:.2} \x1b[0m", r as u8, g as u8, b as u8);
+                } else {
+                    print!(" {a:.2} ");
+                }
+            }
+            println!("  {:.2}", norms[l]);
+        }
+        Ok(())
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    }
+
+    fn bench(common: &Common, repeats: usize, decode_tokens: usize) -> Result<()> {
+        if common.threads.is_none() {
+            // The thread pool is sized once per process, so each thread count runs in its own process.
+            let all = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let mut counts = vec![1];
+            if all > 1 {
+                counts.push(all);
+            }
+            for threads in counts {
+                let status = std::process::Command::new(std::env::current_exe()?)
+                    .args(["bench", "--threads", &threads.to_string(), "--repeats", &repeats.to_string()])
+                    .args(["--decode-tokens", &decode_tokens.to_string(), "--load-dtype", &common.load_dtype])
+                    .arg("--model")
+                    .arg(&common.model)
+                    .status()?;
+                anyhow::ensure!(status.success(), "bench with {threads} thread(s) failed");
+            }
+            return Ok(());
+        }
+        let (model, secs) = load_model(common)?;
+        let threads = common.threads.unwrap_or(1);
+        println!("model {} ({}), loaded in {secs:.2} s; {repeats} repeats, medians", model.config.name, model.load_dtype.name());
+        let prompt = "The following text is kind, polite, positive, respectful and supportive: thank you so much for the help you gave me with the garden last weekend, it looks wonderful now.";
+        let ids = model.tokenizer.encode(prompt)?;
+        println!("prompt: {} tokens; decode: {decode_tokens} tokens; threads: {threads}", ids.len());
+        println!("{:>6} {:>14} {:>16} {:>18}", "batch", "prefill tok/s", "decode steps/s", "decode tokens/s");
+        for batch in [1usize, 2] {
+            let mut prefill = Vec::new();
+            let mut decode = Vec::new();
+            for _ in 0..repeats {
+                let rows = vec![ids.clone(); batch];
+                let mut cache = destein::model::Cache::new(&model);
+                let t = Instant::now();
+                let logits = model.forward_last(&model.token_tensor(&rows)?, &mut cache, None)?;
+                prefill.push((ids.len() * batch) as f64 / t.elapsed().as_secs_f64());
+                let mut next: Vec<u32> = logits.argmax(1)?.to_vec1()?;
+                let t = Instant::now();
+                for _ in 0..decode_tokens {
+                    let step: Vec<Vec<u32>> = next.iter().map(|&i| vec![i]).collect();
+                    let logits = model.forward_last(&model.token_tensor(&step)?, &mut cache, None)?;
+                    next = logits.argmax(1)?.to_vec1()?;
+                }
+                decode.push(decode_tokens as f64 / t.elapsed().as_secs_f64());
+            }
+            let steps = median(decode);
+            println!("{batch:>6} {:>14.1} {:>16.1} {:>18.1}", median(prefill), steps, steps * batch as f64);
+        }
+        Ok(())
+    }
+}

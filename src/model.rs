@@ -1,0 +1,484 @@
+//! A Llama-family forward pass over a quantized GGUF, with DeStein's two activation sites exposed per layer.
+//!
+//! Read top to bottom: config from metadata, weights, then `forward`, which is one loop over the blocks.
+//! Each block: RmsNorm → q/k/v → interleaved RoPE → causal attention with a KV cache (grouped-query heads)
+//! → [site `heads`] → o_proj → [site `attn_out`] → residual add → RmsNorm → SwiGLU MLP → residual add.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+use sha2::{Digest, Sha256};
+
+use crate::bail;
+use crate::error::{Error, Result};
+use crate::tokenizer::Tokenizer;
+
+/// Where DeStein reads and writes activations inside each block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    /// Each head's attention output just before `o_proj`: `[batch, seq, n_heads, head_dim]`.
+    Heads,
+    /// The attention output after `o_proj`, before the residual add: `[batch, seq, hidden]`
+    /// (where the paper's released code hooks; its "heads" are then D/H slices).
+    AttnOut,
+}
+
+impl Site {
+    pub fn name(self) -> &'static str {
+        match self {
+            Site::Heads => "heads",
+            Site::AttnOut => "attn_out",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "heads" => Ok(Site::Heads),
+            "attn_out" | "attn-out" => Ok(Site::AttnOut),
+            other => bail!(Input, "unknown site `{other}` (expected `heads` or `attn_out`)"),
+        }
+    }
+}
+
+/// Reads (capture) and/or edits (steer) the activation at one site of every layer. The forward pass calls it
+/// only when a hook is given, so an unsteered forward costs nothing extra.
+pub trait ActivationHook {
+    fn site(&self) -> Site;
+    /// `act` has the site's documented shape; return it unchanged or edited (same shape).
+    fn on_activation(&mut self, layer: usize, act: Tensor) -> Result<Tensor>;
+}
+
+/// How weights are held in memory after loading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LoadDtype {
+    /// Exactly as stored in the file (Q4_1 for our model).
+    AsIs,
+    /// Re-quantized to Q8_0 at load: candle has SIMD kernels for Q8_0 but only a scalar one for Q4_1, and the
+    /// extra precision keeps greedy output identical to the f32 reference.
+    #[default]
+    Q8_0,
+    /// Dequantized to f32: the numerical reference, 4–8× the memory.
+    F32,
+}
+
+impl LoadDtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadDtype::AsIs => "as-is",
+            LoadDtype::Q8_0 => "q8_0",
+            LoadDtype::F32 => "f32",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "as-is" | "asis" => Ok(LoadDtype::AsIs),
+            "q8_0" | "q8" => Ok(LoadDtype::Q8_0),
+            "f32" => Ok(LoadDtype::F32),
+            other => bail!(Input, "unknown load dtype `{other}` (expected as-is, q8_0 or f32)"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub name: String,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub hidden: usize,
+    pub ffn: usize,
+    pub vocab: usize,
+    pub context_length: usize,
+    pub rope_base: f32,
+    pub rms_eps: f64,
+}
+
+impl Config {
+    fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
+        let arch = ct
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if arch != "llama" {
+            bail!(
+                Model,
+                "architecture `{arch}` is not supported: destein runs Llama-family GGUF models (general.architecture = llama)"
+            );
+        }
+        let get = |key: &str| -> Result<u32> {
+            let full = format!("llama.{key}");
+            ct.metadata
+                .get(&full)
+                .and_then(|v| v.to_u32().ok())
+                .ok_or_else(|| Error::Model(format!("the GGUF lacks `{full}`")))
+        };
+        let hidden = get("embedding_length")? as usize;
+        let n_heads = get("attention.head_count")? as usize;
+        let n_kv_heads = get("attention.head_count_kv").unwrap_or(n_heads as u32) as usize;
+        if n_heads == 0 || n_kv_heads == 0 || hidden % n_heads != 0 || n_heads % n_kv_heads != 0 {
+            bail!(Model, "inconsistent head counts: hidden {hidden}, heads {n_heads}, kv heads {n_kv_heads}");
+        }
+        let head_dim = hidden / n_heads;
+        if let Ok(rope_dim) = get("rope.dimension_count") {
+            if rope_dim as usize != head_dim {
+                bail!(Model, "partial rotary embeddings (rope dim {rope_dim} ≠ head dim {head_dim}) are not supported");
+            }
+        }
+        let f32_of = |key: &str| ct.metadata.get(key).and_then(|v| v.to_f32().ok());
+        let name = ct
+            .metadata
+            .get("general.name")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_else(|| "unnamed".into());
+        let vocab = match ct.metadata.get("tokenizer.ggml.tokens").and_then(|v| v.to_vec().ok()) {
+            Some(tokens) => tokens.len(),
+            None => get("vocab_size")? as usize,
+        };
+        Ok(Self {
+            name,
+            n_layers: get("block_count")? as usize,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            hidden,
+            ffn: get("feed_forward_length")? as usize,
+            vocab,
+            context_length: get("context_length").unwrap_or(2048) as usize,
+            rope_base: f32_of("llama.rope.freq_base").unwrap_or(10_000.0),
+            rms_eps: f32_of("llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
+        })
+    }
+}
+
+struct Block {
+    attn_norm: Tensor,
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
+    ffn_norm: Tensor,
+    w_gate: QMatMul,
+    w_up: QMatMul,
+    w_down: QMatMul,
+}
+
+pub struct Model {
+    pub config: Config,
+    pub tokenizer: Tokenizer,
+    /// sha256 of the GGUF bytes, hex: vector files name the exact model they were derived on.
+    pub sha256: String,
+    pub load_dtype: LoadDtype,
+    embeddings: Arc<QTensor>,
+    blocks: Vec<Block>,
+    final_norm: Tensor,
+    lm_head: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+}
+
+/// Per-layer keys and values of the tokens seen so far, for every batch row.
+pub struct Cache {
+    kv: Vec<Option<(Tensor, Tensor)>>,
+    /// Number of positions already in the cache.
+    pub len: usize,
+}
+
+impl Cache {
+    pub fn new(model: &Model) -> Self {
+        Self { kv: vec![None; model.config.n_layers], len: 0 }
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks every tensor lies inside the file and has a size its type allows, before candle reads it: a
+/// truncated or corrupt file must give an error, never an out-of-bounds read or a panic (which in wasm would
+/// kill the module).
+fn validate_tensor_table(ct: &gguf_file::Content, file_len: usize) -> Result<()> {
+    for (name, info) in &ct.tensor_infos {
+        let dims = info.shape.dims();
+        let elems: usize = dims
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| Error::Model(format!("tensor `{name}` has an impossible shape {dims:?}")))?;
+        let block = info.ggml_dtype.block_size();
+        let inner = dims.last().copied().unwrap_or(1);
+        if inner % block != 0 {
+            bail!(
+                Model,
+                "tensor `{name}` has rows of {inner} values, not a multiple of its {:?} block size {block}",
+                info.ggml_dtype
+            );
+        }
+        let bytes = elems / block * info.ggml_dtype.type_size();
+        let start = (ct.tensor_data_offset as usize).checked_add(info.offset as usize);
+        let end = start.and_then(|s| s.checked_add(bytes));
+        match end {
+            Some(end) if end <= file_len => {}
+            _ => bail!(
+                Model,
+                "the file is truncated or corrupt: tensor `{name}` ends past the end of the file ({file_len} bytes)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn rope_tables(config: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = config.head_dim / 2;
+    let inv_freq: Vec<f32> = (0..config.head_dim)
+        .step_by(2)
+        .map(|i| 1f32 / config.rope_base.powf(i as f32 / config.head_dim as f32))
+        .collect();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+    let positions = Tensor::arange(0u32, config.context_length as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((config.context_length, 1))?;
+    let angles = positions.matmul(&inv_freq)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+impl Model {
+    /// Load from the GGUF's bytes (the browser hands us bytes; natively we read the file first).
+    pub fn from_gguf_bytes(bytes: &[u8], load_dtype: LoadDtype, sha256: Option<String>) -> Result<Self> {
+        if bytes.len() < 4 || &bytes[..4] != b"GGUF" {
+            bail!(Model, "not a GGUF file (it does not start with the bytes `GGUF`)");
+        }
+        let mut reader = Cursor::new(bytes);
+        let ct = gguf_file::Content::read(&mut reader)
+            .map_err(|e| Error::Model(format!("cannot read the GGUF header (truncated or corrupt?): {e}")))?;
+        validate_tensor_table(&ct, bytes.len())?;
+        let config = Config::from_gguf(&ct)?;
+        let tokenizer = Tokenizer::from_gguf(&ct)?;
+        let device = Device::Cpu;
+
+        let mut tensor = |name: &str| -> Result<QTensor> {
+            ct.tensor(&mut reader, name, &device)
+                .map_err(|e| Error::Model(format!("cannot read tensor `{name}`: {e}")))
+        };
+        let expect_shape = |t: &QTensor, name: &str, dims: &[usize]| -> Result<()> {
+            if t.shape().dims() != dims {
+                bail!(Model, "tensor `{name}` has shape {:?}, expected {:?}", t.shape().dims(), dims);
+            }
+            Ok(())
+        };
+        let c = &config;
+        let linear = |t: QTensor| -> Result<QMatMul> {
+            let t = match (load_dtype, t.dtype()) {
+                (_, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) | (LoadDtype::AsIs, _) => t,
+                (LoadDtype::Q8_0, GgmlDType::Q8_0) => t,
+                (LoadDtype::Q8_0, _) => QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?,
+                (LoadDtype::F32, _) => QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::F32)?,
+            };
+            Ok(QMatMul::from_qtensor(t)?)
+        };
+        let norm = |t: QTensor| -> Result<Tensor> { Ok(t.dequantize(&Device::Cpu)?) };
+
+        let embeddings = tensor("token_embd.weight")?;
+        expect_shape(&embeddings, "token_embd.weight", &[c.vocab, c.hidden])?;
+        let lm_head = match ct.tensor_infos.contains_key("output.weight") {
+            true => tensor("output.weight")?,
+            // Tied embeddings: the output projection is the embedding matrix.
+            false => tensor("token_embd.weight")?,
+        };
+        expect_shape(&lm_head, "output.weight", &[c.vocab, c.hidden])?;
+        let final_norm = tensor("output_norm.weight")?;
+        expect_shape(&final_norm, "output_norm.weight", &[c.hidden])?;
+
+        let kv_dim = c.n_kv_heads * c.head_dim;
+        let mut blocks = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let mut get = |suffix: &str, dims: &[usize]| -> Result<QTensor> {
+                let name = format!("blk.{i}.{suffix}.weight");
+                let t = tensor(&name)?;
+                expect_shape(&t, &name, dims)?;
+                Ok(t)
+            };
+            blocks.push(Block {
+                attn_norm: norm(get("attn_norm", &[c.hidden])?)?,
+                wq: linear(get("attn_q", &[c.hidden, c.hidden])?)?,
+                wk: linear(get("attn_k", &[kv_dim, c.hidden])?)?,
+                wv: linear(get("attn_v", &[kv_dim, c.hidden])?)?,
+                wo: linear(get("attn_output", &[c.hidden, c.hidden])?)?,
+                ffn_norm: norm(get("ffn_norm", &[c.hidden])?)?,
+                w_gate: linear(get("ffn_gate", &[c.ffn, c.hidden])?)?,
+                w_up: linear(get("ffn_up", &[c.ffn, c.hidden])?)?,
+                w_down: linear(get("ffn_down", &[c.hidden, c.ffn])?)?,
+            });
+        }
+        let (cos, sin) = rope_tables(&config, &device)?;
+        let sha256 = sha256.unwrap_or_else(|| sha256_hex(bytes));
+        Ok(Self {
+            config,
+            tokenizer,
+            sha256,
+            load_dtype,
+            embeddings: Arc::new(embeddings),
+            blocks,
+            final_norm: norm(final_norm)?,
+            lm_head: linear(lm_head)?,
+            cos,
+            sin,
+            device,
+        })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: &std::path::Path, load_dtype: LoadDtype) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::Model(format!(
+                "cannot read model file {}: {e}{}",
+                path.display(),
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    " (run scripts/fetch-model.sh, or pass --model PATH)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        Self::from_gguf_bytes(&bytes, load_dtype, None)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Run `tokens` (`[batch, seq]`, u32) through the model after what `cache` holds, and return the final
+    /// normed hidden states `[batch, seq, hidden]`. `hook`, when given, sees (and may edit) one site per layer.
+    pub fn forward_hidden(
+        &self,
+        tokens: &Tensor,
+        cache: &mut Cache,
+        mut hook: Option<&mut dyn ActivationHook>,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (batch, seq) = tokens.dims2()?;
+        let start = cache.len;
+        if start + seq > c.context_length {
+            bail!(
+                Input,
+                "the sequence would have {} tokens, more than the model's context of {}",
+                start + seq,
+                c.context_length
+            );
+        }
+        let mask = causal_mask(seq, start, &self.device)?;
+        let cos = self.cos.narrow(0, start, seq)?;
+        let sin = self.sin.narrow(0, start, seq)?;
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+
+        let mut x = self.embeddings.embedding(tokens)?;
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let residual = x.clone();
+            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, c.rms_eps as f32)?;
+
+            let q = block.wq.forward(&h)?.reshape((batch, seq, c.n_heads, c.head_dim))?.transpose(1, 2)?;
+            let k = block.wk.forward(&h)?.reshape((batch, seq, c.n_kv_heads, c.head_dim))?.transpose(1, 2)?;
+            let v = block.wv.forward(&h)?.reshape((batch, seq, c.n_kv_heads, c.head_dim))?.transpose(1, 2)?;
+            let q = candle_nn::rotary_emb::rope_i(&q.contiguous()?, &cos, &sin)?;
+            let k = candle_nn::rotary_emb::rope_i(&k.contiguous()?, &cos, &sin)?;
+            let v = v.contiguous()?;
+
+            let (k, v) = match &cache.kv[layer] {
+                Some((k_prev, v_prev)) => (Tensor::cat(&[k_prev, &k], 2)?, Tensor::cat(&[v_prev, &v], 2)?),
+                None => (k, v),
+            };
+            cache.kv[layer] = Some((k.clone(), v.clone()));
+
+            // Grouped-query attention: each kv head serves n_heads / n_kv_heads query heads.
+            let k = repeat_kv(&k, c.n_heads / c.n_kv_heads)?;
+            let v = repeat_kv(&v, c.n_heads / c.n_kv_heads)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?;
+            let scores = match &mask {
+                Some(mask) => scores.broadcast_add(mask)?,
+                None => scores,
+            };
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let heads = probs.matmul(&v)?.transpose(1, 2)?; // [batch, seq, n_heads, head_dim]
+
+            let heads = match hook.as_deref_mut() {
+                Some(hook) if hook.site() == Site::Heads => hook.on_activation(layer, heads.contiguous()?)?,
+                _ => heads,
+            };
+            let attn_out = block.wo.forward(&heads.reshape((batch, seq, c.hidden))?)?;
+            let attn_out = match hook.as_deref_mut() {
+                Some(hook) if hook.site() == Site::AttnOut => hook.on_activation(layer, attn_out)?,
+                _ => attn_out,
+            };
+            x = (attn_out + residual)?;
+
+            let residual = x.clone();
+            let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, c.rms_eps as f32)?;
+            let gate = candle_nn::ops::silu(&block.w_gate.forward(&h)?)?;
+            let mlp = block.w_down.forward(&(gate * block.w_up.forward(&h)?)?)?;
+            x = (mlp + residual)?;
+        }
+        cache.len += seq;
+        Ok(candle_nn::ops::rms_norm(&x, &self.final_norm, c.rms_eps as f32)?)
+    }
+
+    /// Logits at the last position of every row: `[batch, vocab]`.
+    pub fn forward_last(
+        &self,
+        tokens: &Tensor,
+        cache: &mut Cache,
+        hook: Option<&mut dyn ActivationHook>,
+    ) -> Result<Tensor> {
+        let hidden = self.forward_hidden(tokens, cache, hook)?;
+        let seq = hidden.dim(1)?;
+        // The slice must be made contiguous before the quantized matmul (batch > 1 would otherwise fail).
+        let last = hidden.narrow(1, seq - 1, 1)?.squeeze(1)?.contiguous()?;
+        Ok(self.lm_head.forward(&last)?)
+    }
+
+    /// Logits at every position: `[batch, seq, vocab]` (for perplexity).
+    pub fn forward_all(
+        &self,
+        tokens: &Tensor,
+        cache: &mut Cache,
+        hook: Option<&mut dyn ActivationHook>,
+    ) -> Result<Tensor> {
+        let hidden = self.forward_hidden(tokens, cache, hook)?;
+        Ok(self.lm_head.forward(&hidden)?)
+    }
+
+    /// A `[batch, seq]` token tensor from rows of equal length.
+    pub fn token_tensor(&self, rows: &[Vec<u32>]) -> Result<Tensor> {
+        let seq = rows.first().map(|r| r.len()).unwrap_or(0);
+        if seq == 0 || rows.iter().any(|r| r.len() != seq) {
+            bail!(Input, "token rows must be non-empty and of equal length");
+        }
+        let flat: Vec<u32> = rows.iter().flatten().copied().collect();
+        Ok(Tensor::from_vec(flat, (rows.len(), seq), &self.device)?)
+    }
+}
+
+/// Additive mask `[seq, start + seq]`: 0 where a query may attend, -inf for future positions.
+fn causal_mask(seq: usize, start: usize, device: &Device) -> Result<Option<Tensor>> {
+    if seq == 1 {
+        return Ok(None);
+    }
+    let total = start + seq;
+    let values: Vec<f32> = (0..seq)
+        .flat_map(|i| (0..total).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Some(Tensor::from_vec(values, (seq, total), device)?))
+}
+
+fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
+    if groups == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv_heads, seq, dim) = x.dims4()?;
+    // Each kv head is repeated `groups` times, adjacent, matching llama.cpp's head order.
+    Ok(x.unsqueeze(2)?.expand((b, kv_heads, groups, seq, dim))?.reshape((b, kv_heads * groups, seq, dim))?)
+}

@@ -1,0 +1,538 @@
+//! Detox vectors: their safetensors file format, and their derivation from steering pairs.
+//!
+//! A file holds `direction` `[layers, heads, head_dim]` (f32) — per layer z_l = Σ_pairs (toxic − non-toxic),
+//! each head's slice multiplied by (1 + probe accuracy) — and `probe_accuracy` `[layers, heads]`, plus
+//! metadata that ties it to one model (name and GGUF sha256), one site, and the pairs it came from.
+//! We write the file ourselves (header keys sorted) so the same inputs always give the same bytes, and read it
+//! with the `safetensors` crate, which validates it.
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use crate::bail;
+use crate::error::{Error, Result};
+use crate::model::{ActivationHook, Cache, Model, Site};
+use crate::steering::{validate_alpha, FusionMode, MAX_ALPHA};
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const TOXIC_PREFIX: &str = "The following text is abusive, harmful, negative, obscene, racist, rude and toxic: ";
+pub const NONTOXIC_PREFIX: &str = "The following text is kind, polite, positive, respectful and supportive: ";
+/// Activations are averaged over the last this-many tokens of each text.
+pub const LAST_TOKENS: usize = 8;
+/// Share of the sampled pairs that trains the probes; the rest measures their accuracy.
+pub const TRAIN_FRACTION: f64 = 0.8;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorMeta {
+    pub format_version: u32,
+    pub site: Site,
+    pub model_name: String,
+    pub model_sha256: String,
+    pub hidden: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub layers: usize,
+    pub pairs: usize,
+    pub pairs_sha256: String,
+    pub seed: u64,
+    pub toxic_prefix: String,
+    pub nontoxic_prefix: String,
+    pub recommended_mode: FusionMode,
+    pub recommended_alpha: f32,
+    pub max_alpha: f32,
+}
+
+#[derive(Clone, Debug)]
+pub struct DetoxVectors {
+    pub meta: VectorMeta,
+    /// `[layers, heads, head_dim]`, row-major.
+    pub direction: Vec<f32>,
+    /// `[layers, heads]`, row-major.
+    pub probe_accuracy: Vec<f32>,
+}
+
+impl VectorMeta {
+    fn to_map(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            m.insert(k.to_string(), v);
+        };
+        put("format", "destein-vectors".into());
+        put("format_version", self.format_version.to_string());
+        put("site", self.site.name().into());
+        put("model_name", self.model_name.clone());
+        put("model_sha256", self.model_sha256.clone());
+        put("hidden", self.hidden.to_string());
+        put("heads", self.heads.to_string());
+        put("head_dim", self.head_dim.to_string());
+        put("layers", self.layers.to_string());
+        put("pairs", self.pairs.to_string());
+        put("pairs_sha256", self.pairs_sha256.clone());
+        put("seed", self.seed.to_string());
+        put("toxic_prefix", self.toxic_prefix.clone());
+        put("nontoxic_prefix", self.nontoxic_prefix.clone());
+        put("recommended_mode", self.recommended_mode.name().into());
+        put("recommended_alpha", self.recommended_alpha.to_string());
+        put("max_alpha", self.max_alpha.to_string());
+        m
+    }
+
+    fn from_map(m: &std::collections::HashMap<String, String>) -> Result<Self> {
+        let get = |k: &str| -> Result<&String> {
+            m.get(k).ok_or_else(|| Error::Vectors(format!("metadata lacks `{k}`")))
+        };
+        fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T> {
+            v.parse().map_err(|_| Error::Vectors(format!("metadata `{k}` = `{v}` is not a number")))
+        }
+        if get("format")? != "destein-vectors" {
+            bail!(Vectors, "not a destein vector file (metadata `format` is `{}`)", get("format")?);
+        }
+        let format_version: u32 = num("format_version", get("format_version")?)?;
+        if format_version > FORMAT_VERSION {
+            bail!(
+                Vectors,
+                "format version {format_version} is newer than this program understands ({FORMAT_VERSION}); update destein"
+            );
+        }
+        let recommended_alpha: f32 = num("recommended_alpha", get("recommended_alpha")?)?;
+        let max_alpha: f32 = num("max_alpha", get("max_alpha")?)?;
+        validate_alpha(recommended_alpha).map_err(|e| Error::Vectors(format!("recommended α: {e}")))?;
+        if !(max_alpha > 0.0 && max_alpha <= MAX_ALPHA) {
+            bail!(Vectors, "max α {max_alpha} is outside (0, {MAX_ALPHA}]");
+        }
+        Ok(Self {
+            format_version,
+            site: Site::parse(get("site")?).map_err(|e| Error::Vectors(e.to_string()))?,
+            model_name: get("model_name")?.clone(),
+            model_sha256: get("model_sha256")?.clone(),
+            hidden: num("hidden", get("hidden")?)?,
+            heads: num("heads", get("heads")?)?,
+            head_dim: num("head_dim", get("head_dim")?)?,
+            layers: num("layers", get("layers")?)?,
+            pairs: num("pairs", get("pairs")?)?,
+            pairs_sha256: get("pairs_sha256")?.clone(),
+            seed: num("seed", get("seed")?)?,
+            toxic_prefix: get("toxic_prefix")?.clone(),
+            nontoxic_prefix: get("nontoxic_prefix")?.clone(),
+            recommended_mode: FusionMode::parse(get("recommended_mode")?)
+                .map_err(|e| Error::Vectors(e.to_string()))?,
+            recommended_alpha,
+            max_alpha,
+        })
+    }
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+impl DetoxVectors {
+    /// The direction of one layer, `heads · head_dim` values.
+    pub fn layer(&self, layer: usize) -> &[f32] {
+        let width = self.meta.heads * self.meta.head_dim;
+        &self.direction[layer * width..(layer + 1) * width]
+    }
+
+    pub fn layer_norms(&self) -> Vec<f32> {
+        (0..self.meta.layers)
+            .map(|l| self.layer(l).iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt() as f32)
+            .collect()
+    }
+
+    /// Serialize as safetensors with a deterministic header (sorted keys, fixed tensor order).
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
+        let m = &self.meta;
+        let direction = f32_bytes(&self.direction);
+        let accuracy = f32_bytes(&self.probe_accuracy);
+        let mut header = serde_json::Map::new();
+        header.insert("__metadata__".into(), serde_json::to_value(m.to_map()).expect("string map"));
+        header.insert(
+            "direction".into(),
+            serde_json::json!({"dtype": "F32", "shape": [m.layers, m.heads, m.head_dim],
+                               "data_offsets": [0, direction.len()]}),
+        );
+        header.insert(
+            "probe_accuracy".into(),
+            serde_json::json!({"dtype": "F32", "shape": [m.layers, m.heads],
+                               "data_offsets": [direction.len(), direction.len() + accuracy.len()]}),
+        );
+        let mut header = serde_json::to_vec(&serde_json::Value::Object(header)).expect("json");
+        // Pad the header with spaces so the data starts 8-byte aligned, as the format recommends.
+        while header.len() % 8 != 0 {
+            header.push(b' ');
+        }
+        let mut out = Vec::with_capacity(8 + header.len() + direction.len() + accuracy.len());
+        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&direction);
+        out.extend_from_slice(&accuracy);
+        Ok(out)
+    }
+
+    pub fn from_safetensors_bytes(bytes: &[u8]) -> Result<Self> {
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| Error::Vectors(format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
+        let file = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::Vectors(format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
+        let meta_map = header
+            .metadata()
+            .as_ref()
+            .ok_or_else(|| Error::Vectors("the file has no metadata: not a destein vector file".into()))?;
+        let meta = VectorMeta::from_map(meta_map)?;
+        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let t = file
+                .tensor(name)
+                .map_err(|_| Error::Vectors(format!("the file has no tensor `{name}`")))?;
+            if t.dtype() != safetensors::Dtype::F32 {
+                bail!(Vectors, "tensor `{name}` is {:?}, expected F32", t.dtype());
+            }
+            if t.shape() != shape {
+                bail!(Vectors, "tensor `{name}` has shape {:?}, metadata says {:?}", t.shape(), shape);
+            }
+            let values: Vec<f32> =
+                t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            if values.iter().any(|v| !v.is_finite()) {
+                bail!(Vectors, "tensor `{name}` holds NaN or infinite values");
+            }
+            Ok(values)
+        };
+        let direction = read("direction", &[meta.layers, meta.heads, meta.head_dim])?;
+        let probe_accuracy = read("probe_accuracy", &[meta.layers, meta.heads])?;
+        if meta.heads * meta.head_dim != meta.hidden {
+            bail!(Vectors, "metadata: {} heads × {} ≠ hidden {}", meta.heads, meta.head_dim, meta.hidden);
+        }
+        Ok(Self { meta, direction, probe_accuracy })
+    }
+
+    /// Refuse vectors derived on another model: shapes must match, and so must the GGUF's sha256.
+    pub fn check_model(&self, model: &Model) -> Result<()> {
+        let (m, c) = (&self.meta, &model.config);
+        if m.layers != c.n_layers || m.heads != c.n_heads || m.head_dim != c.head_dim || m.hidden != c.hidden {
+            bail!(
+                Vectors,
+                "this vector file is for a model with {} layers × {} heads × {} (`{}`), but the loaded model has {} layers × {} heads × {} (`{}`)",
+                m.layers, m.heads, m.head_dim, m.model_name, c.n_layers, c.n_heads, c.head_dim, c.name
+            );
+        }
+        if m.model_sha256 != model.sha256 {
+            bail!(
+                Vectors,
+                "this vector file was derived on `{}` (GGUF sha256 {}…), not on the loaded model `{}` (sha256 {}…)",
+                m.model_name,
+                &m.model_sha256.get(..12).unwrap_or(&m.model_sha256),
+                c.name,
+                &model.sha256[..12.min(model.sha256.len())]
+            );
+        }
+        Ok(())
+    }
+
+    /// Write atomically: a temp file beside the target, then rename, so a failure never leaves half a file.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        crate::write_atomically(path, &self.to_safetensors_bytes()?)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Vectors(format!("cannot read vector file {}: {e}", path.display())))?;
+        Self::from_safetensors_bytes(&bytes)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Steering pairs
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct SteeringPair {
+    pub toxic: String,
+    pub nontoxic: String,
+    #[serde(default)]
+    pub category: String,
+}
+
+/// Parse a JSONL pairs file; every problem names its line.
+pub fn parse_pairs(bytes: &[u8]) -> Result<Vec<SteeringPair>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::Pairs(format!("line {line}: not valid UTF-8"))
+    })?;
+    let mut pairs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let pair: SteeringPair = serde_json::from_str(line).map_err(|e| Error::Pairs(format!("line {}: {e}", i + 1)))?;
+        if pair.toxic.trim().is_empty() || pair.nontoxic.trim().is_empty() {
+            bail!(Pairs, "line {}: empty text", i + 1);
+        }
+        pairs.push(pair);
+    }
+    Ok(pairs)
+}
+
+/// The paper's preprocessing: strip a trailing " ." or "." before adding the prefix.
+fn strip_final_period(text: &str) -> &str {
+    let t = text.trim_end();
+    t.strip_suffix(" .").or_else(|| t.strip_suffix('.')).unwrap_or(t)
+}
+
+/// Reads the site's activation at every layer, averaged over the last `LAST_TOKENS` positions (batch 1).
+struct MeanCapture {
+    site: Site,
+    per_layer: Vec<Vec<f32>>,
+}
+
+impl ActivationHook for MeanCapture {
+    fn site(&self) -> Site {
+        self.site
+    }
+    fn on_activation(&mut self, _layer: usize, act: Tensor) -> Result<Tensor> {
+        let dims = act.dims().to_vec();
+        let seq = dims[1];
+        let width: usize = dims[2..].iter().product();
+        let take = LAST_TOKENS.min(seq);
+        let last = act.reshape((dims[0], seq, width))?.narrow(1, seq - take, take)?.mean(1)?.squeeze(0)?;
+        self.per_layer.push(last.to_vec1::<f32>()?);
+        Ok(act)
+    }
+}
+
+/// `[layers][hidden]` mean activation of `text` at `site`.
+pub fn mean_activations(model: &Model, text: &str, site: Site) -> Result<Vec<Vec<f32>>> {
+    let ids = model.tokenizer.encode(text)?;
+    if ids.is_empty() {
+        bail!(Input, "empty text");
+    }
+    let tokens = model.token_tensor(&[ids])?;
+    let mut cache = Cache::new(model);
+    let mut capture = MeanCapture { site, per_layer: Vec::new() };
+    model.forward_hidden(&tokens, &mut cache, Some(&mut capture))?;
+    Ok(capture.per_layer)
+}
+
+pub struct DeriveOptions {
+    pub site: Site,
+    pub count: usize,
+    pub seed: u64,
+    pub pairs_sha256: String,
+    pub recommended_mode: FusionMode,
+    pub recommended_alpha: f32,
+}
+
+/// Derive DeStein vectors: sample `count` pairs with `seed`, read both sides' activations, sum the differences
+/// per layer, fit a probe per (layer, head), and weight each head's slice by (1 + probe accuracy).
+/// `progress` is called after each pair with (done, total).
+pub fn derive(
+    model: &Model,
+    pairs: &[SteeringPair],
+    options: &DeriveOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<DetoxVectors> {
+    let c = &model.config;
+    if options.count < 5 {
+        bail!(Pairs, "at least 5 pairs are needed to train and test the probes (asked for {})", options.count);
+    }
+    if pairs.len() < options.count {
+        bail!(Pairs, "asked for {} pairs but the file has only {}", options.count, pairs.len());
+    }
+    validate_alpha(options.recommended_alpha)?;
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(options.seed));
+    order.truncate(options.count);
+
+    let hidden = c.hidden;
+    let (layers, heads, head_dim) = (c.n_layers, c.n_heads, c.head_dim);
+    let mut sum = vec![0f64; layers * hidden];
+    // Per pair: (toxic, non-toxic) activations, each [layers][hidden].
+    let mut samples: Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)> = Vec::with_capacity(order.len());
+    for (done, &i) in order.iter().enumerate() {
+        let pair = &pairs[i];
+        let toxic = mean_activations(model, &format!("{TOXIC_PREFIX}{}", strip_final_period(&pair.toxic)), options.site)?;
+        let clean =
+            mean_activations(model, &format!("{NONTOXIC_PREFIX}{}", strip_final_period(&pair.nontoxic)), options.site)?;
+        for l in 0..layers {
+            for d in 0..hidden {
+                sum[l * hidden + d] += toxic[l][d] as f64 - clean[l][d] as f64;
+            }
+        }
+        samples.push((toxic, clean));
+        progress(done + 1, order.len());
+    }
+
+    let n_train = ((order.len() as f64) * TRAIN_FRACTION).round() as usize;
+    let mut accuracy = vec![0f32; layers * heads];
+    let mut direction = vec![0f32; layers * hidden];
+    for l in 0..layers {
+        for h in 0..heads {
+            let slice = |v: &Vec<Vec<f32>>| v[l][h * head_dim..(h + 1) * head_dim].to_vec();
+            let mut train = Vec::new();
+            let mut test = Vec::new();
+            for (k, (toxic, clean)) in samples.iter().enumerate() {
+                let set = if k < n_train { &mut train } else { &mut test };
+                set.push((slice(toxic), 1.0));
+                set.push((slice(clean), 0.0));
+            }
+            let probe = LogisticProbe::fit(&train);
+            let acc = probe.accuracy(&test);
+            accuracy[l * heads + h] = acc as f32;
+            for d in 0..head_dim {
+                let idx = l * hidden + h * head_dim + d;
+                direction[idx] = (sum[idx] * (1.0 + acc)) as f32;
+            }
+        }
+    }
+
+    Ok(DetoxVectors {
+        meta: VectorMeta {
+            format_version: FORMAT_VERSION,
+            site: options.site,
+            model_name: c.name.clone(),
+            model_sha256: model.sha256.clone(),
+            hidden,
+            heads,
+            head_dim,
+            layers,
+            pairs: order.len(),
+            pairs_sha256: options.pairs_sha256.clone(),
+            seed: options.seed,
+            toxic_prefix: TOXIC_PREFIX.into(),
+            nontoxic_prefix: NONTOXIC_PREFIX.into(),
+            recommended_mode: options.recommended_mode,
+            recommended_alpha: options.recommended_alpha,
+            max_alpha: MAX_ALPHA,
+        },
+        direction,
+        probe_accuracy: accuracy,
+    })
+}
+
+/// L2-regularised logistic regression (λ = 1, as scikit-learn's default C = 1) on standardised features,
+/// fitted by Newton's method: deterministic, and exact enough in a few iterations for 64 features.
+pub struct LogisticProbe {
+    mean: Vec<f64>,
+    scale: Vec<f64>,
+    weights: Vec<f64>,
+    bias: f64,
+}
+
+impl LogisticProbe {
+    pub fn fit(samples: &[(Vec<f32>, f64)]) -> Self {
+        let n = samples.len();
+        let dim = samples.first().map(|s| s.0.len()).unwrap_or(0);
+        let mut mean = vec![0f64; dim];
+        for (x, _) in samples {
+            for (m, &v) in mean.iter_mut().zip(x) {
+                *m += v as f64 / n as f64;
+            }
+        }
+        let mut scale = vec![0f64; dim];
+        for (x, _) in samples {
+            for ((s, &v), m) in scale.iter_mut().zip(x).zip(&mean) {
+                *s += (v as f64 - m).powi(2) / n as f64;
+            }
+        }
+        scale.iter_mut().for_each(|s| *s = s.sqrt().max(1e-12));
+        let features: Vec<Vec<f64>> = samples
+            .iter()
+            .map(|(x, _)| {
+                let mut f: Vec<f64> = x.iter().zip(&mean).zip(&scale).map(|((&v, m), s)| (v as f64 - m) / s).collect();
+                f.push(1.0); // bias
+                f
+            })
+            .collect();
+        let p = dim + 1;
+        let mut w = vec![0f64; p];
+        for _ in 0..50 {
+            let mut grad = vec![0f64; p];
+            let mut hess = vec![0f64; p * p];
+            for (f, (_, y)) in features.iter().zip(samples) {
+                let z: f64 = f.iter().zip(&w).map(|(a, b)| a * b).sum();
+                let prob = 1.0 / (1.0 + (-z).exp());
+                let r = prob * (1.0 - prob);
+                for i in 0..p {
+                    grad[i] += (prob - y) * f[i];
+                    for j in 0..p {
+                        hess[i * p + j] += r * f[i] * f[j];
+                    }
+                }
+            }
+            // The penalty ½‖w‖² (not on the bias).
+            for i in 0..dim {
+                grad[i] += w[i];
+                hess[i * p + i] += 1.0;
+            }
+            hess[dim * p + dim] += 1e-9;
+            let step = solve(&mut hess, &grad, p);
+            let change: f64 = step.iter().map(|s| s.abs()).fold(0.0, f64::max);
+            w.iter_mut().zip(&step).for_each(|(wi, si)| *wi -= si);
+            if change < 1e-10 {
+                break;
+            }
+        }
+        let bias = w[dim];
+        w.truncate(dim);
+        Self { mean, scale, weights: w, bias }
+    }
+
+    pub fn predict(&self, x: &[f32]) -> f64 {
+        let z: f64 = x
+            .iter()
+            .zip(&self.mean)
+            .zip(&self.scale)
+            .zip(&self.weights)
+            .map(|(((&v, m), s), w)| (v as f64 - m) / s * w)
+            .sum::<f64>()
+            + self.bias;
+        1.0 / (1.0 + (-z).exp())
+    }
+
+    pub fn accuracy(&self, samples: &[(Vec<f32>, f64)]) -> f64 {
+        if samples.is_empty() {
+            return 0.0;
+        }
+        let right = samples.iter().filter(|(x, y)| (self.predict(x) > 0.5) == (*y > 0.5)).count();
+        right as f64 / samples.len() as f64
+    }
+}
+
+/// Solve A·x = b (A is p×p, symmetric positive definite here) by Gaussian elimination with partial pivoting.
+fn solve(a: &mut [f64], b: &[f64], p: usize) -> Vec<f64> {
+    let mut b = b.to_vec();
+    for col in 0..p {
+        let pivot = (col..p).max_by(|&i, &j| a[i * p + col].abs().total_cmp(&a[j * p + col].abs())).unwrap();
+        if pivot != col {
+            for k in 0..p {
+                a.swap(col * p + k, pivot * p + k);
+            }
+            b.swap(col, pivot);
+        }
+        let d = a[col * p + col];
+        if d.abs() < 1e-300 {
+            continue;
+        }
+        for row in col + 1..p {
+            let f = a[row * p + col] / d;
+            if f == 0.0 {
+                continue;
+            }
+            for k in col..p {
+                a[row * p + k] -= f * a[col * p + k];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = vec![0f64; p];
+    for row in (0..p).rev() {
+        let s: f64 = (row + 1..p).map(|k| a[row * p + k] * x[k]).sum();
+        let d = a[row * p + row];
+        x[row] = if d.abs() < 1e-300 { 0.0 } else { (b[row] - s) / d };
+    }
+    x
+}

@@ -1,0 +1,148 @@
+//! The forward pass against candle-transformers' reference on the real model, and the activation sites.
+
+mod common;
+
+use candle_core::{Device, Tensor};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use destein::model::{ActivationHook, Cache, LoadDtype, Model, Site};
+
+fn reference_model() -> ModelWeights {
+    let mut reader = std::io::Cursor::new(common::model_bytes());
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut reader).unwrap();
+    ModelWeights::from_gguf(ct, &mut reader, &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+const PROMPT: &str = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+
+#[test]
+fn logits_match_candle_reference_as_is() {
+    let model = common::model(LoadDtype::AsIs);
+    let mut reference = reference_model();
+    let ids = model.tokenizer.encode(PROMPT).unwrap();
+    let tokens = model.token_tensor(&[ids.clone()]).unwrap();
+    let mut cache = Cache::new(model);
+    let ours = model.forward_last(&tokens, &mut cache, None).unwrap();
+    let theirs = reference.forward(&tokens, 0).unwrap();
+    let diff = max_abs_diff(&ours, &theirs);
+    assert!(diff <= 1e-4, "prefill logits differ by {diff}");
+
+    // Greedy decoding: identical continuations, logits within tolerance at every step.
+    let mut ours_ids = Vec::new();
+    let mut theirs_ids = Vec::new();
+    let (mut ours_logits, mut theirs_logits) = (ours, theirs);
+    for step in 0..12 {
+        let a = ours_logits.argmax(1).unwrap().to_vec1::<u32>().unwrap()[0];
+        let b = theirs_logits.argmax(1).unwrap().to_vec1::<u32>().unwrap()[0];
+        ours_ids.push(a);
+        theirs_ids.push(b);
+        let pos = ids.len() + step;
+        ours_logits = model.forward_last(&model.token_tensor(&[vec![a]]).unwrap(), &mut cache, None).unwrap();
+        theirs_logits = reference.forward(&Tensor::new(&[[b]], &Device::Cpu).unwrap(), pos).unwrap();
+        let diff = max_abs_diff(&ours_logits, &theirs_logits);
+        assert!(diff <= 1e-4, "step {step}: logits differ by {diff}");
+    }
+    assert_eq!(ours_ids, theirs_ids);
+}
+
+/// Captures the site's activation of every layer.
+struct Capture {
+    site: Site,
+    seen: Vec<Vec<usize>>,
+}
+
+impl ActivationHook for Capture {
+    fn site(&self) -> Site {
+        self.site
+    }
+    fn on_activation(&mut self, _layer: usize, act: Tensor) -> destein::Result<Tensor> {
+        self.seen.push(act.dims().to_vec());
+        Ok(act)
+    }
+}
+
+#[test]
+fn capture_shapes_are_as_documented() {
+    let model = common::model(LoadDtype::Q8_0);
+    let c = &model.config;
+    let ids = model.tokenizer.encode("One two three four five").unwrap();
+    let tokens = model.token_tensor(&[ids.clone(), ids.clone()]).unwrap();
+    for (site, expected) in [
+        (Site::Heads, vec![2, ids.len(), c.n_heads, c.head_dim]),
+        (Site::AttnOut, vec![2, ids.len(), c.hidden]),
+    ] {
+        let mut capture = Capture { site, seen: Vec::new() };
+        model.forward_hidden(&tokens, &mut Cache::new(model), Some(&mut capture)).unwrap();
+        assert_eq!(capture.seen.len(), c.n_layers);
+        assert!(capture.seen.iter().all(|d| d == &expected), "{site:?}: {:?}", capture.seen[0]);
+    }
+}
+
+/// Adds a constant to one batch row at every layer.
+struct EditRow {
+    site: Site,
+    row: usize,
+}
+
+impl ActivationHook for EditRow {
+    fn site(&self) -> Site {
+        self.site
+    }
+    fn on_activation(&mut self, _layer: usize, act: Tensor) -> destein::Result<Tensor> {
+        let dims = act.dims().to_vec();
+        let mut v = act.flatten_all()?.to_vec1::<f32>()?;
+        let per_row = v.len() / dims[0];
+        v[self.row * per_row..(self.row + 1) * per_row].iter_mut().for_each(|x| *x += 0.5);
+        Ok(Tensor::from_vec(v, dims, act.device())?)
+    }
+}
+
+#[test]
+fn editing_row_one_leaves_row_zero_bit_identical() {
+    let model = common::model(LoadDtype::Q8_0);
+    let ids = model.tokenizer.encode("The weather in spring is usually").unwrap();
+    let tokens = model.token_tensor(&[ids.clone(), ids.clone()]).unwrap();
+    for site in [Site::Heads, Site::AttnOut] {
+        let mut plain_cache = Cache::new(model);
+        let plain = model.forward_last(&tokens, &mut plain_cache, None).unwrap().to_vec2::<f32>().unwrap();
+        let mut edit = EditRow { site, row: 1 };
+        let mut cache = Cache::new(model);
+        let edited = model.forward_last(&tokens, &mut cache, Some(&mut edit)).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(plain[0], edited[0], "{site:?}: row 0 changed");
+        assert_ne!(plain[1], edited[1], "{site:?}: row 1 did not change");
+        // And on the next (decode) step, through the KV cache.
+        let step = model.token_tensor(&[vec![13], vec![13]]).unwrap();
+        let plain = model.forward_last(&step, &mut plain_cache, None).unwrap().to_vec2::<f32>().unwrap();
+        let edited = model.forward_last(&step, &mut cache, Some(&mut edit)).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(plain[0], edited[0], "{site:?}: row 0 changed at decode");
+        assert_ne!(plain[1], edited[1]);
+    }
+}
+
+#[test]
+fn batch_rows_match_single_row_runs() {
+    let model = common::model(LoadDtype::Q8_0);
+    let ids = model.tokenizer.encode("A batch of two rows should give").unwrap();
+    let single = model.forward_last(&model.token_tensor(&[ids.clone()]).unwrap(), &mut Cache::new(model), None).unwrap();
+    let double = model
+        .forward_last(&model.token_tensor(&[ids.clone(), ids.clone()]).unwrap(), &mut Cache::new(model), None)
+        .unwrap();
+    let single = single.squeeze(0).unwrap();
+    for row in 0..2 {
+        let d = max_abs_diff(&single, &double.get(row).unwrap());
+        assert!(d <= 1e-4, "row {row} differs from the single-row run by {d}");
+    }
+}
+
+#[test]
+fn model_metadata_is_read() {
+    let model: &Model = common::model(LoadDtype::Q8_0);
+    let c = &model.config;
+    assert_eq!((c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim), (30, 576, 9, 3, 64));
+    assert_eq!((c.ffn, c.vocab, c.context_length), (1536, 49152, 8192));
+    assert_eq!(c.rope_base, 100000.0);
+    assert_eq!(model.sha256, common::MODEL_SHA256);
+}
