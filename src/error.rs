@@ -15,6 +15,8 @@ pub enum Error {
     Input(String),
     #[error("steering pairs: {0}")]
     Pairs(String),
+    #[error("judge: {0}")]
+    Judge(#[from] crate::judge::JudgeError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("tensor computation failed: {0}")]

@@ -4,10 +4,13 @@
 
 pub mod error;
 pub mod generation;
+pub mod judge;
 pub mod model;
 pub mod steering;
 pub mod tokenizer;
 pub mod vectors;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::{Error, Result};
 

@@ -1,0 +1,294 @@
+//! Browser bindings (wasm32 only): the `Engine` class that the page's worker drives. See docs/wasm-api.md.
+//!
+//! Every method returns a `Result`, so a problem reaches JavaScript as an `Error` with a message. Inputs are
+//! validated before they reach candle, because a panic in wasm cannot be caught: it would kill the module.
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
+use crate::model::{LoadDtype, Model};
+use crate::steering::{validate_alpha, FusionMode, RowSteering};
+use crate::vectors::DetoxVectors;
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    // A panic is a bug; this at least logs its message to the console before the module stops.
+    console_error_panic_hook::set_once();
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&format!("cannot pass a result to JavaScript: {e}")))
+}
+
+fn err(e: crate::Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct LoadOptions {
+    load_dtype: Option<String>,
+    sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct StartOptions {
+    prompt: String,
+    chat: bool,
+    max_new_tokens: usize,
+    temperature: f64,
+    top_p: f64,
+    top_k: usize,
+    seed: u64,
+    alpha: f32,
+    mode: Option<String>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            prompt: String::new(),
+            chat: false,
+            max_new_tokens: 48,
+            temperature: 0.8,
+            top_p: 0.9,
+            top_k: 0,
+            seed: 42,
+            alpha: 0.0,
+            mode: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Info {
+    name: String,
+    architecture: &'static str,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    hidden: usize,
+    vocab: usize,
+    context_length: usize,
+    load_dtype: &'static str,
+    sha256: String,
+    load_ms: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VectorsInfo {
+    site: &'static str,
+    layers: usize,
+    heads: usize,
+    head_dim: usize,
+    pairs: usize,
+    model_name: String,
+    model_sha256: String,
+    recommended_mode: &'static str,
+    recommended_alpha: f32,
+    max_alpha: f32,
+    probe_accuracy: Vec<Vec<f32>>,
+    layer_norms: Vec<f32>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RowOut {
+    text: String,
+    token_id: Option<u32>,
+    finished: bool,
+    stop_reason: Option<&'static str>,
+    projection: Option<f32>,
+    alpha: f32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepOut {
+    done: bool,
+    rows: Vec<RowOut>,
+    step_ms: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StartOut {
+    prompt_tokens: usize,
+}
+
+#[wasm_bindgen]
+pub struct Engine {
+    model: Model,
+    vectors: Option<DetoxVectors>,
+    generation: Option<Generation>,
+    load_ms: f64,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Load a GGUF from its bytes. `options`: `{ loadDtype?: "q8_0"|"as-is"|"f32", sha256?: string }`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(bytes: &[u8], options: JsValue) -> Result<Engine, JsError> {
+        let options: LoadOptions = if options.is_undefined() || options.is_null() {
+            LoadOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad load options: {e}")))?
+        };
+        let dtype = match options.load_dtype.as_deref() {
+            Some(s) => LoadDtype::parse(s).map_err(err)?,
+            None => LoadDtype::default(),
+        };
+        let start = now_ms();
+        let model = Model::from_gguf_bytes(bytes, dtype, options.sha256).map_err(err)?;
+        Ok(Engine { model, vectors: None, generation: None, load_ms: now_ms() - start })
+    }
+
+    pub fn info(&self) -> Result<JsValue, JsError> {
+        let c = &self.model.config;
+        to_js(&Info {
+            name: c.name.clone(),
+            architecture: "llama",
+            layers: c.n_layers,
+            heads: c.n_heads,
+            kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            hidden: c.hidden,
+            vocab: c.vocab,
+            context_length: c.context_length,
+            load_dtype: self.model.load_dtype.name(),
+            sha256: self.model.sha256.clone(),
+            load_ms: self.load_ms,
+        })
+    }
+
+    /// Load a detox vector file (safetensors) and check it was made for this model.
+    #[wasm_bindgen(js_name = loadVectors)]
+    pub fn load_vectors(&mut self, bytes: &[u8]) -> Result<JsValue, JsError> {
+        let vectors = DetoxVectors::from_safetensors_bytes(bytes).map_err(err)?;
+        vectors.check_model(&self.model).map_err(err)?;
+        let m = &vectors.meta;
+        let info = VectorsInfo {
+            site: m.site.name(),
+            layers: m.layers,
+            heads: m.heads,
+            head_dim: m.head_dim,
+            pairs: m.pairs,
+            model_name: m.model_name.clone(),
+            model_sha256: m.model_sha256.clone(),
+            recommended_mode: m.recommended_mode.name(),
+            recommended_alpha: m.recommended_alpha,
+            max_alpha: m.max_alpha,
+            probe_accuracy: vectors.probe_accuracy.chunks(m.heads).map(|c| c.to_vec()).collect(),
+            layer_norms: vectors.layer_norms(),
+        };
+        // A generation in flight keeps running with the new vectors from its next step on.
+        self.vectors = Some(vectors);
+        to_js(&info)
+    }
+
+    #[wasm_bindgen(js_name = clearVectors)]
+    pub fn clear_vectors(&mut self) {
+        self.vectors = None;
+        self.generation = None;
+    }
+
+    /// Start generating two rows from one prompt: row 0 raw, row 1 steered.
+    pub fn start(&mut self, options: JsValue) -> Result<JsValue, JsError> {
+        let o: StartOptions =
+            serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad start options: {e}")))?;
+        validate_alpha(o.alpha).map_err(err)?;
+        if let Some(v) = &self.vectors {
+            if o.alpha > v.meta.max_alpha {
+                return Err(JsError::new(&format!("α = {} is above this vector file's maximum {}", o.alpha, v.meta.max_alpha)));
+            }
+        } else if o.alpha > 0.0 {
+            return Err(JsError::new("α > 0 needs a detox vector file; load one first"));
+        }
+        let mode = match (&o.mode, &self.vectors) {
+            (Some(m), _) => FusionMode::parse(m).map_err(err)?,
+            (None, Some(v)) => v.meta.recommended_mode,
+            (None, None) => FusionMode::Rotate,
+        };
+        let params = SamplingParams {
+            temperature: o.temperature,
+            top_p: o.top_p,
+            top_k: o.top_k,
+            seed: o.seed,
+            max_new_tokens: o.max_new_tokens,
+        };
+        let prompt_mode = if o.chat { PromptMode::Chat } else { PromptMode::Continuation };
+        let ids = prompt_ids(&self.model, &o.prompt, prompt_mode).map_err(err)?;
+        let prompt_tokens = ids.len();
+        let steering = vec![RowSteering::OFF, RowSteering { alpha: o.alpha, mode }];
+        self.generation =
+            Some(Generation::new(&self.model, ids, &params, &[o.seed, o.seed], steering).map_err(err)?);
+        to_js(&StartOut { prompt_tokens })
+    }
+
+    /// One step for both rows (the first step also runs the prompt).
+    pub fn step(&mut self) -> Result<JsValue, JsError> {
+        let generation = self.generation.as_mut().ok_or_else(|| JsError::new("no generation is running; call start() first"))?;
+        let start = now_ms();
+        let rows = generation.step(&self.model, self.vectors.as_ref()).map_err(err)?;
+        let out = StepOut {
+            done: generation.done(),
+            rows: rows
+                .into_iter()
+                .map(|r| RowOut {
+                    text: r.text,
+                    token_id: r.token_id,
+                    finished: r.finished,
+                    stop_reason: r.stop_reason.map(|s| s.name()),
+                    projection: r.projection,
+                    alpha: r.alpha,
+                })
+                .collect(),
+            step_ms: now_ms() - start,
+        };
+        if out.done {
+            self.generation = None;
+        }
+        to_js(&out)
+    }
+
+    /// Set the steered row's α from the next step on.
+    #[wasm_bindgen(js_name = setAlpha)]
+    pub fn set_alpha(&mut self, alpha: f32) -> Result<(), JsError> {
+        validate_alpha(alpha).map_err(err)?;
+        let max = self.vectors.as_ref().map(|v| v.meta.max_alpha).unwrap_or(0.0);
+        if alpha > max {
+            return Err(JsError::new(&format!("α = {alpha} is above the maximum {max} (is a vector file loaded?)")));
+        }
+        if let Some(g) = self.generation.as_mut() {
+            let mode = g.steering[1].mode;
+            g.set_steering(1, RowSteering { alpha, mode }).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Set the steered row's fusion mode from the next step on.
+    #[wasm_bindgen(js_name = setMode)]
+    pub fn set_mode(&mut self, mode: &str) -> Result<(), JsError> {
+        let mode = FusionMode::parse(mode).map_err(err)?;
+        if let Some(g) = self.generation.as_mut() {
+            let alpha = g.steering[1].alpha;
+            g.set_steering(1, RowSteering { alpha, mode }).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    pub fn stop(&mut self) {
+        self.generation = None;
+    }
+}

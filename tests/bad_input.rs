@@ -1,0 +1,115 @@
+//! Bad model files and bad requests give clear errors, never panics.
+
+mod common;
+
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
+use destein::model::{LoadDtype, Model};
+use destein::steering::RowSteering;
+use destein::Error;
+
+fn load_err(bytes: &[u8]) -> String {
+    match Model::from_gguf_bytes(bytes, LoadDtype::Q8_0, None) {
+        Ok(_) => panic!("loading succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn missing_file_names_the_fix() {
+    let err = Model::load(std::path::Path::new("models/no-such-model.gguf"), LoadDtype::Q8_0).err().unwrap().to_string();
+    assert!(err.contains("no-such-model.gguf") && err.contains("fetch-model"), "{err}");
+}
+
+#[test]
+fn not_a_gguf() {
+    assert!(load_err(b"PK\x03\x04 this is a zip").contains("not a GGUF"));
+    assert!(load_err(b"").contains("not a GGUF"));
+}
+
+#[test]
+fn truncated_model_at_many_lengths() {
+    let bytes = common::model_bytes();
+    for len in [4, 24, 100, 4096, 1 << 20, bytes.len() / 2, bytes.len() - 1] {
+        let err = load_err(&bytes[..len]);
+        assert!(err.contains("truncated") || err.contains("corrupt"), "at {len}: {err}");
+    }
+}
+
+#[test]
+fn corrupt_header_bytes() {
+    let mut bytes = common::model_bytes()[..1 << 20].to_vec();
+    // Scramble the metadata region after the magic and version.
+    for b in bytes[8..4096].iter_mut() {
+        *b = b.wrapping_mul(31).wrapping_add(7);
+    }
+    let err = load_err(&bytes);
+    assert!(err.starts_with("model:"), "{err}");
+}
+
+/// Write a tiny GGUF with the given metadata (tensors: one small F32 embedding).
+fn tiny_gguf(metadata: &[(&str, gguf_file::Value)]) -> Vec<u8> {
+    let t = QTensor::quantize(&Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    let md: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    gguf_file::write(&mut out, &md, &[("token_embd.weight", &t)]).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn other_architecture_is_refused_by_name() {
+    let bytes = tiny_gguf(&[("general.architecture", gguf_file::Value::String("gpt2".into()))]);
+    let err = load_err(&bytes);
+    assert!(err.contains("architecture `gpt2` is not supported"), "{err}");
+}
+
+#[test]
+fn unknown_tokenizer_pre_type_is_an_error() {
+    use gguf_file::Value;
+    let tokens = Value::Array(vec![Value::String("a".into()), Value::String("b".into())]);
+    let bytes = tiny_gguf(&[
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.embedding_length", Value::U32(32)),
+        ("llama.attention.head_count", Value::U32(2)),
+        ("llama.block_count", Value::U32(1)),
+        ("llama.feed_forward_length", Value::U32(64)),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre", Value::String("mystery-pre".into())),
+        ("tokenizer.ggml.tokens", tokens),
+        ("tokenizer.ggml.merges", Value::Array(vec![])),
+    ]);
+    let err = load_err(&bytes);
+    assert!(err.contains("unknown tokenizer pre-type `mystery-pre`"), "{err}");
+}
+
+#[test]
+fn empty_and_over_long_prompts() {
+    let model = common::model(LoadDtype::Q8_0);
+    for empty in ["", "   ", "\n\t"] {
+        let err = prompt_ids(model, empty, PromptMode::Continuation).unwrap_err();
+        assert!(matches!(err, Error::Input(_)) && err.to_string().contains("empty"), "{err}");
+    }
+    let long = "word ".repeat(model.config.context_length + 10);
+    let err = prompt_ids(model, &long, PromptMode::Continuation).unwrap_err().to_string();
+    assert!(err.contains("context"), "{err}");
+}
+
+#[test]
+fn bad_sampling_and_alpha_are_refused() {
+    let model = common::model(LoadDtype::Q8_0);
+    let ids = prompt_ids(model, "Hello", PromptMode::Continuation).unwrap();
+    let params = SamplingParams { temperature: f64::NAN, ..Default::default() };
+    assert!(Generation::new(model, ids.clone(), &params, &[1], vec![RowSteering::OFF]).is_err());
+    let params = SamplingParams { top_p: 0.0, ..Default::default() };
+    assert!(Generation::new(model, ids.clone(), &params, &[1], vec![RowSteering::OFF]).is_err());
+    for alpha in [f32::NAN, f32::INFINITY, -1.0, 1e9] {
+        let steer = RowSteering { alpha, ..RowSteering::OFF };
+        let err = Generation::new(model, ids.clone(), &SamplingParams::default(), &[1], vec![steer]);
+        assert!(err.is_err(), "α = {alpha} accepted");
+    }
+    // α > 0 without vectors is refused at the first step.
+    let steer = RowSteering { alpha: 0.5, ..RowSteering::OFF };
+    let mut g = Generation::new(model, ids, &SamplingParams::default(), &[1], vec![steer]).unwrap();
+    assert!(g.step(model, None).unwrap_err().to_string().contains("vector"));
+}

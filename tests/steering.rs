@@ -1,0 +1,131 @@
+//! Fusion math against the paper's released code (golden fixture), plus properties every mode must keep.
+
+use destein::steering::{cosine, fuse, FusionMode};
+use proptest::prelude::*;
+
+#[derive(serde::Deserialize)]
+struct Golden {
+    alpha: f64,
+    heads: usize,
+    direction: Vec<f64>,
+    x: Vec<Vec<Vec<f64>>>,
+    expected_rotate: Vec<Vec<Vec<f64>>>,
+    expected_reference_multihead: Vec<Vec<Vec<f64>>>,
+}
+
+fn golden() -> Golden {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/destein_fusion_golden.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// max |ours − expected| / max |expected| over one vector.
+fn relative_error(ours: &[f32], expected: &[f64]) -> f64 {
+    let scale = expected.iter().fold(0f64, |m, v| m.max(v.abs()));
+    ours.iter().zip(expected).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max) / scale
+}
+
+fn check(mode: FusionMode, expected: impl Fn(&Golden) -> &Vec<Vec<Vec<f64>>>) {
+    let g = golden();
+    let z: Vec<f32> = g.direction.iter().map(|&v| v as f32).collect();
+    for (b, batch) in g.x.iter().enumerate() {
+        for (p, position) in batch.iter().enumerate() {
+            let mut a: Vec<f32> = position.iter().map(|&v| v as f32).collect();
+            fuse(&mut a, &z, g.heads, mode, g.alpha as f32);
+            let err = relative_error(&a, &expected(&g)[b][p]);
+            assert!(err <= 1e-6, "{mode:?} [{b},{p}]: relative error {err:e}");
+        }
+    }
+}
+
+#[test]
+fn rotate_matches_released_code() {
+    check(FusionMode::Rotate, |g| &g.expected_rotate);
+}
+
+#[test]
+fn headwise_reference_matches_released_multihead_branch() {
+    check(FusionMode::HeadwiseReference, |g| &g.expected_reference_multihead);
+}
+
+#[test]
+fn headwise_differs_from_reference_by_keeping_each_heads_norm() {
+    let g = golden();
+    let z: Vec<f32> = g.direction.iter().map(|&v| v as f32).collect();
+    let original: Vec<f32> = g.x[0][0].iter().map(|&v| v as f32).collect();
+    let mut headwise = original.clone();
+    fuse(&mut headwise, &z, g.heads, FusionMode::Headwise, g.alpha as f32);
+    let head_dim = original.len() / g.heads;
+    for h in 0..g.heads {
+        let r = h * head_dim..(h + 1) * head_dim;
+        let (n0, n1) = (norm(&original[r.clone()]), norm(&headwise[r]));
+        assert!((n0 - n1).abs() <= 1e-5 * n0, "head {h}: {n0} vs {n1}");
+    }
+    let mut reference = original.clone();
+    fuse(&mut reference, &z, g.heads, FusionMode::HeadwiseReference, g.alpha as f32);
+    assert!(relative_error(&headwise, &g.x[0][0]) > 0.0);
+    assert_ne!(headwise, reference);
+}
+
+fn norm(v: &[f32]) -> f64 {
+    v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
+}
+
+fn mode_strategy() -> impl Strategy<Value = FusionMode> {
+    prop_oneof![
+        Just(FusionMode::Rotate),
+        Just(FusionMode::Headwise),
+        Just(FusionMode::HeadwiseReference),
+        Just(FusionMode::Add)
+    ]
+}
+
+/// An activation and a direction of 4 heads × 8, neither near zero.
+fn vectors() -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {
+    (prop::collection::vec(-3.0f32..3.0, 32), prop::collection::vec(-3.0f32..3.0, 32))
+        .prop_filter("non-degenerate heads", |(a, z)| {
+            a.chunks(8).all(|h| norm(h) > 0.1) && z.chunks(8).all(|h| norm(h) > 0.1)
+        })
+}
+
+proptest! {
+    #[test]
+    fn alpha_zero_is_exactly_the_identity((a, z) in vectors(), mode in mode_strategy()) {
+        let mut b = a.clone();
+        fuse(&mut b, &z, 4, mode, 0.0);
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn norm_is_preserved_where_the_mode_says((a, z) in vectors(), alpha in 0.01f32..2.0) {
+        for mode in [FusionMode::Rotate, FusionMode::HeadwiseReference] {
+            let mut b = a.clone();
+            fuse(&mut b, &z, 4, mode, alpha);
+            prop_assert!((norm(&a) - norm(&b)).abs() <= 1e-5 * norm(&a), "{:?}", mode);
+        }
+        let mut b = a.clone();
+        fuse(&mut b, &z, 4, FusionMode::Headwise, alpha);
+        for (ha, hb) in a.chunks(8).zip(b.chunks(8)) {
+            prop_assert!((norm(ha) - norm(hb)).abs() <= 1e-5 * norm(ha));
+        }
+    }
+
+    #[test]
+    fn cosine_with_z_falls_as_alpha_grows((a, z) in vectors(), mode in mode_strategy(), lo in 0.0f32..1.0, step in 0.05f32..1.0) {
+        let hi = (lo + step).min(2.0);
+        let (mut at_lo, mut at_hi) = (a.clone(), a.clone());
+        fuse(&mut at_lo, &z, 4, mode, lo);
+        fuse(&mut at_hi, &z, 4, mode, hi);
+        // Per head for the head-wise modes (that is where they act), over the whole vector otherwise.
+        match mode {
+            FusionMode::Rotate | FusionMode::Add => {
+                prop_assert!(cosine(&at_hi, &z) <= cosine(&at_lo, &z) + 1e-6);
+            }
+            FusionMode::Headwise | FusionMode::HeadwiseReference => {
+                for h in 0..4 {
+                    let r = h * 8..(h + 1) * 8;
+                    prop_assert!(cosine(&at_hi[r.clone()], &z[r.clone()]) <= cosine(&at_lo[r.clone()], &z[r]) + 1e-6);
+                }
+            }
+        }
+    }
+}
