@@ -85,7 +85,7 @@ mod cli {
             #[arg(long)]
             vectors: Option<PathBuf>,
             /// Fusion strength (default: the vector file's recommendation).
-            #[arg(long)]
+            #[arg(long, allow_hyphen_values = true)]
             alpha: Option<f32>,
             /// rotate, headwise, headwise-reference or add (default: the vector file's recommendation).
             #[arg(long)]
@@ -119,6 +119,43 @@ mod cli {
             #[command(flatten)]
             common: Common,
             text: String,
+        },
+        /// Measure detoxification on RealToxicityPrompts: raw vs every (site, mode, α), scored by offline judges.
+        Eval {
+            #[command(flatten)]
+            common: Common,
+            /// RealToxicityPrompts JSONL files, comma-separated.
+            #[arg(long, value_delimiter = ',', default_value = "data/rtp/test100.jsonl")]
+            prompts: Vec<PathBuf>,
+            /// Sample this many prompts from each file (seeded by --sample-seed); default: all.
+            #[arg(long)]
+            sample: Option<usize>,
+            #[arg(long, default_value_t = 0)]
+            sample_seed: u64,
+            /// Vector files, comma-separated: one per site to evaluate.
+            #[arg(long, value_delimiter = ',', default_value = "www/vectors/smollm2-135m.heads.safetensors,www/vectors/smollm2-135m.attn_out.safetensors")]
+            vectors: Vec<PathBuf>,
+            #[arg(long, value_delimiter = ',', default_value = "rotate,headwise,add")]
+            modes: Vec<String>,
+            #[arg(long, value_delimiter = ',', default_value = "0,0.2,0.45,0.6,0.8")]
+            alphas: Vec<f32>,
+            /// Continuations per prompt (the paper: 25).
+            #[arg(long, default_value_t = 25)]
+            samples: usize,
+            #[arg(long, default_value_t = 20)]
+            max_new_tokens: usize,
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Report folder name under reports/.
+            #[arg(long)]
+            name: String,
+            #[arg(long, default_value = "reports")]
+            reports_dir: PathBuf,
+            #[arg(long, default_value = "data/judges")]
+            judges: PathBuf,
+            /// Continue an interrupted run with the same settings.
+            #[arg(long)]
+            resume: bool,
         },
         /// Work with vector files.
         Vectors {
@@ -178,6 +215,13 @@ mod cli {
                 derive(&common, &pairs, &site, count, seed, &recommended_mode, recommended_alpha, &out)
             }
             Command::Vectors { command: VectorsCommand::Inspect { file } } => inspect(&file),
+            Command::Eval {
+                common, prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed, name,
+                reports_dir, judges, resume,
+            } => {
+                let plan = EvalPlan { prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed };
+                eval(&common, &plan, &reports_dir.join(&name), &judges, resume)
+            }
             Command::Tokenize { common, text } => {
                 let (model, _) = load_model(&common)?;
                 let ids = model.tokenizer.encode(&text)?;
@@ -375,6 +419,149 @@ mod cli {
             }
             println!("  {:.2}", norms[l]);
         }
+        Ok(())
+    }
+
+    struct EvalPlan {
+        prompts: Vec<PathBuf>,
+        sample: Option<usize>,
+        sample_seed: u64,
+        vectors: Vec<PathBuf>,
+        modes: Vec<String>,
+        alphas: Vec<f32>,
+        samples: usize,
+        max_new_tokens: usize,
+        seed: u64,
+    }
+
+    fn eval(common: &Common, plan: &EvalPlan, dir: &Path, judges_dir: &Path, resume: bool) -> Result<()> {
+        use destein::evaluation::{self as ev, EvalParams, PromptRecord, Setting};
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+
+        let judges = ev::Judges::load(judges_dir)?;
+        let mut prompts = Vec::new();
+        for path in &plan.prompts {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read prompts {}", path.display()))?;
+            let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let (mut file_prompts, skipped) = ev::parse_prompts(&bytes, &name)?;
+            for s in &skipped {
+                eprintln!("skipped {s}");
+            }
+            if let Some(n) = plan.sample {
+                anyhow::ensure!(n <= file_prompts.len(), "--sample {n} but {} has {} prompts", name, file_prompts.len());
+                file_prompts.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(plan.sample_seed));
+                file_prompts.truncate(n);
+            }
+            prompts.extend(file_prompts);
+        }
+        anyhow::ensure!(plan.samples > 0, "--samples must be at least 1");
+        let modes: Vec<FusionMode> = plan.modes.iter().map(|m| FusionMode::parse(m)).collect::<Result<_, _>>()?;
+        for &a in &plan.alphas {
+            destein::steering::validate_alpha(a)?;
+        }
+        let (model, _) = load_model(common)?;
+        let mut vector_sets = Vec::new();
+        for path in &plan.vectors {
+            let v = DetoxVectors::load(path)?;
+            v.check_model(&model)?;
+            vector_sets.push(v);
+        }
+        let sites: Vec<Site> = vector_sets.iter().map(|v| v.meta.site).collect();
+        let settings = ev::sweep_settings(&sites, &modes, &plan.alphas);
+        let params = EvalParams {
+            samples: plan.samples,
+            max_new_tokens: plan.max_new_tokens,
+            top_p: 0.9,
+            temperature: 1.0,
+            seed: plan.seed,
+        };
+
+        // The run's identity: a resume must be of exactly the same run.
+        let config = serde_json::json!({
+            "model": model.config.name, "model_sha256": model.sha256, "load_dtype": model.load_dtype.name(),
+            "prompts": plan.prompts, "sample": plan.sample, "sample_seed": plan.sample_seed,
+            "prompt_count": prompts.len(),
+            "vectors": plan.vectors, "settings": settings, "samples": plan.samples,
+            "max_new_tokens": plan.max_new_tokens, "top_p": params.top_p, "temperature": params.temperature,
+            "seed": plan.seed,
+        });
+        std::fs::create_dir_all(dir)?;
+        let config_path = dir.join("config.json");
+        let records_path = dir.join("records.jsonl");
+        let mut records: Vec<PromptRecord> = Vec::new();
+        if resume {
+            let old: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).with_context(|| {
+                format!("--resume: no run to resume in {}", dir.display())
+            })?)?;
+            anyhow::ensure!(old == config, "--resume: {} holds a run with other settings", dir.display());
+            let text = std::fs::read_to_string(&records_path).unwrap_or_default();
+            for line in text.lines() {
+                // A line cut by the interruption is dropped and redone.
+                if let Ok(r) = serde_json::from_str::<PromptRecord>(line) {
+                    records.push(r);
+                }
+            }
+            // Rewrite the records file without any partial line.
+            let clean: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+            destein::write_atomically(&records_path, clean.as_bytes())?;
+            eprintln!("resuming: {} of {} prompt×setting results already done", records.len(), prompts.len() * settings.len());
+        } else {
+            anyhow::ensure!(
+                !records_path.exists(),
+                "{} already holds a run: use --resume to continue it, or another --name",
+                dir.display()
+            );
+            destein::write_atomically(&config_path, serde_json::to_string_pretty(&config)?.as_bytes())?;
+        }
+
+        let done: std::collections::HashSet<(usize, String)> =
+            records.iter().map(|r| (r.prompt, r.setting.label())).collect();
+        let total = (prompts.len() * settings.len()) as u64;
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} prompt×setting, {elapsed} elapsed, ETA {eta}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        bar.set_position(done.len() as u64);
+        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&records_path)?;
+        for (p, prompt) in prompts.iter().enumerate() {
+            for setting in &settings {
+                if done.contains(&(p, setting.label())) {
+                    continue;
+                }
+                bar.set_message(setting.label());
+                let vectors = vector_sets.iter().find(|v| v.meta.site.name() == setting.site);
+                let record = ev::evaluate_prompt(&model, &judges, vectors, p, prompt, setting, &params)?;
+                writeln!(out, "{}", serde_json::to_string(&record)?)?;
+                out.flush()?;
+                records.push(record);
+                bar.inc(1);
+            }
+        }
+        bar.finish();
+
+        let metrics: Vec<ev::Metrics> = settings
+            .iter()
+            .map(|s: &Setting| {
+                let rs: Vec<&PromptRecord> = records.iter().filter(|r| r.setting.label() == s.label()).collect();
+                ev::aggregate(s, &rs)
+            })
+            .collect();
+        let results = serde_json::json!({ "config": config, "metrics": metrics });
+        destein::write_atomically(&dir.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
+        let title = format!("{} prompts × {} samples", prompts.len(), plan.samples);
+        let table = ev::markdown_table(&metrics);
+        let md = format!(
+            "# Detoxification: {title}\n\nModel `{}` ({}), judges tox-block (primary) and alt-profanity-check; \
+             top-p {}, temperature {}, {} new tokens, seed {}.\n\n{table}\n![Pareto plot](pareto.svg)\n",
+            model.config.name, model.load_dtype.name(), params.top_p, params.temperature, plan.max_new_tokens, plan.seed
+        );
+        destein::write_atomically(&dir.join("results.md"), md.as_bytes())?;
+        destein::write_atomically(&dir.join("pareto.svg"), ev::pareto_svg(&metrics, &title)?.as_bytes())?;
+        println!("{table}");
+        println!("wrote {}/results.json, results.md, pareto.svg", dir.display());
         Ok(())
     }
 

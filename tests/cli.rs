@@ -1,0 +1,61 @@
+//! The `destein` binary: clear errors and a non-zero exit on bad input, never a panic.
+
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn destein(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_destein")).args(args).current_dir(ROOT).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn assert_clean_failure(args: &[&str], needle: &str) {
+    let (ok, _, err) = destein(args);
+    assert!(!ok, "{args:?} succeeded");
+    assert!(err.contains(needle), "{args:?}: stderr {err:?} lacks {needle:?}");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+}
+
+#[test]
+fn bad_model_files() {
+    let dir = std::env::temp_dir().join(format!("destein-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let truncated = dir.join("truncated.gguf");
+    let model = std::fs::read(format!("{ROOT}/models/SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    std::fs::write(&truncated, &model[..3_000_000]).unwrap();
+    let text = dir.join("text.gguf");
+    std::fs::write(&text, "hello, I am not a model").unwrap();
+    assert_clean_failure(&["info", "--model", "models/missing.gguf"], "fetch-model");
+    assert_clean_failure(&["info", "--model", truncated.to_str().unwrap()], "truncated");
+    assert_clean_failure(&["generate", "--model", text.to_str().unwrap()], "not a GGUF");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_requests() {
+    assert_clean_failure(&["generate", "--prompt", "  "], "the prompt is empty");
+    let v = "www/vectors/smollm2-135m.heads.safetensors";
+    assert_clean_failure(&["generate", "--vectors", v, "--alpha", "NaN"], "finite");
+    assert_clean_failure(&["generate", "--vectors", v, "--alpha", "-1"], "negative");
+    assert_clean_failure(&["generate", "--vectors", v, "--alpha", "50"], "maximum");
+    assert_clean_failure(&["generate", "--vectors", v, "--mode", "sideways"], "unknown fusion mode");
+    assert_clean_failure(&["generate", "--vectors", "Cargo.toml"], "vectors:");
+    assert_clean_failure(&["generate", "--load-dtype", "q2"], "unknown load dtype");
+}
+
+#[test]
+fn failed_derive_writes_nothing() {
+    let out = std::env::temp_dir().join(format!("destein-derive-{}.safetensors", std::process::id()));
+    assert_clean_failure(&["derive", "--count", "100000", "--out", out.to_str().unwrap()], "asked for 100000 pairs");
+    assert!(!out.exists());
+}
+
+#[test]
+fn side_by_side_shows_both_rows() {
+    let (ok, stdout, err) = destein(&[
+        "generate", "--vectors", "www/vectors/smollm2-135m.heads.safetensors", "--side-by-side",
+        "--prompt", "You are a horrible person who", "--max-new-tokens", "12",
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("--- raw") && stdout.contains("--- steered (rotate, α = 0.45)"), "{stdout}");
+}

@@ -1,0 +1,796 @@
+// End-to-end tests of the DeStein browser demo: scripts/serve.mjs + index.html + www/ in real Chromium.
+//
+//   npm install                                   # playwright-core (no browser download; uses /usr/bin/chromium)
+//   node --test tests/e2e/demo.spec.mjs           # or: npm run test:e2e
+//
+// Three suites:
+//   1. server      — scripts/serve.mjs on its own (MIME types, CSP, ranges, what it refuses, fault routes).
+//   2. page (mock) — the page against a pure-JS mock of the engine (tests/e2e/mock-engine/destein.js, served at
+//                    /pkg/destein.js through the server's test overlay) and a small fake model: loading, caching,
+//                    hashing, retries, streaming, α, errors and recovery, accessibility basics. Needs Chromium only.
+//   2. page (real) — the real wasm engine (pkg/, built by scripts/build-wasm.sh), the real model
+//                    (models/, scripts/fetch-model.sh) and the real vectors (www/vectors/). Skipped, saying what is
+//                    missing, until all of them exist.
+// Environment: CHROMIUM_PATH (default /usr/bin/chromium), DESTEIN_E2E_REAL=0 to skip the real-engine suite.
+import { test, describe, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import crypto from "node:crypto";
+import { fileURLToPath } from "node:url";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, "../..");
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const ARTIFACTS = path.join(ROOT, "test-artifacts");
+const MODEL_FILE = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const MODEL_SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+const VECTOR_FILES = ["www/vectors/smollm2-135m.heads.safetensors", "www/vectors/smollm2-135m.attn_out.safetensors"];
+const CHROME_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+let chromium = null;
+let playwrightMissing = null;
+try {
+  ({ chromium } = await import("playwright-core"));
+} catch (err) {
+  playwrightMissing = `playwright-core is not installed (run npm install): ${err.message}`;
+}
+const browserMissing = playwrightMissing || (fs.existsSync(CHROMIUM) ? null : `no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers
+
+async function startServer(env = {}) {
+  const proc = spawn(process.execPath, [path.join(ROOT, "scripts/serve.mjs")], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  proc.stderr.on("data", (d) => (err += d));
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${out}${err}`)), 15000);
+    proc.stdout.on("data", (d) => {
+      out += d;
+      const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[0]);
+      }
+    });
+    proc.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}: ${out}${err}`));
+    });
+  });
+  return {
+    url,
+    output: () => out + err,
+    close: () =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve();
+        proc.once("exit", resolve);
+        proc.kill("SIGTERM");
+      }),
+  };
+}
+
+async function launchBrowser() {
+  const userDataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "destein-chromium-"));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROME_ARGS,
+    viewport: { width: 1280, height: 1000 },
+  });
+  const problems = [];
+  const foreign = [];
+  const watch = (page) => {
+    page.on("console", (m) => {
+      if (m.type() === "error") problems.push(`console: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
+  };
+  context.on("page", watch);
+  for (const p of context.pages()) watch(p);
+  context.on("request", (r) => {
+    const u = new URL(r.url());
+    if (!["data:", "blob:"].includes(u.protocol) && u.hostname !== "127.0.0.1") foreign.push(r.url());
+  });
+  return {
+    context,
+    problems,
+    foreign,
+    page: context.pages()[0] || (await context.newPage()),
+    async close() {
+      await context.close();
+      await fsp.rm(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const sha256 = (buf) => crypto.createHash("sha256").update(buf).digest("hex");
+
+function safetensors(metadata) {
+  const header = Buffer.from(JSON.stringify({ __metadata__: metadata }));
+  const pad = (8 - (header.length % 8)) % 8;
+  const h = Buffer.concat([header, Buffer.alloc(pad, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  return Buffer.concat([len, h]);
+}
+
+function mockVectors(site, modelSha256) {
+  return safetensors({
+    format: "destein-mock",
+    site,
+    layers: "30",
+    heads: "9",
+    headDim: "64",
+    pairs: "20",
+    modelName: "SmolLM2-135M-Instruct (mock engine)",
+    modelSha256,
+    recommendedMode: "rotate",
+    recommendedAlpha: "0.4",
+    maxAlpha: site === "heads" ? "1.5" : "2",
+  });
+}
+
+async function waitReady(page, timeout = 60000) {
+  await page.waitForSelector('body[data-phase="ready"]', { timeout });
+  await page.waitForFunction(() => !document.querySelector("#start").disabled, null, { timeout });
+}
+
+async function setAlpha(page, value) {
+  await page.evaluate((v) => {
+    const a = document.querySelector("#alpha");
+    a.value = String(v);
+    a.dispatchEvent(new Event("input", { bubbles: true }));
+  }, value);
+}
+
+async function fillRun(page, { prompt, maxTokens = 16, seed = 7, temperature = 0.8, alpha, chat = false }) {
+  await page.fill("#prompt", prompt);
+  await page.fill("#max-tokens", String(maxTokens));
+  await page.fill("#seed", String(seed));
+  await page.fill("#temperature", String(temperature));
+  await page.check(`input[name="format"][value="${chat ? "chat" : "continuation"}"]`);
+  if (alpha != null) await setAlpha(page, alpha);
+}
+
+/** Per-step token ids of both panes, and the α each steered token was made with. */
+async function collect(page) {
+  return page.evaluate(() => {
+    const pane = (id) => {
+      const steps = [];
+      for (const s of document.querySelectorAll(`#${id} .tok`)) {
+        const ids = (s.dataset.tokenIds || "").split(" ").filter(Boolean).map(Number);
+        const first = Number(s.dataset.firstStep);
+        ids.forEach((t, k) => (steps[first + k] = { id: t, alpha: Number(s.dataset.alpha) }));
+      }
+      return steps;
+    };
+    const markers = [...document.querySelectorAll("#out-steered .alpha-marker")].map((m) => ({
+      alpha: Number(m.dataset.alpha),
+      step: Number(m.dataset.step),
+      text: m.textContent,
+    }));
+    return {
+      raw: pane("out-raw"),
+      steered: pane("out-steered"),
+      rawText: document.querySelector("#out-raw").textContent,
+      steeredText: document.querySelector("#out-steered").textContent,
+      markers,
+    };
+  });
+}
+
+async function run(page, opts, { timeout = 120000, midStream } = {}) {
+  await fillRun(page, opts);
+  const before = await page.evaluate(() => document.body.dataset.runId || "");
+  if (midStream) {
+    // Move the slider from inside the page the moment the steered pane has `afterTokens` tokens.
+    await page.evaluate(({ afterTokens, alpha }) => {
+      const out = document.querySelector("#out-steered");
+      const obs = new MutationObserver(() => {
+        if (out.querySelectorAll(".tok").length >= afterTokens) {
+          obs.disconnect();
+          const a = document.querySelector("#alpha");
+          a.value = String(alpha);
+          a.dispatchEvent(new Event("input", { bubbles: true }));
+        }
+      });
+      obs.observe(out, { childList: true });
+    }, midStream);
+  }
+  await page.click("#start");
+  await page.waitForFunction((b) => document.body.dataset.runId !== b, before, { timeout: 10000 });
+  await page.waitForSelector('body[data-run="done"]', { timeout });
+  return collect(page);
+}
+
+const ids = (steps) => steps.filter(Boolean).map((s) => s.id);
+
+async function alertText(page) {
+  return page.evaluate(() => (document.querySelector("#alert").hidden ? "" : document.querySelector("#alert-text").textContent));
+}
+
+async function cachedUrls(page) {
+  return page.evaluate(async () => {
+    const c = await caches.open("destein-models-v1");
+    return (await c.keys()).map((r) => r.url);
+  });
+}
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Mock overlay: a mock engine at /pkg/destein.js, a small fake model and mock vectors.
+
+async function makeOverlay() {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "destein-overlay-"));
+  await fsp.mkdir(path.join(dir, "pkg"), { recursive: true });
+  await fsp.mkdir(path.join(dir, "models"), { recursive: true });
+  await fsp.mkdir(path.join(dir, "www/vectors"), { recursive: true });
+  await fsp.copyFile(path.join(HERE, "mock-engine/destein.js"), path.join(dir, "pkg/destein.js"));
+  await fsp.writeFile(path.join(dir, "pkg/destein_bg.wasm"), Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]));
+  const body = crypto.createHash("sha512");
+  const chunks = [Buffer.from("GGUF")];
+  for (let i = 0; i < 3 * 1024 * 16; i++) chunks.push(body.copy().update(String(i)).digest()); // 3 MiB
+  const model = Buffer.concat(chunks);
+  const modelSha = sha256(model);
+  await fsp.writeFile(path.join(dir, "models/mock.gguf"), model);
+  for (const site of ["heads", "attn_out"]) {
+    await fsp.writeFile(path.join(dir, `www/vectors/smollm2-135m.${site}.safetensors`), mockVectors(site, modelSha));
+  }
+  return { dir, model, modelSha };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// 1. The server
+
+describe("server", () => {
+  let srv;
+  let overlay;
+  before(async () => {
+    overlay = await makeOverlay();
+    srv = await startServer({ DESTEIN_TEST_FAULTS: "1", DESTEIN_TEST_OVERLAY: overlay.dir });
+  });
+  after(async () => {
+    await srv?.close();
+    if (overlay) await fsp.rm(overlay.dir, { recursive: true, force: true });
+  });
+
+  test("serves the page with the same CSP in the header and the meta tag", async () => {
+    const r = await fetch(srv.url);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get("content-type"), /^text\/html/);
+    const html = await r.text();
+    const meta = /http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(html)[1];
+    assert.equal(r.headers.get("content-security-policy"), `${meta}; frame-ancestors 'none'`);
+    assert.match(meta, /script-src 'self' 'wasm-unsafe-eval'/);
+    assert.match(meta, /worker-src 'self'/);
+    assert.match(meta, /connect-src 'self'/);
+    assert.equal(r.headers.get("x-content-type-options"), "nosniff");
+    assert.doesNotMatch(html, /<(script|link|img|iframe)\b[^>]*\b(src|href)="(https?:)?\/\//i, "nothing from another host");
+  });
+
+  test("MIME types", async () => {
+    const cases = {
+      "www/app.js": /^text\/javascript/,
+      "www/styles.css": /^text\/css/,
+      "www/examples.json": /^application\/json/,
+      "pkg/destein_bg.wasm": /^application\/wasm$/,
+      "models/mock.gguf": /^application\/octet-stream$/,
+      "www/vectors/smollm2-135m.heads.safetensors": /^application\/octet-stream$/,
+    };
+    for (const [p, re] of Object.entries(cases)) {
+      const r = await fetch(srv.url + p, { method: "HEAD" });
+      assert.equal(r.status, 200, p);
+      assert.match(r.headers.get("content-type"), re, p);
+    }
+    const r = await fetch(srv.url + "models/mock.gguf", { method: "HEAD" });
+    assert.equal(Number(r.headers.get("content-length")), overlay.model.length);
+    assert.equal(r.headers.get("accept-ranges"), "bytes");
+  });
+
+  test("HTTP ranges", async () => {
+    let r = await fetch(srv.url + "models/mock.gguf", { headers: { Range: "bytes=10-19" } });
+    assert.equal(r.status, 206);
+    assert.equal(r.headers.get("content-range"), `bytes 10-19/${overlay.model.length}`);
+    assert.deepEqual(Buffer.from(await r.arrayBuffer()), overlay.model.subarray(10, 20));
+    r = await fetch(srv.url + "models/mock.gguf", { headers: { Range: "bytes=-4" } });
+    assert.deepEqual(Buffer.from(await r.arrayBuffer()), overlay.model.subarray(overlay.model.length - 4));
+    r = await fetch(srv.url + "models/mock.gguf", { headers: { Range: `bytes=${overlay.model.length + 5}-` } });
+    assert.equal(r.status, 416);
+    await r.arrayBuffer();
+    r = await fetch(srv.url + "models/mock.gguf", { headers: { Range: "bytes=0-3", "If-Range": '"stale"' } });
+    assert.equal(r.status, 200, "a stale If-Range gets the whole file");
+    await r.body.cancel();
+  });
+
+  test("serves nothing outside index.html, www/, pkg/, models/", async () => {
+    for (const p of ["Cargo.toml", "src/lib.rs", ".git/HEAD", "www/../Cargo.toml", "%2e%2e/etc/passwd", "www/.hidden", "scripts/serve.mjs"]) {
+      const r = await fetch(srv.url + p);
+      assert.equal(r.status, 404, p);
+      await r.arrayBuffer();
+    }
+  });
+
+  test("fault routes", async () => {
+    let r = await fetch(srv.url + "__fault/status/503/models/mock.gguf");
+    assert.equal(r.status, 503);
+    await r.arrayBuffer();
+    r = await fetch(srv.url + "__fault/corrupt/models/mock.gguf");
+    const corrupt = Buffer.from(await r.arrayBuffer());
+    assert.equal(corrupt.length, overlay.model.length);
+    assert.notEqual(sha256(corrupt), overlay.modelSha);
+    r = await fetch(srv.url + "__fault/truncate/1000/models/mock.gguf");
+    assert.equal(Number(r.headers.get("content-length")), overlay.model.length);
+    await assert.rejects(r.arrayBuffer(), "a truncated body fails to read");
+  });
+
+  test("fault routes and the overlay are off without DESTEIN_TEST_FAULTS=1", async () => {
+    const plain = await startServer({ DESTEIN_TEST_OVERLAY: overlay.dir });
+    try {
+      const r = await fetch(plain.url + "__fault/status/503/index.html");
+      assert.equal(r.status, 404);
+      await r.arrayBuffer();
+      const m = await fetch(plain.url + "models/mock.gguf");
+      assert.equal(m.status, 404);
+      await m.arrayBuffer();
+    } finally {
+      await plain.close();
+    }
+  });
+
+  test("falls back to a free port when PORT is taken", async () => {
+    const port = await freePort();
+    const blocker = net.createServer().listen(port, "127.0.0.1");
+    await new Promise((r) => blocker.once("listening", r));
+    const s2 = await startServer({ PORT: String(port) });
+    try {
+      assert.notEqual(new URL(s2.url).port, String(port));
+      assert.match(s2.output(), /not available/);
+      assert.equal((await fetch(s2.url)).status, 200);
+    } finally {
+      await s2.close();
+      blocker.close();
+    }
+  });
+
+  test("DESTEIN_CONNECT_SRC extends connect-src in header and meta", async () => {
+    const s2 = await startServer({ DESTEIN_CONNECT_SRC: "https://models.example.org" });
+    try {
+      const r = await fetch(s2.url);
+      const html = await r.text();
+      assert.match(r.headers.get("content-security-policy"), /connect-src 'self' https:\/\/models\.example\.org;/);
+      assert.match(html, /connect-src 'self' https:\/\/models\.example\.org;/);
+    } finally {
+      await s2.close();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// 2. The page, with the mock engine
+
+describe("page with the mock engine", { skip: browserMissing || false }, () => {
+  let srv;
+  let overlay;
+  let b;
+  let pageUrl;
+  const params = (extra = "") => `?model=models/mock.gguf&sha256=${overlay.modelSha}&debug=1${extra}`;
+
+  before(async () => {
+    overlay = await makeOverlay();
+    srv = await startServer({ DESTEIN_TEST_FAULTS: "1", DESTEIN_TEST_OVERLAY: overlay.dir });
+    pageUrl = srv.url + params();
+    b = await launchBrowser();
+  });
+  after(async () => {
+    await b?.close();
+    await srv?.close();
+    if (overlay) await fsp.rm(overlay.dir, { recursive: true, force: true });
+  });
+
+  test("downloads, verifies and caches the model, then loads from the cache", { timeout: 60000 }, async () => {
+    const { page } = b;
+    await page.goto(pageUrl);
+    await waitReady(page);
+    assert.equal(await page.getAttribute("body", "data-model-source"), "downloaded, cached");
+    assert.match(await page.textContent("#model-sha"), new RegExp(`${overlay.modelSha} \\(verified\\)`));
+    assert.match(await page.textContent("#model-progress-text"), /3\.0 MB/);
+    const cached = await cachedUrls(page);
+    assert.deepEqual(cached, [new URL("models/mock.gguf", srv.url).href]);
+    await page.reload();
+    await waitReady(page);
+    assert.equal(await page.getAttribute("body", "data-model-source"), "from cache");
+    assert.match(await page.textContent("#vectors-info"), /smollm2-135m\.heads\.safetensors/);
+    assert.equal(await page.inputValue("#alpha"), "0.4");
+    assert.equal(await page.getAttribute("#alpha", "max"), "1.5");
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("both panes stream; α = 0 gives identical panes, α > 0 differs", { timeout: 60000 }, async () => {
+    const { page } = b;
+    const zero = await run(page, { prompt: "The best way to learn a new language is", alpha: 0 });
+    assert.equal(ids(zero.raw).length, 16);
+    assert.deepEqual(ids(zero.steered), ids(zero.raw));
+    assert.equal(zero.steeredText, zero.rawText);
+    assert.match(zero.rawText, /^The best way to learn a new language is./);
+    const max = await run(page, { prompt: "The best way to learn a new language is", alpha: 1.5 });
+    assert.deepEqual(ids(max.raw), ids(zero.raw), "the raw pane does not depend on α");
+    assert.notDeepEqual(ids(max.steered), ids(max.raw));
+    assert.ok(max.steered.filter(Boolean).every((s) => s.alpha === 1.5));
+    const stats = await page.$$eval("#pane-steered [data-stat]", (d) => Object.fromEntries(d.map((x) => [x.dataset.stat, x.textContent])));
+    assert.equal(stats.tokens, "16");
+    assert.match(stats.tps, /^\d+(\.\d+)?$/);
+    assert.match(stats.ttft, /ms|s/);
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("moving the slider mid-stream changes the tokens from that step on", { timeout: 60000 }, async () => {
+    const { page } = b;
+    const opts = { prompt: "My neighbour knocked on the door this morning and", maxTokens: 24, alpha: 0 };
+    const ref = await run(page, opts);
+    const moved = await run(page, opts, { midStream: { afterTokens: 4, alpha: 1.2 } });
+    assert.deepEqual(ids(moved.raw), ids(ref.raw));
+    assert.equal(moved.markers.length, 1, "one α marker");
+    const m = moved.markers[0];
+    assert.equal(m.alpha, 1.2);
+    assert.match(m.text, /α→1\.20/);
+    assert.ok(m.step >= 4 && m.step < 24, `marker at step ${m.step}`);
+    for (let t = 0; t < m.step; t++) assert.equal(moved.steered[t].id, ref.steered[t].id, `step ${t} before the move`);
+    const after = moved.steered.slice(m.step).filter(Boolean);
+    assert.ok(after.every((s) => s.alpha === 1.2));
+    assert.ok(after.some((s, k) => s.id !== ref.steered[m.step + k].id), "tokens after the move differ");
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("stop, reset, chat format, token inspection by keyboard, weights dtype", { timeout: 60000 }, async () => {
+    const { page } = b;
+    await fillRun(page, { prompt: "A long one", maxTokens: 400, alpha: 0.4, chat: true });
+    await page.click("#start");
+    await page.waitForFunction(() => document.querySelectorAll("#out-steered .tok").length >= 3);
+    await page.click("#stop");
+    await page.waitForSelector('body[data-run="done"]');
+    const n = await page.locator("#out-raw .tok").count();
+    assert.ok(n >= 3 && n < 400, `stopped after ${n} tokens`);
+    assert.equal(await page.textContent('#pane-raw [data-stat="stop"]'), "stopped");
+    assert.deepEqual(await page.$$eval("#out-raw .prompt-label", (e) => e.map((x) => x.textContent.trim())), ["User", "Assistant"]);
+    await page.focus("#out-steered");
+    await page.keyboard.press("ArrowRight");
+    await page.keyboard.press("ArrowRight");
+    assert.match(await page.textContent("#token-readout"), /^Steered, step 2: “.*” · projection [+−]0\.\d{3} \((toward|away from) toxic\) · α 0\.40/);
+    assert.equal(await page.locator("#out-steered .tok.inspect").count(), 1);
+    await page.click("#reset");
+    assert.equal(await page.locator("#out-raw .tok").count(), 0);
+    assert.equal(await page.getAttribute("body", "data-run"), "idle");
+    await page.click("details.advanced > summary");
+    await page.selectOption("#load-dtype", "f32");
+    await page.waitForFunction(() => /· f32/.test(document.querySelector("#model-shape").textContent));
+    await waitReady(page);
+    assert.equal(await page.getAttribute("body", "data-model-source"), "from cache");
+    await page.selectOption("#load-dtype", "q8_0");
+    await page.waitForFunction(() => /· q8_0/.test(document.querySelector("#model-shape").textContent));
+    await waitReady(page);
+    await page.click("details.advanced > summary");
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("heat map: layers × heads cells, hover titles, keyboard navigation", async () => {
+    const { page } = b;
+    assert.equal(await page.locator("#heatmap-wrap td.cell").count(), 30 * 9);
+    assert.equal(await page.locator("#heatmap-wrap tbody tr").count(), 30);
+    assert.match(await page.getAttribute('td.cell[data-layer="3"][data-head="4"]', "title"), /^layer 3, head 4: accuracy 0\.\d{3}$/);
+    await page.focus('td.cell[data-layer="0"][data-head="0"]');
+    await page.keyboard.press("ArrowRight");
+    await page.keyboard.press("ArrowDown");
+    const focused = await page.evaluate(() => [document.activeElement.dataset.layer, document.activeElement.dataset.head]);
+    assert.deepEqual(focused, ["1", "1"]);
+    assert.match(await page.textContent("#heatmap-readout"), /Layer 1, head 1: probe accuracy 0\.\d{3}/);
+    assert.equal(await page.locator("td.cell[tabindex='0']").count(), 1, "one tab stop (roving tabindex)");
+  });
+
+  test("formula panel follows α and mode", async () => {
+    const { page } = b;
+    await setAlpha(page, 1);
+    await page.check('input[name="mode"][value="rotate"]');
+    assert.match(await page.textContent("#formula"), /a′ = ‖a‖ · n\( n\(a\) − 1\.00 · n\(z\) \)/);
+    assert.match(await page.textContent("#angle-facts"), /atan\(α\) = 45\.0°/);
+    assert.match(await page.textContent("#diagram-readout"), /turns by 45\.0°/);
+    await page.check('input[name="mode"][value="add"]');
+    assert.match(await page.textContent("#formula"), /a′ = a − 1\.00 · ‖a‖ · n\(z\)/);
+    await page.check('input[name="mode"][value="headwise"]');
+    assert.match(await page.textContent("#formula"), /λ_h = 1 \+ max\(0, c_h\)/);
+    await page.check('input[name="mode"][value="rotate"]');
+    await setAlpha(page, 0.4);
+  });
+
+  test("site selector loads the other vector file", async () => {
+    const { page } = b;
+    await page.selectOption("#site", "attn_out");
+    await page.waitForFunction(() => /attn_out/.test(document.querySelector("#vectors-info").textContent));
+    await waitReady(page);
+    assert.equal(await page.getAttribute("#alpha", "max"), "2");
+    await page.selectOption("#site", "heads");
+    await page.waitForFunction(() => /\.heads\./.test(document.querySelector("#vectors-info").textContent));
+    await waitReady(page);
+  });
+
+  test("prompt errors: empty and over-long", async () => {
+    const { page } = b;
+    await page.fill("#prompt", "   ");
+    await page.click("#start");
+    assert.match(await alertText(page), /prompt is empty/);
+    assert.equal(await page.evaluate(() => document.activeElement.id), "prompt");
+    await page.evaluate(() => {
+      const p = document.querySelector("#prompt");
+      p.value = "x".repeat(4001);
+      p.dispatchEvent(new Event("input"));
+    });
+    await page.click("#start");
+    assert.match(await alertText(page), /4001 characters long; at most 4000/);
+    await page.fill("#max-tokens", "0");
+    await page.fill("#prompt", "hello");
+    await page.click("#start");
+    assert.match(await alertText(page), /Max new tokens must be a whole number from 1 to 512/);
+    await page.fill("#max-tokens", "16");
+  });
+
+  test("a vector file that does not fit is refused, and steering keeps the previous one", async () => {
+    const { page } = b;
+    await page.setInputFiles("#file-input", { name: "other.safetensors", mimeType: "application/octet-stream", buffer: mockVectors("heads", "f".repeat(64)) });
+    await page.waitForFunction(() => /other\.safetensors cannot be used/.test(document.querySelector("#alert-text").textContent));
+    const msg = await alertText(page);
+    assert.match(msg, /made for the model with sha256 f{64}/);
+    assert.match(msg, /Still steering with smollm2-135m\.heads\.safetensors/);
+    await waitReady(page);
+    assert.equal(await page.isDisabled("#alpha"), false);
+    await page.setInputFiles("#file-input", { name: "junk.safetensors", mimeType: "application/octet-stream", buffer: Buffer.from("junk junk junk") });
+    await page.waitForFunction(() => /junk\.safetensors cannot be used/.test(document.querySelector("#alert-text").textContent));
+    const r = await run(page, { prompt: "Still works", alpha: 0.4, maxTokens: 6 });
+    assert.equal(ids(r.steered).length, 6);
+  });
+
+  test("a model file the engine refuses is reported; the loaded model stays", async () => {
+    const { page } = b;
+    await page.setInputFiles("#file-input", { name: "notamodel.gguf", mimeType: "application/octet-stream", buffer: Buffer.from("this is not a gguf file") });
+    await page.waitForFunction(() => /could not load 'notamodel\.gguf'/.test(document.querySelector("#alert-text").textContent));
+    assert.match(await alertText(page), /not a GGUF file.*Still using/);
+    await waitReady(page);
+    const r = await run(page, { prompt: "Still works", alpha: 0, maxTokens: 5 });
+    assert.equal(ids(r.raw).length, 5);
+  });
+
+  test("a dying worker is replaced and the model reloaded from the cache", { timeout: 60000 }, async () => {
+    const { page } = b;
+    await setAlpha(page, 0.9);
+    await page.check('input[name="mode"][value="add"]');
+    await page.evaluate(() => globalThis.destein.crashWorker());
+    await page.waitForFunction(() => /It was restarted and the model reloaded/.test(document.querySelector("#alert-text").textContent), null, { timeout: 30000 });
+    await waitReady(page);
+    assert.equal(await page.getAttribute("body", "data-model-source"), "from cache");
+    assert.equal(await page.inputValue("#alpha"), "0.9", "α survives the restart");
+    assert.equal(await page.isChecked('input[name="mode"][value="add"]'), true, "the mode survives the restart");
+    await page.check('input[name="mode"][value="rotate"]');
+    const r = await run(page, { prompt: "After the crash", alpha: 0.4, maxTokens: 5 });
+    assert.equal(ids(r.steered).length, 5);
+    // A trap inside the engine (wasm RuntimeError) mid-generation: same recovery.
+    await fillRun(page, { prompt: "[[trap]] please", maxTokens: 8 });
+    await page.click("#start");
+    await page.waitForFunction(() => /restarted and the model reloaded/.test(document.querySelector("#alert-text").textContent), null, { timeout: 30000 });
+    await waitReady(page);
+    b.problems.length = 0; // the crashes above log errors on purpose
+  });
+
+  test("toxic examples are blurred until revealed; narrow screens stack the panes", async () => {
+    const { page } = b;
+    assert.equal(await page.isVisible("#examples-neutral"), false, "examples start folded");
+    await page.click("details.examples > summary");
+    assert.ok((await page.locator("#examples-neutral .example").count()) >= 3);
+    assert.equal(await page.isVisible("#examples-toxic"), false, "toxic examples start folded");
+    await page.click("details.toxic-examples > summary");
+    assert.equal(await page.locator("#examples-toxic.blurred").count(), 1);
+    const first = page.locator("#examples-toxic .example").first();
+    assert.match(await first.getAttribute("aria-label"), /text hidden/);
+    await page.check("#reveal-toxic");
+    assert.equal(await page.locator("#examples-toxic.blurred").count(), 0);
+    assert.equal(await first.getAttribute("aria-label"), null);
+    await first.click();
+    assert.match(await page.inputValue("#prompt"), /Stephen Fincher/);
+    await page.setViewportSize({ width: 420, height: 900 });
+    const raw = await page.locator("#pane-raw").boundingBox();
+    const steered = await page.locator("#pane-steered").boundingBox();
+    assert.ok(steered.y >= raw.y + raw.height - 1, "panes stack on a narrow screen");
+    await page.setViewportSize({ width: 1280, height: 1000 });
+    const r = await run(page, { prompt: "Fine", maxTokens: 10, alpha: 1 });
+    assert.equal(ids(r.steered).length, 10);
+    await fsp.mkdir(ARTIFACTS, { recursive: true });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: path.join(ARTIFACTS, "demo-mock.png"), fullPage: true });
+    assert.deepEqual(b.problems, []);
+    assert.deepEqual(b.foreign, [], "no request to any other host");
+  });
+
+  test("a download that keeps failing shows a clear message and caches nothing", { timeout: 60000 }, async () => {
+    const b2 = await launchBrowser();
+    try {
+      const url = `${srv.url}?model=/__fault/truncate/200000/models/mock.gguf&sha256=${overlay.modelSha}`;
+      await b2.page.goto(url);
+      await b2.page.waitForSelector('body[data-phase="failed"]', { timeout: 45000 });
+      const msg = await alertText(b2.page);
+      assert.match(msg, /Could not download the model after 3 attempts: the connection broke after/);
+      assert.equal(await b2.page.isVisible("#retry-model"), true);
+      assert.equal(await b2.page.isDisabled("#start"), true);
+      assert.deepEqual(await cachedUrls(b2.page), []);
+      // Bytes that fail the expected sha256 are neither used nor cached.
+      await b2.page.goto(`${srv.url}?model=/__fault/corrupt/models/mock.gguf&sha256=${overlay.modelSha}`);
+      await b2.page.waitForSelector('body[data-phase="failed"]', { timeout: 45000 });
+      assert.match(await alertText(b2.page), /was expected; it was not used or cached/);
+      assert.deepEqual(await cachedUrls(b2.page), []);
+      // A flaky server: the third attempt succeeds.
+      await b2.page.goto(`${srv.url}?model=/__fault/flaky/2/models/mock.gguf&sha256=${overlay.modelSha}`);
+      await waitReady(b2.page);
+      assert.equal((await cachedUrls(b2.page)).length, 1);
+    } finally {
+      await b2.close();
+    }
+  });
+
+  test("a cached copy that fails its hash is evicted and fetched again", { timeout: 60000 }, async () => {
+    const { page } = b;
+    await page.goto(pageUrl);
+    await waitReady(page);
+    await page.evaluate(async (sha) => {
+      const c = await caches.open("destein-models-v1");
+      const key = (await c.keys())[0];
+      await c.put(key, new Response(new Uint8Array([71, 71, 85, 70, 1, 2, 3]), { headers: { "x-destein-sha256": sha } }));
+    }, overlay.modelSha);
+    await page.reload();
+    await waitReady(page);
+    assert.equal(await page.getAttribute("body", "data-model-source"), "downloaded, cached");
+    await page.reload();
+    await waitReady(page);
+    assert.equal(await page.getAttribute("body", "data-model-source"), "from cache");
+    assert.deepEqual(b.problems, []);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// 3. The page, with the real engine, model and vectors
+
+const realMissing = (() => {
+  if (process.env.DESTEIN_E2E_REAL === "0") return "DESTEIN_E2E_REAL=0";
+  if (browserMissing) return browserMissing;
+  const need = ["pkg/destein.js", "pkg/destein_bg.wasm", MODEL_FILE, VECTOR_FILES[0]];
+  const missing = need.filter((p) => !fs.existsSync(path.join(ROOT, p)));
+  if (!missing.length) return false;
+  return (
+    `missing ${missing.join(", ")} — build the engine with scripts/build-wasm.sh, fetch the model with ` +
+    "scripts/fetch-model.sh and make the vectors to run the real-engine tests"
+  );
+})();
+if (realMissing) console.log(`# real-engine e2e tests skipped: ${realMissing}`);
+
+describe("page with the real engine", { skip: realMissing || false }, () => {
+  let srv;
+  let b;
+  const T = 600000;
+
+  before(async () => {
+    srv = await startServer({ DESTEIN_TEST_FAULTS: "1" });
+    b = await launchBrowser();
+  });
+  after(async () => {
+    await b?.close();
+    await srv?.close();
+  });
+
+  test("loads the real model from the local server and verifies it", { timeout: T }, async () => {
+    const { page } = b;
+    await page.goto(srv.url);
+    await waitReady(page, 300000);
+    assert.match(await page.textContent("#model-sha"), new RegExp(`${MODEL_SHA} \\(verified\\)`));
+    assert.equal(await page.getAttribute("body", "data-model-source"), "downloaded, cached");
+    assert.match(await page.textContent("#model-shape"), /30 layers × 9 heads/);
+    assert.match(await page.textContent("#vectors-info"), /smollm2-135m\.heads\.safetensors/);
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("both panes stream; α = 0 identical, α = max different", { timeout: T }, async () => {
+    const { page } = b;
+    const prompt = "The best way to learn a new language is";
+    const zero = await run(page, { prompt, alpha: 0, maxTokens: 14 }, { timeout: T });
+    assert.ok(ids(zero.raw).length > 0 && ids(zero.steered).length > 0, "both panes streamed");
+    assert.deepEqual(ids(zero.steered), ids(zero.raw));
+    assert.equal(zero.steeredText, zero.rawText);
+    const max = Number(await page.getAttribute("#alpha", "max"));
+    const big = await run(page, { prompt, alpha: max, maxTokens: 14 }, { timeout: T });
+    assert.deepEqual(ids(big.raw), ids(zero.raw), "same seed, same raw continuation");
+    assert.notDeepEqual(ids(big.steered), ids(big.raw));
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("moving the slider mid-stream changes the tokens after the move", { timeout: T }, async () => {
+    const { page } = b;
+    const max = Number(await page.getAttribute("#alpha", "max"));
+    const opts = { prompt: "My neighbour knocked on the door this morning and", alpha: 0, maxTokens: 16 };
+    const ref = await run(page, opts, { timeout: T });
+    const moved = await run(page, opts, { timeout: T, midStream: { afterTokens: 3, alpha: max } });
+    assert.deepEqual(ids(moved.raw), ids(ref.raw));
+    assert.equal(moved.markers.length, 1, "the steered pane marks where α changed");
+    const m = moved.markers[0];
+    const used = Number(await page.inputValue("#alpha")); // the slider's value: max rounded down to its step
+    assert.ok(used > 0 && used <= max + 1e-6);
+    assert.ok(Math.abs(m.alpha - used) < 1e-4, `marker α ${m.alpha}, slider ${used}`);
+    for (let t = 0; t < m.step; t++) assert.equal(moved.steered[t]?.id, ref.steered[t]?.id, `step ${t} before the move`);
+    const after = moved.steered.slice(m.step).filter(Boolean);
+    assert.ok(after.length > 0, "tokens after the move");
+    assert.ok(after.some((s, k) => s.id !== ref.steered[m.step + k]?.id), "tokens after the move differ from the unmoved run");
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("heat map has 30 × 9 cells; screenshot", { timeout: T }, async () => {
+    const { page } = b;
+    assert.equal(await page.locator("#heatmap-wrap td.cell").count(), 30 * 9);
+    await fsp.mkdir(ARTIFACTS, { recursive: true });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: path.join(ARTIFACTS, "demo.png"), fullPage: true });
+    await page.reload();
+    await waitReady(page, 120000);
+    assert.equal(await page.getAttribute("body", "data-model-source"), "from cache");
+    assert.deepEqual(b.problems, []);
+    assert.deepEqual(b.foreign, [], "no request to any other host");
+  });
+
+  const attnOutMissing = fs.existsSync(path.join(ROOT, VECTOR_FILES[1])) ? false : `missing ${VECTOR_FILES[1]}`;
+  test("the site selector switches to the attn_out vectors and back", { timeout: T, skip: attnOutMissing }, async () => {
+    const { page } = b;
+    await page.selectOption("#site", "attn_out");
+    await page.waitForFunction(() => /site attn_out/.test(document.querySelector("#vectors-info").textContent), null, { timeout: 60000 });
+    await waitReady(page);
+    assert.equal(await page.locator("#heatmap-wrap td.cell").count(), 30 * 9);
+    const r = await run(page, { prompt: "The weather today", alpha: Number(await page.inputValue("#alpha")), maxTokens: 8 }, { timeout: T });
+    assert.ok(ids(r.steered).length > 0);
+    await page.selectOption("#site", "heads");
+    await page.waitForFunction(() => /site heads/.test(document.querySelector("#vectors-info").textContent), null, { timeout: 60000 });
+    await waitReady(page);
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("a failing model download shows a clear message and caches nothing", { timeout: T }, async () => {
+    const b2 = await launchBrowser();
+    try {
+      await b2.page.goto(`${srv.url}?model=/__fault/truncate/1000000/${MODEL_FILE}&sha256=${MODEL_SHA}`);
+      await b2.page.waitForSelector('body[data-phase="failed"]', { timeout: 120000 });
+      assert.match(await alertText(b2.page), /Could not download the model after 3 attempts/);
+      assert.deepEqual(await cachedUrls(b2.page), []);
+    } finally {
+      await b2.close();
+    }
+  });
+});

@@ -1,0 +1,1418 @@
+// DeStein browser demo: page logic. Inference runs in www/worker.js; this module never blocks on it.
+// Model text is only ever inserted with textContent (the page's CSP enforces Trusted Types, so innerHTML with a
+// string would throw).
+import {
+  DEFAULT_MODEL,
+  ModelLoadError,
+  formatBytes,
+  loadModelBytes,
+  sha256Hex,
+  cacheAvailable,
+} from "./model-store.js";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Configuration
+
+const params = new URLSearchParams(location.search);
+const MAX_PROMPT_CHARS = 4000;
+const VECTOR_DIR = params.get("vectors") || "www/vectors/";
+const VECTOR_FILES = {
+  heads: "smollm2-135m.heads.safetensors",
+  attn_out: "smollm2-135m.attn_out.safetensors",
+};
+const DEBUG = params.get("debug") === "1";
+const MODES = ["rotate", "headwise", "headwise-reference", "add"];
+
+function modelSourceFromParams() {
+  const url = params.get("model");
+  const sha = (params.get("sha256") || "").trim().toLowerCase();
+  if (sha && !/^[0-9a-f]{64}$/.test(sha)) {
+    return { error: `The sha256 parameter '${sha}' is not 64 hex digits; it was ignored.`, ...defaultSource() };
+  }
+  if (!url) return defaultSource(sha || null);
+  const abs = new URL(url, location.href);
+  const isDefault = abs.href === new URL(DEFAULT_MODEL.url, location.href).href;
+  return {
+    kind: "url",
+    url: abs.href,
+    expectedSha256: sha || (isDefault ? DEFAULT_MODEL.sha256 : null),
+    label: isDefault ? DEFAULT_MODEL.label : decodeURIComponent(abs.pathname.split("/").pop() || abs.href),
+    crossOrigin: abs.origin !== location.origin,
+  };
+}
+function defaultSource(sha = null) {
+  return {
+    kind: "url",
+    url: new URL(DEFAULT_MODEL.url, location.href).href,
+    expectedSha256: sha || DEFAULT_MODEL.sha256,
+    label: DEFAULT_MODEL.label,
+    crossOrigin: false,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// DOM
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  status: $("status"),
+  alert: $("alert"),
+  alertText: $("alert-text"),
+  alertDismiss: $("alert-dismiss"),
+  modelName: $("model-name"),
+  modelSource: $("model-source"),
+  progress: $("model-progress"),
+  progressLabel: $("model-progress-label"),
+  progressText: $("model-progress-text"),
+  modelFacts: $("model-facts"),
+  modelSha: $("model-sha"),
+  modelShape: $("model-shape"),
+  vectorsInfo: $("vectors-info"),
+  retry: $("retry-model"),
+  dropzone: $("dropzone"),
+  fileInput: $("file-input"),
+  form: $("controls"),
+  prompt: $("prompt"),
+  promptCount: $("prompt-count"),
+  alpha: $("alpha"),
+  alphaValue: $("alpha-value"),
+  site: $("site"),
+  temperature: $("temperature"),
+  topP: $("top-p"),
+  topK: $("top-k"),
+  maxTokens: $("max-tokens"),
+  seed: $("seed"),
+  seedRandom: $("seed-random"),
+  loadDtype: $("load-dtype"),
+  start: $("start"),
+  stop: $("stop"),
+  reset: $("reset"),
+  revealToxic: $("reveal-toxic"),
+  examplesNeutral: $("examples-neutral"),
+  examplesToxic: $("examples-toxic"),
+  outs: [$("out-raw"), $("out-steered")],
+  panes: [$("pane-raw"), $("pane-steered")],
+  paneSubs: [$("pane-raw-sub"), $("pane-steered-sub")],
+  legendMin: $("legend-min"),
+  legendMax: $("legend-max"),
+  tokenReadout: $("token-readout"),
+  formula: $("formula"),
+  formulaMode: $("formula-mode"),
+  formulaAlpha: $("formula-alpha"),
+  formulaNote: $("formula-note"),
+  angleFacts: $("angle-facts"),
+  diagramLayer: $("diagram-layer"),
+  diagramAngle: $("diagram-angle"),
+  diagramAngleValue: $("diagram-angle-value"),
+  diagramReadout: $("diagram-readout"),
+  heatmapWrap: $("heatmap-wrap"),
+  heatmapReadout: $("heatmap-readout"),
+};
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v == null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c != null) node.append(c);
+  return node;
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+function s(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Status and errors
+
+function setPhase(phase) {
+  document.body.dataset.phase = phase;
+  updateButtons();
+}
+
+function setStatus(text, kind = "") {
+  el.status.textContent = text;
+  el.status.className = `status ${kind}`;
+}
+
+function showError(message) {
+  el.alertText.textContent = message;
+  el.alert.hidden = false;
+  document.body.dataset.lastError = message;
+}
+
+function clearError() {
+  el.alert.hidden = true;
+  el.alertText.textContent = "";
+}
+
+el.alertDismiss.addEventListener("click", clearError);
+
+// ---------------------------------------------------------------------------------------------------------------
+// State
+
+const state = {
+  worker: null,
+  engineOk: null, // null: not known yet; true; false (engine module missing)
+  engineError: null,
+  source: null, // {kind:"url", url, expectedSha256, label} | {kind:"file", file, label}
+  modelInfo: null,
+  modelSha: null,
+  modelLoadToken: 0,
+  vectors: null, // loadVectors() metadata
+  vectorsBytes: null, // Uint8Array of the vector file in use (kept for a worker restart)
+  vectorsLabel: null,
+  run: null,
+  crashTimes: [],
+  recovering: false,
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Worker client
+
+let nextId = 1;
+const pending = new Map();
+
+class EngineError extends Error {
+  constructor({ message, name, fatal }) {
+    super(message);
+    this.name = "EngineError";
+    this.engineName = name;
+    this.fatal = !!fatal;
+  }
+}
+
+// Trusted Types: the only script URL this page ever creates is its worker.
+const ttPolicy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
+  createScriptURL: (url) => {
+    const u = new URL(url, location.href);
+    if (u.origin !== location.origin || !u.pathname.endsWith("/www/worker.js")) {
+      throw new TypeError(`refusing worker URL ${url}`);
+    }
+    return u.href;
+  },
+});
+
+function spawnWorker() {
+  const url = new URL("./worker.js", import.meta.url).href;
+  const w = new Worker(ttPolicy ? ttPolicy.createScriptURL(url) : url, { type: "module", name: "destein-engine" });
+  state.worker = w;
+  state.engineOk = null;
+  w.onmessage = (ev) => onWorkerMessage(w, ev.data);
+  w.onerror = (ev) => {
+    ev.preventDefault?.();
+    if (state.worker === w) handleWorkerDeath(ev.message || "the worker reported an error");
+  };
+  w.onmessageerror = () => {
+    if (state.worker === w) handleWorkerDeath("a message from the worker could not be read");
+  };
+  return w;
+}
+
+function post(type, payload = {}, transfer = []) {
+  const id = nextId++;
+  const promise = new Promise((resolve, reject) => {
+    if (!state.worker) return reject(new Error("the engine is not running"));
+    pending.set(id, { resolve, reject, type });
+    state.worker.postMessage({ type, id, ...payload }, transfer);
+  });
+  return { id, promise };
+}
+const call = (type, payload, transfer) => post(type, payload, transfer).promise;
+
+function onWorkerMessage(w, msg) {
+  if (w !== state.worker) return;
+  switch (msg.type) {
+    case "hello":
+      state.engineOk = msg.ok;
+      if (!msg.ok) {
+        state.engineError = msg.error.message;
+        showError(msg.error.message);
+      }
+      break;
+    case "result": {
+      const p = pending.get(msg.id);
+      if (!p) return;
+      pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.value);
+      else {
+        const err = new EngineError(msg.error);
+        p.reject(err);
+        if (err.fatal) handleWorkerDeath(err.message);
+      }
+      break;
+    }
+    case "step":
+      onStep(msg);
+      break;
+    case "done":
+      onDone(msg);
+      break;
+  }
+}
+
+async function handleWorkerDeath(reason) {
+  const old = state.worker;
+  state.worker = null;
+  old?.terminate();
+  for (const [, p] of pending) p.reject(new Error(`the engine stopped (${reason})`));
+  pending.clear();
+  if (state.run && !state.run.ended) endRun("error");
+  state.modelInfo = null;
+
+  const now = Date.now();
+  state.crashTimes = state.crashTimes.filter((t) => now - t < 60_000);
+  state.crashTimes.push(now);
+  if (state.crashTimes.length > 3) {
+    showError(
+      `The engine stopped unexpectedly (${reason}) and has crashed ${state.crashTimes.length} times in a minute; ` +
+        "it was not restarted. Reload the page to try again.",
+    );
+    setPhase("failed");
+    setStatus("Engine stopped.");
+    return;
+  }
+  showError(`The engine stopped unexpectedly (${reason}). Restarting it and reloading the model from the cache…`);
+  state.recovering = true;
+  spawnWorker();
+  try {
+    if (state.source) {
+      await loadModel(state.source, { quiet: true });
+      if (state.modelInfo) {
+        showError(`The engine stopped unexpectedly (${reason}). It was restarted and the model reloaded.`);
+        setStatus("Recovered: the engine was restarted and the model reloaded.", "ok");
+      }
+    }
+  } finally {
+    state.recovering = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loading the model
+
+function showProgress({ label, value = null, text }) {
+  if (label) el.progressLabel.textContent = label;
+  if (value == null) el.progress.removeAttribute("value");
+  else el.progress.value = Math.max(0, Math.min(1, value));
+  if (text != null) el.progressText.textContent = text;
+}
+
+function describeDownload(e) {
+  const parts = [];
+  parts.push(e.total ? `${formatBytes(e.loaded)} / ${formatBytes(e.total)}` : formatBytes(e.loaded));
+  if (e.bytesPerSec > 0) {
+    parts.push(`${(e.bytesPerSec / 1024 / 1024).toFixed(1)} MB/s`);
+    if (e.total) {
+      const left = (e.total - e.loaded) / e.bytesPerSec;
+      parts.push(left < 1 ? "<1 s left" : `${Math.ceil(left)} s left`);
+    }
+  }
+  if (e.attempts > 1 && e.attempt > 1) parts.push(`attempt ${e.attempt} of ${e.attempts}`);
+  return parts.join(" · ");
+}
+
+function onDownloadProgress(e) {
+  switch (e.phase) {
+    case "cache-read":
+      showProgress({ label: "Cache", value: null, text: "Reading the cached model…" });
+      setStatus("Reading the model from this browser's cache…");
+      break;
+    case "evicted":
+      setStatus("The cached model failed its SHA-256 check and was removed; downloading it again…");
+      break;
+    case "download":
+      setPhase("downloading");
+      showProgress({
+        label: "Download",
+        value: e.total ? e.loaded / e.total : null,
+        text: describeDownload(e),
+      });
+      if (e.loaded === 0) setStatus(`Downloading the model${e.total ? ` (${formatBytes(e.total)})` : ""}…`);
+      break;
+    case "retry":
+      setStatus(
+        `Download attempt ${e.attempt - 1} failed (${e.error}); trying again in ${(e.delayMs / 1000).toFixed(1)} s…`,
+      );
+      break;
+    case "verify":
+      setPhase("verifying");
+      showProgress({ label: "Verify", value: null, text: `Checking the SHA-256 of ${formatBytes(e.total)}…` });
+      break;
+    case "store":
+      showProgress({ label: "Cache", value: null, text: "Saving to this browser's cache for next time…" });
+      break;
+  }
+}
+
+/**
+ * Load a model into the engine. source: {kind:"url", url, expectedSha256, label} or {kind:"file", file, label}.
+ * On failure, a previously loaded model stays in use.
+ */
+async function loadModel(source, { quiet = false } = {}) {
+  const token = ++state.modelLoadToken;
+  const stale = () => token !== state.modelLoadToken;
+  const hadModel = !!state.modelInfo;
+  if (state.run && !state.run.ended) await stopRun();
+  el.retry.hidden = true;
+  setPhase("loading");
+  el.modelName.textContent = source.label;
+  if (!quiet) clearError();
+
+  let bytes, sha256, origin;
+  try {
+    if (source.kind === "url") {
+      if (source.crossOrigin) {
+        setStatus(
+          `Fetching the model from ${new URL(source.url).origin}. This page's Content-Security-Policy ` +
+            "allows only its own origin unless the server adds that origin (see index.html).",
+        );
+      }
+      const r = await loadModelBytes({
+        url: source.url,
+        expectedSha256: source.expectedSha256,
+        onProgress: (e) => !stale() && onDownloadProgress(e),
+      });
+      ({ bytes, sha256 } = r);
+      origin = r.source === "cache" ? "from cache" : r.cached ? "downloaded, cached" : "downloaded, not cached";
+    } else {
+      showProgress({ label: "File", value: null, text: `Reading ${source.file.name}…` });
+      bytes = new Uint8Array(await source.file.arrayBuffer());
+      showProgress({ label: "Verify", value: null, text: `Computing the SHA-256 of ${formatBytes(bytes.length)}…` });
+      sha256 = await sha256Hex(bytes);
+      origin = "local file";
+    }
+  } catch (err) {
+    if (stale()) return;
+    const msg = err instanceof ModelLoadError ? err.message : `Could not read the model: ${err.message || err}`;
+    const hint =
+      source.kind === "url" && source.crossOrigin
+        ? " A cross-origin model must be allowed by the page's Content-Security-Policy (connect-src) and served with CORS headers."
+        : "";
+    showError(msg + hint + (hadModel ? " The previous model is still loaded." : ""));
+    showProgress({ label: "Download", value: 0, text: "Failed." });
+    el.retry.hidden = false;
+    if (hadModel) setPhase("ready");
+    else setPhase("failed");
+    setStatus("The model could not be loaded.");
+    return;
+  }
+  if (stale()) return;
+
+  const size = bytes.length;
+  setPhase("loading-model");
+  showProgress({ label: "Engine", value: null, text: `Loading ${formatBytes(size)} into the engine…` });
+  setStatus("Loading the model into the engine…");
+  let info;
+  try {
+    if (bytes.byteOffset !== 0 || bytes.byteLength !== bytes.buffer.byteLength) bytes = bytes.slice();
+    info = await call(
+      "loadModel",
+      { bytes: bytes.buffer, sha256: sha256 || undefined, loadDtype: el.loadDtype.value },
+      [bytes.buffer],
+    );
+  } catch (err) {
+    if (stale()) return;
+    const what = source.kind === "file" ? `'${source.file.name}'` : "the model";
+    if (state.engineOk === false) {
+      showError(`${state.engineError} (The model itself was fetched and verified.)`);
+    } else {
+      showError(
+        `The engine could not load ${what}: ${err.message}` +
+          (hadModel && state.modelInfo ? ` Still using ${state.modelInfo.name || "the previous model"}.` : ""),
+      );
+    }
+    showProgress({
+      label: "Engine",
+      value: 0,
+      text: state.engineOk === false ? `${formatBytes(size)} fetched and verified; the engine is missing.` : "Failed.",
+    });
+    if (state.modelInfo) {
+      el.modelName.textContent = state.source?.label || state.modelInfo.name;
+      setPhase("ready");
+    } else {
+      setPhase("failed");
+      el.retry.hidden = source.kind !== "url" || state.engineOk === false;
+    }
+    setStatus(state.engineOk === false ? "The inference engine is not available." : "The model could not be loaded.");
+    return;
+  }
+  if (stale()) return;
+  // Without crypto.subtle (non-secure context) the engine hashed the bytes: check them now.
+  const want = source.kind === "url" ? source.expectedSha256 : null;
+  if (want && info.sha256 && info.sha256 !== want) {
+    showError(`The model has sha256 ${info.sha256}, but ${want} was expected; it was not used.`);
+    state.modelInfo = null;
+    setPhase("failed");
+    return;
+  }
+  const modelChanged = state.modelSha !== info.sha256;
+  state.source = source;
+  state.modelInfo = info;
+  state.modelSha = info.sha256 || sha256;
+  document.body.dataset.modelSource = origin;
+  el.modelName.textContent = `${source.label}${info.name && info.name !== source.label ? ` — ${info.name}` : ""}`;
+  el.modelSource.textContent = origin;
+  el.modelSource.hidden = false;
+  el.modelFacts.hidden = false;
+  el.modelSha.textContent =
+    `${state.modelSha}` + (want ? " (verified)" : source.kind === "url" && !want ? " (computed; no sha256 given to check against)" : "");
+  el.modelShape.textContent =
+    `${info.architecture} · ${info.layers} layers × ${info.heads} heads (${info.kvHeads} KV) × ${info.headDim} · ` +
+    `hidden ${info.hidden} · vocab ${info.vocab} · context ${info.contextLength} · ${info.loadDtype}` +
+    (info.loadMs != null ? ` · loaded in ${(info.loadMs / 1000).toFixed(1)} s` : "");
+  showProgress({ label: "Ready", value: 1, text: `${formatBytes(size)} · ${origin}` });
+
+  // Vectors: reuse the ones in hand when the model did not change (worker restart, dtype change), else fetch the
+  // vector file of the selected site (or keep a user-supplied file and let the engine judge it).
+  state.vectors = null;
+  if (!modelChanged && state.vectorsBytes) {
+    await loadVectorBytes(state.vectorsBytes, state.vectorsLabel, { fallback: false, keepControls: true });
+  } else {
+    await loadVectorsForSite(el.site.value);
+  }
+  if (stale()) return;
+  setPhase("ready");
+  if (!state.recovering) {
+    setStatus(
+      `Ready: ${info.name || source.label}${state.vectors ? `, steering with ${state.vectorsLabel}` : ", steering off"}.`,
+      "ok",
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Vectors
+
+async function loadVectorsForSite(site) {
+  const file = VECTOR_FILES[site];
+  const url = new URL(VECTOR_DIR + file, location.href).href;
+  let bytes;
+  setStatus(`Loading the ${site} vectors…`);
+  try {
+    const resp = await fetch(url, { cache: "no-cache" });
+    if (!resp.ok) throw new Error(`the server answered HTTP ${resp.status}`);
+    bytes = new Uint8Array(await resp.arrayBuffer());
+  } catch (err) {
+    vectorsFailed(`Could not fetch the vector file ${VECTOR_DIR + file}: ${err.message}.`);
+    return false;
+  }
+  return loadVectorBytes(bytes, `${file}`, { fallback: true, site });
+}
+
+async function loadVectorBytes(bytes, label, { fallback = true, keepControls = false } = {}) {
+  const previous = state.vectors ? { bytes: state.vectorsBytes, label: state.vectorsLabel } : null;
+  let meta;
+  try {
+    // Send a copy: the page keeps the bytes for a worker restart.
+    meta = await call("loadVectors", { bytes: bytes.slice().buffer });
+  } catch (err) {
+    if (err.fatal || !state.worker) return false;
+    const modelName = state.modelInfo?.name || "this model";
+    let msg = `The vector file ${label} cannot be used with ${modelName}: ${err.message}`;
+    if (fallback && previous && previous.bytes !== bytes) {
+      try {
+        const back = await call("loadVectors", { bytes: previous.bytes.slice().buffer });
+        applyVectors(back, previous.bytes, previous.label, { keepControls: true });
+        showError(`${msg} Still steering with ${previous.label}.`);
+        return false;
+      } catch {
+        /* fall through: steering off */
+      }
+    }
+    vectorsFailed(msg);
+    return false;
+  }
+  applyVectors(meta, bytes, label, { keepControls });
+  return true;
+}
+
+function vectorsFailed(message) {
+  state.vectors = null;
+  state.vectorsBytes = null;
+  state.vectorsLabel = null;
+  call("clearVectors").catch(() => {});
+  showError(`${message} Steering is off: both panes show the unsteered model. Pick another site or drop a vector file made for this model.`);
+  el.alpha.disabled = true;
+  el.alpha.value = "0";
+  el.vectorsInfo.textContent = "none (steering off)";
+  renderHeatmap(null);
+  updateAlphaUI();
+}
+
+function applyVectors(meta, bytes, label, { keepControls = false } = {}) {
+  const keptAlpha = keepControls && !el.alpha.disabled ? Number(el.alpha.value) : null;
+  state.vectors = meta;
+  state.vectorsBytes = bytes;
+  state.vectorsLabel = label;
+  if (meta.site && el.site.value !== meta.site && [...el.site.options].some((o) => o.value === meta.site)) {
+    el.site.value = meta.site;
+  }
+  const max = Number(meta.maxAlpha) || 1;
+  el.alpha.max = String(max);
+  el.alpha.step = String(max <= 2 ? 0.01 : 0.05);
+  const rec = Math.min(max, Math.max(0, Number(meta.recommendedAlpha) || 0));
+  el.alpha.value = String(keptAlpha != null ? Math.min(max, keptAlpha) : rec);
+  el.alpha.disabled = false;
+  if (!keepControls && MODES.includes(meta.recommendedMode)) setMode(meta.recommendedMode);
+  el.vectorsInfo.textContent =
+    `${label} · site ${meta.site} · ${meta.layers} layers × ${meta.heads} heads × ${meta.headDim} · ` +
+    `${meta.pairs} steering pairs · made for ${meta.modelName} · recommended α ${fmt(rec)} (${meta.recommendedMode}), ` +
+    `max ${fmt(max)}`;
+  renderHeatmap(meta);
+  updateAlphaUI();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Controls
+
+function currentMode() {
+  return document.querySelector('input[name="mode"]:checked')?.value || "rotate";
+}
+function setMode(mode) {
+  const r = document.querySelector(`input[name="mode"][value="${mode}"]`);
+  if (r) r.checked = true;
+  if (mode === "headwise-reference") document.querySelector("details.advanced").open = true;
+  updateFormula();
+}
+function currentAlpha() {
+  return state.vectors ? Number(el.alpha.value) : 0;
+}
+function fmt(x, d = 2) {
+  return Number(x).toFixed(d);
+}
+
+function updateButtons() {
+  const phase = document.body.dataset.phase;
+  const running = !!(state.run && !state.run.ended);
+  el.start.disabled = running || !state.modelInfo || !["ready"].includes(phase);
+  el.stop.disabled = !running;
+  document.body.dataset.run = running ? "running" : state.run ? "done" : "idle";
+}
+
+function updateAlphaUI() {
+  const a = currentAlpha();
+  el.alphaValue.textContent = fmt(a);
+  el.alpha.setAttribute("aria-valuetext", `α ${fmt(a)}${state.vectors ? "" : " (steering off)"}`);
+  updateFormula();
+}
+
+function updatePromptCount() {
+  const n = el.prompt.value.length;
+  el.promptCount.textContent = `${n} / ${MAX_PROMPT_CHARS}`;
+  el.promptCount.classList.toggle("over", n > MAX_PROMPT_CHARS);
+}
+
+el.alpha.addEventListener("input", () => {
+  updateAlphaUI();
+  if (!state.vectors) return;
+  // Applies from the next token of a running generation.
+  call("setAlpha", { alpha: Number(el.alpha.value) }).catch((err) => showError(`α was not applied: ${err.message}`));
+});
+
+for (const r of document.querySelectorAll('input[name="mode"]')) {
+  r.addEventListener("change", () => {
+    updateFormula();
+    call("setMode", { mode: currentMode() }).catch((err) => showError(`The mode was not applied: ${err.message}`));
+  });
+}
+
+el.site.addEventListener("change", async () => {
+  if (!state.modelInfo) return;
+  if (state.run && !state.run.ended) await stopRun();
+  setPhase("loading");
+  await loadVectorsForSite(el.site.value);
+  setPhase(state.modelInfo ? "ready" : "failed");
+  if (state.vectors) setStatus(`Steering with ${state.vectorsLabel}.`, "ok");
+});
+
+el.loadDtype.addEventListener("change", () => {
+  if (state.source) loadModel(state.source);
+});
+
+el.prompt.addEventListener("input", updatePromptCount);
+el.prompt.addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+    ev.preventDefault();
+    startRun();
+  }
+});
+el.form.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  startRun();
+});
+el.stop.addEventListener("click", () => stopRun());
+el.reset.addEventListener("click", async () => {
+  if (state.run && !state.run.ended) await stopRun();
+  state.run = null;
+  clearPanes();
+  clearError();
+  updateButtons();
+  setStatus(state.modelInfo ? "Cleared." : el.status.textContent);
+});
+el.seedRandom.addEventListener("click", () => {
+  el.seed.value = String(crypto.getRandomValues(new Uint32Array(1))[0] % 1_000_000);
+});
+el.retry.addEventListener("click", () => {
+  loadModel(state.source || modelSourceFromParams());
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Generation
+
+function readNumber(input, { min, max, integer = false, name }) {
+  const v = Number(input.value);
+  if (input.value.trim() === "" || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) {
+    input.focus();
+    throw new Error(`${name} must be ${integer ? "a whole number" : "a number"} from ${min} to ${max}.`);
+  }
+  return v;
+}
+
+function readParams() {
+  const prompt = el.prompt.value;
+  if (prompt.trim() === "") {
+    el.prompt.focus();
+    throw new Error("The prompt is empty: write something, or pick an example prompt.");
+  }
+  if (prompt.length > MAX_PROMPT_CHARS) {
+    el.prompt.focus();
+    throw new Error(`The prompt is ${prompt.length} characters long; at most ${MAX_PROMPT_CHARS} are allowed.`);
+  }
+  return {
+    prompt,
+    chat: document.querySelector('input[name="format"]:checked')?.value === "chat",
+    maxNewTokens: readNumber(el.maxTokens, { min: 1, max: 512, integer: true, name: "Max new tokens" }),
+    temperature: readNumber(el.temperature, { min: 0, max: 2, name: "Temperature" }),
+    topP: readNumber(el.topP, { min: 0.01, max: 1, name: "Top-p" }),
+    topK: readNumber(el.topK, { min: 0, max: 100000, integer: true, name: "Top-k" }),
+    seed: readNumber(el.seed, { min: 0, max: 4294967295, integer: true, name: "Seed" }),
+    alpha: currentAlpha(),
+    mode: currentMode(),
+  };
+}
+
+function clearPanes() {
+  for (let i = 0; i < 2; i++) {
+    el.outs[i].replaceChildren();
+    el.outs[i].style.setProperty("--scale", "0.1");
+    for (const dd of el.panes[i].querySelectorAll("[data-stat]")) dd.textContent = dd.dataset.stat === "tokens" ? "0" : "–";
+    const slot = el.panes[i].querySelector("[data-judge-slot]");
+    if (judge.impl) slot.textContent = `${judge.impl.name}: –`;
+  }
+  el.tokenReadout.textContent = "";
+  el.legendMin.textContent = "−0.10";
+  el.legendMax.textContent = "+0.10";
+  el.paneSubs[1].textContent = `α = ${fmt(currentAlpha())}`;
+}
+
+function renderPrompt(params) {
+  for (let i = 0; i < 2; i++) {
+    const out = el.outs[i];
+    if (params.chat) out.append(h("span", { class: "prompt-label", text: "User" }));
+    out.append(h("span", { class: "prompt", text: params.prompt }));
+    if (params.chat) out.append(h("span", { class: "prompt-label", text: "\nAssistant" }));
+  }
+}
+
+async function startRun() {
+  if (!state.modelInfo || document.body.dataset.phase !== "ready") {
+    showError("The model is not loaded yet.");
+    return;
+  }
+  let p;
+  try {
+    p = readParams();
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  if (state.run && !state.run.ended) await stopRun();
+  clearError();
+  clearPanes();
+  renderPrompt(p);
+  el.paneSubs[1].textContent = state.vectors ? `α = ${fmt(p.alpha)} · ${p.mode}` : "steering off";
+  const { id, promise } = post("start", { params: p });
+  document.body.dataset.runId = String(id);
+  state.run = {
+    runId: id,
+    params: p,
+    t0: performance.now(),
+    firstAt: null,
+    lastAt: null,
+    steps: 0,
+    stepMsSum: 0,
+    maxAbs: 0,
+    ended: false,
+    panes: [0, 1].map(() => ({ tokens: 0, pendingIds: [], finished: false, stopReason: null, lastAlpha: null, lastMode: null, text: "", firstAt: null, lastAt: null })),
+  };
+  updateButtons();
+  setStatus("Generating…");
+  try {
+    const res = await promise;
+    if (state.run?.runId === id) {
+      state.run.promptTokens = res?.promptTokens;
+      if (state.run.steps === 0) setStatus(`Reading the prompt (${res?.promptTokens ?? "?"} tokens)…`);
+    }
+  } catch (err) {
+    if (state.run?.runId === id) {
+      state.run.ended = true;
+      state.run.reason = "error";
+      updateButtons();
+    }
+    showError(`The engine refused to start: ${err.message}`);
+    setStatus("Not started.");
+  }
+}
+
+function stopRun() {
+  if (!state.run || state.run.ended) return Promise.resolve();
+  const run = state.run;
+  return new Promise((resolve) => {
+    run.onEnded = resolve;
+    call("stop").catch(() => {});
+    // If the worker is gone, end the run here.
+    setTimeout(() => {
+      if (!run.ended) {
+        endRun("stopped", run);
+      }
+    }, 5000);
+  });
+}
+
+const NICE_SCALES = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
+
+function onStep(msg) {
+  const run = state.run;
+  if (!run || run.runId !== msg.runId || run.ended) return;
+  const now = performance.now();
+  if (run.firstAt == null) run.firstAt = now;
+  run.lastAt = now;
+  run.steps++;
+  if (msg.index === 0) {
+    run.prefillMs = Number(msg.stepMs) || 0;
+    setStatus("Generating…");
+  } else {
+    run.stepMsSum += Number(msg.stepMs) || 0;
+  }
+  msg.rows.forEach((row, i) => appendToken(run, i, row, msg, now));
+  scheduleStats();
+}
+
+function appendToken(run, i, row, msg, now) {
+  const pane = run.panes[i];
+  if (!row || pane.finished) return;
+  const out = el.outs[i];
+  const atBottom = out.scrollHeight - out.scrollTop - out.clientHeight < 8;
+  if (i === 1) {
+    const a = Number(row.alpha);
+    if (pane.lastAlpha != null && Math.abs(a - pane.lastAlpha) > 1e-9) {
+      out.append(
+        h("span", {
+          class: "alpha-marker",
+          role: "note",
+          title: `α changed to ${fmt(a)} from this token on`,
+          dataset: { alpha: String(a), step: String(msg.index) },
+          text: `α→${fmt(a)}`,
+        }),
+      );
+    }
+    if (pane.lastMode != null && msg.mode && msg.mode !== pane.lastMode) {
+      out.append(
+        h("span", {
+          class: "alpha-marker mode-marker",
+          role: "note",
+          title: `fusion mode changed to ${msg.mode} from this token on`,
+          text: `mode→${msg.mode}`,
+        }),
+      );
+    }
+    if (state.vectors && (pane.lastAlpha !== a || pane.lastMode !== msg.mode)) {
+      el.paneSubs[1].textContent = `α = ${fmt(a)} · ${msg.mode}`;
+    }
+    pane.lastAlpha = a;
+    pane.lastMode = msg.mode;
+  }
+  if (row.tokenId != null && !(row.finished && row.text === "" && row.stopReason === "eos")) {
+    pane.pendingIds.push(row.tokenId);
+  }
+  if (row.text) {
+    const proj = row.projection;
+    const span = h("span", {
+      class: proj == null ? "tok noproj" : "tok",
+      text: row.text,
+      dataset: {
+        tokenIds: pane.pendingIds.join(" "),
+        firstStep: String(msg.index - pane.pendingIds.length + 1),
+        step: String(msg.index),
+        alpha: String(row.alpha ?? 0),
+        projection: proj == null ? "" : String(proj),
+      },
+    });
+    if (proj != null) {
+      span.style.setProperty("--p", String(proj));
+      span.title = `projection ${signed(proj)} · α ${fmt(row.alpha ?? 0)}`;
+      run.maxAbs = Math.max(run.maxAbs, Math.abs(proj));
+      updateScale(run);
+    } else {
+      span.title = `no vectors loaded · α ${fmt(row.alpha ?? 0)}`;
+    }
+    out.append(span);
+    pane.text += row.text;
+    pane.tokens += pane.pendingIds.length;
+    pane.pendingIds = [];
+  }
+  if (pane.firstAt == null) pane.firstAt = now;
+  pane.lastAt = now;
+  if (row.finished) {
+    pane.finished = true;
+    pane.stopReason = row.stopReason;
+    pane.tokens += pane.pendingIds.length;
+    if (pane.pendingIds.length) {
+      out.append(
+        h("span", {
+          class: "tok noproj",
+          dataset: { tokenIds: pane.pendingIds.join(" "), firstStep: String(msg.index - pane.pendingIds.length + 1), step: String(msg.index) },
+          text: "",
+        }),
+      );
+      pane.pendingIds = [];
+    }
+    out.append(h("span", { class: "stop-note", text: ` [${row.stopReason || "end"}]` }));
+  }
+  if (atBottom) out.scrollTop = out.scrollHeight;
+}
+
+function signed(x, d = 3) {
+  const v = Number(x);
+  return `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(d)}`;
+}
+
+function updateScale(run) {
+  const want = Math.max(0.02, run.maxAbs);
+  const scale = NICE_SCALES.find((s) => s >= want) || 1;
+  if (scale === run.scale) return;
+  run.scale = scale;
+  for (const out of el.outs) out.style.setProperty("--scale", String(scale));
+  el.legendMin.textContent = signed(-scale, 2);
+  el.legendMax.textContent = signed(scale, 2);
+}
+
+let statsQueued = false;
+function scheduleStats() {
+  if (statsQueued) return;
+  statsQueued = true;
+  requestAnimationFrame(() => {
+    statsQueued = false;
+    renderStats();
+  });
+}
+
+function fmtMs(ms) {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+function renderStats() {
+  const run = state.run;
+  if (!run) return;
+  for (let i = 0; i < 2; i++) {
+    const p = run.panes[i];
+    const set = (k, v) => (el.panes[i].querySelector(`[data-stat="${k}"]`).textContent = v);
+    set("tokens", String(p.tokens + p.pendingIds.length));
+    if (p.firstAt != null) set("ttft", fmtMs(p.firstAt - run.t0));
+    const n = p.tokens + p.pendingIds.length;
+    if (n >= 2 && p.lastAt > p.firstAt) set("tps", ((n - 1) / ((p.lastAt - p.firstAt) / 1000)).toFixed(1));
+    if (p.stopReason) set("stop", p.stopReason);
+  }
+}
+
+function onDone(msg) {
+  const run = state.run;
+  if (!run || run.runId !== msg.runId) return;
+  endRun(msg.reason, run, msg.error);
+}
+
+function endRun(reason, run = state.run, error = null) {
+  if (!run || run.ended) return;
+  run.ended = true;
+  run.reason = reason;
+  for (const p of run.panes) if (!p.stopReason) p.stopReason = reason === "finished" ? "end" : reason;
+  renderStats();
+  updateButtons();
+  const total = run.lastAt && run.t0 ? run.lastAt - run.t0 : 0;
+  const perStep = run.steps > 1 ? run.stepMsSum / (run.steps - 1) : 0;
+  if (reason === "error") {
+    showError(`Generation failed: ${error?.message || "the engine stopped"}`);
+    setStatus("Generation failed.");
+    if (error?.fatal) handleWorkerDeath(error.message);
+  } else {
+    const parts = [`${run.steps} steps in ${fmtMs(total)}`];
+    if (run.prefillMs != null) parts.push(`prompt (${run.promptTokens ?? "?"} tokens) read in ${fmtMs(run.prefillMs)}`);
+    if (perStep) parts.push(`then ${perStep.toFixed(0)} ms per step for both rows`);
+    setStatus(`${reason === "stopped" ? "Stopped" : "Finished"}: ${parts.join(" · ")}.`, "ok");
+  }
+  run.onEnded?.();
+  scoreRun(run);
+  document.dispatchEvent(
+    new CustomEvent("destein:run-finished", {
+      detail: { prompt: run.params.prompt, raw: run.panes[0].text, steered: run.panes[1].text, params: run.params, reason },
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Token inspection (hover, or keyboard in a focused pane)
+
+function describeToken(i, span) {
+  const ids = span.dataset.tokenIds ? span.dataset.tokenIds.split(" ").length : 0;
+  const proj = span.dataset.projection;
+  const pane = i === 0 ? "Raw" : "Steered";
+  const where =
+    proj === "" || proj == null
+      ? "no projection (no vectors)"
+      : `projection ${signed(proj)} (${Number(proj) >= 0 ? "toward" : "away from"} toxic)`;
+  return `${pane}, step ${Number(span.dataset.step) + 1}: “${span.textContent}” · ${where} · α ${fmt(span.dataset.alpha || 0)}${ids > 1 ? ` · ${ids} tokens` : ""}`;
+}
+
+for (let i = 0; i < 2; i++) {
+  const out = el.outs[i];
+  out.addEventListener("mouseover", (ev) => {
+    const t = ev.target.closest?.(".tok");
+    if (t && out.contains(t)) el.tokenReadout.textContent = describeToken(i, t);
+  });
+  out.addEventListener("keydown", (ev) => {
+    const toks = [...out.querySelectorAll(".tok")];
+    if (!toks.length) return;
+    let idx = toks.findIndex((t) => t.classList.contains("inspect"));
+    const keys = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
+    if (ev.key in keys) idx = idx < 0 ? (keys[ev.key] > 0 ? 0 : toks.length - 1) : Math.max(0, Math.min(toks.length - 1, idx + keys[ev.key]));
+    else if (ev.key === "Home") idx = 0;
+    else if (ev.key === "End") idx = toks.length - 1;
+    else return;
+    ev.preventDefault();
+    for (const t of out.querySelectorAll(".tok.inspect")) t.classList.remove("inspect");
+    toks[idx].classList.add("inspect");
+    toks[idx].scrollIntoView({ block: "nearest" });
+    el.tokenReadout.textContent = describeToken(i, toks[idx]);
+  });
+  out.addEventListener("blur", () => {
+    for (const t of out.querySelectorAll(".tok.inspect")) t.classList.remove("inspect");
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Heat map of per-head probe accuracy (layers × heads), keyboard navigable with a roving tabindex
+
+function renderHeatmap(meta) {
+  el.heatmapReadout.textContent = "";
+  const acc = meta?.probeAccuracy;
+  if (!acc || !acc.length) {
+    el.heatmapWrap.replaceChildren(
+      h("p", { class: "placeholder", text: meta ? "This vector file has no probe accuracies." : "Load a vector file to see its probe accuracies." }),
+    );
+    return;
+  }
+  const layers = acc.length;
+  const heads = Math.max(...Array.from(acc, (r) => r.length));
+  const norms = meta.layerNorms && meta.layerNorms.length === layers ? Array.from(meta.layerNorms) : null;
+  const maxNorm = norms ? Math.max(...norms.map(Math.abs), 1e-12) : 1;
+  const headRow = h("tr", {}, h("th", { scope: "col", text: "layer" }));
+  for (let j = 0; j < heads; j++) headRow.append(h("th", { scope: "col", text: `h${j}` }));
+  if (norms) headRow.append(h("th", { scope: "col", text: "‖z‖", title: "norm of the layer's detox direction" }));
+  const table = h(
+    "table",
+    { class: "heatmap", role: "grid", "aria-label": `Probe accuracy, ${layers} layers by ${heads} heads`, "aria-describedby": "heatmap-hint" },
+    h("thead", {}, headRow),
+  );
+  const tbody = h("tbody");
+  let best = { v: -Infinity, l: 0, h: 0, n: 0 };
+  const finite = acc.flatMap((r) => Array.from(r, Number)).filter(Number.isFinite);
+  const lo = finite.length ? Math.min(...finite) : 0.5;
+  const hi = finite.length ? Math.max(...finite) : 1;
+  table.style.setProperty("--lo", String(lo));
+  table.style.setProperty("--hi", String(hi));
+  $("acc-lo").textContent = lo.toFixed(2);
+  $("acc-mid").textContent = ((lo + hi) / 2).toFixed(2);
+  $("acc-hi").textContent = hi.toFixed(2);
+  for (let l = 0; l < layers; l++) {
+    const tr = h("tr", {}, h("th", { scope: "row", text: String(l) }));
+    for (let j = 0; j < heads; j++) {
+      const v = Number(acc[l][j]);
+      if (v > best.v) best = { v, l, h: j, n: 1 };
+      else if (v === best.v) best.n++;
+      const td = h("td", {
+        class: "cell",
+        role: "gridcell",
+        tabindex: "-1",
+        title: `layer ${l}, head ${j}: accuracy ${Number.isFinite(v) ? v.toFixed(3) : "n/a"}`,
+        "aria-label": `layer ${l}, head ${j}: ${Number.isFinite(v) ? v.toFixed(3) : "not available"}`,
+        dataset: { layer: String(l), head: String(j), value: String(v) },
+      });
+      td.style.setProperty("--v", String(Number.isFinite(v) ? v : 0.5));
+      tr.append(td);
+    }
+    if (norms) {
+      const td = h("td", { class: "norm", title: `layer ${l}: ‖z‖ = ${norms[l].toPrecision(3)}` }, h("span", { class: "norm-bar" }));
+      td.firstChild.style.setProperty("--w", String(Math.abs(norms[l]) / maxNorm));
+      tr.append(td);
+    }
+    tbody.append(tr);
+  }
+  table.append(tbody);
+  const first = tbody.querySelector("td.cell");
+  if (first) first.tabIndex = 0;
+  table.addEventListener("keydown", (ev) => {
+    const cur = ev.target.closest?.("td.cell");
+    if (!cur) return;
+    let l = Number(cur.dataset.layer);
+    let j = Number(cur.dataset.head);
+    const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+    if (ev.key in moves) {
+      l = Math.max(0, Math.min(layers - 1, l + moves[ev.key][0]));
+      j = Math.max(0, Math.min(heads - 1, j + moves[ev.key][1]));
+    } else if (ev.key === "Home") j = 0;
+    else if (ev.key === "End") j = heads - 1;
+    else if (ev.key === "PageUp") l = 0;
+    else if (ev.key === "PageDown") l = layers - 1;
+    else return;
+    ev.preventDefault();
+    const next = table.querySelector(`td.cell[data-layer="${l}"][data-head="${j}"]`);
+    if (next) {
+      cur.tabIndex = -1;
+      next.tabIndex = 0;
+      next.focus();
+    }
+  });
+  const show = (ev) => {
+    const c = ev.target.closest?.("td.cell");
+    if (!c) return;
+    for (const a of table.querySelectorAll("td.cell.active")) a.classList.remove("active");
+    c.classList.add("active");
+    el.heatmapReadout.textContent = `Layer ${c.dataset.layer}, head ${c.dataset.head}: probe accuracy ${Number(c.dataset.value).toFixed(3)}`;
+  };
+  table.addEventListener("focusin", show);
+  table.addEventListener("mouseover", show);
+  el.heatmapWrap.replaceChildren(table);
+  const mean = finite.reduce((a, b) => a + b, 0) / Math.max(1, finite.length);
+  el.heatmapReadout.textContent = Number.isFinite(best.v)
+    ? `Mean accuracy ${mean.toFixed(3)}. Best ${best.v.toFixed(3)}: layer ${best.l}, head ${best.h}` +
+      (best.n > 1 ? ` and ${best.n - 1} more.` : ".")
+    : "";
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The active fusion formula, and what it does to an activation
+
+/** Angle (degrees) by which a unit activation with cos(a, z) = c turns under n(a) − k·n(z); NaN if undefined. */
+export function turnAngle(c, k) {
+  const len = Math.sqrt(Math.max(0, 1 - 2 * k * c + k * k));
+  if (len < 1e-9) return NaN;
+  return (Math.acos(Math.max(-1, Math.min(1, (1 - k * c) / len))) * 180) / Math.PI;
+}
+
+function updateFormula() {
+  const mode = currentMode();
+  const a = currentAlpha();
+  const A = fmt(a);
+  el.formulaMode.textContent = mode;
+  el.formulaAlpha.textContent = A;
+  let formula, note;
+  const facts = [];
+  const orth = Math.atan(a) * (180 / Math.PI);
+  const aligned = a < 1 ? "0° (it only shrinks, then is rescaled)" : a === 1 ? "undefined (it collapses to zero)" : "180° (it flips)";
+  switch (mode) {
+    case "headwise":
+      formula =
+        `for each head h:\n  c_h = cos(a_h, z_h)\n  λ_h = 1 + max(0, c_h)\n  a′_h = ‖a_h‖ · n( n(a_h) − ${A} · λ_h · n(z_h) )`;
+      note = "Rotate each head on its own. Heads already pointing toward toxic (c_h > 0) are pushed up to twice as hard; every head keeps its length.";
+      facts.push(`A head orthogonal to z_h (c_h = 0) turns by atan(α) = ${orth.toFixed(1)}°.`);
+      facts.push(`A head with c_h = 0.5 gets λ = 1.5 and turns by ${fmtAngle(turnAngle(0.5, 1.5 * a))}.`);
+      facts.push(`A head pointing away from z_h (c_h = −0.5) turns by ${fmtAngle(turnAngle(-0.5, a))}.`);
+      break;
+    case "headwise-reference":
+      formula =
+        `for each head h:\n  c_h = cos(a_h, z_h)\n  λ_h = 1 + max(0, c_h)\n  u_h = n( n(a_h) − ${A} · λ_h · n(z_h) )\n` +
+        `a′ = concat_h(u_h) · ‖a‖ / ‖concat_h(u_h)‖`;
+      note = "The per-head branch of the released DeStein code: like head-wise, but every head ends up with the same length ‖a‖/√H.";
+      facts.push(`A head orthogonal to z_h turns by atan(α) = ${orth.toFixed(1)}°.`);
+      break;
+    case "add":
+      formula = `a′ = a − ${A} · ‖a‖ · n(z)`;
+      note = "Subtract a piece of z as long as α times the activation. Same turn as rotate, but the length changes.";
+      facts.push(`Orthogonal to z: turns by atan(α) = ${orth.toFixed(1)}° and grows to ${Math.sqrt(1 + a * a).toFixed(3)} ‖a‖.`);
+      facts.push(`Aligned with z: turns by ${aligned}; length |1 − α| ‖a‖ = ${Math.abs(1 - a).toFixed(3)} ‖a‖.`);
+      break;
+    default:
+      formula = `a′ = ‖a‖ · n( n(a) − ${A} · n(z) )`;
+      note = "Rotate the whole activation away from z, keeping its length: the model hears the same volume, in a less toxic direction.";
+      facts.push(`Orthogonal to z: turns by atan(α) = ${orth.toFixed(1)}°.`);
+      facts.push(`Aligned with z: turns by ${aligned}.`);
+      facts.push("Pointing straight away from z: does not turn at all.");
+  }
+  if (!state.vectors) note += " (No vectors are loaded, so α is 0 and nothing changes.)";
+  el.formula.textContent = formula;
+  el.formulaNote.textContent = note;
+  el.angleFacts.replaceChildren(...facts.map((f) => h("li", { text: f })));
+  drawDiagram();
+}
+
+function fmtAngle(deg) {
+  return Number.isFinite(deg) ? `${deg.toFixed(1)}°` : "an undefined angle";
+}
+
+function drawDiagram() {
+  const mode = currentMode();
+  const a = currentAlpha();
+  const phi = (Number(el.diagramAngle.value) * Math.PI) / 180;
+  el.diagramAngleValue.textContent = `${el.diagramAngle.value}°`;
+  const c = Math.cos(phi);
+  const k = mode === "headwise" || mode === "headwise-reference" ? a * (1 + Math.max(0, c)) : a;
+  // 2-D picture: z points up; a is a unit vector at angle phi from z.
+  const av = [Math.sin(phi), c];
+  const v = [av[0], av[1] - k];
+  const vlen = Math.hypot(v[0], v[1]);
+  const out = mode === "add" ? v : vlen > 1e-9 ? [v[0] / vlen, v[1] / vlen] : [0, 0];
+  const extent = Math.max(1.15, Math.abs(v[1]) + 0.1, Math.abs(out[1]) + 0.1, 1 + k * 0.5);
+  const R = Math.min(85, 95 / extent);
+  const cx = 130;
+  const cy = 110;
+  const P = (x, y) => [cx + R * x, cy - R * y];
+  const line = (from, to, cls, marker) => {
+    const [x1, y1] = P(...from);
+    const [x2, y2] = P(...to);
+    const attrs = { x1, y1, x2, y2, class: cls };
+    if (marker) attrs["marker-end"] = `url(#${marker})`;
+    return s("line", attrs);
+  };
+  const label = (at, text, dx = 6, dy = -4) => {
+    const [x, y] = P(...at);
+    return s("text", { x: x + dx, y: y + dy, class: "d-label" }, text);
+  };
+  const g = el.diagramLayer;
+  const items = [
+    s("circle", { cx, cy, r: R, class: "d-axis" }),
+    line([0, -1.1], [0, 1.1], "d-axis"),
+    line([0, 0], [0, 1.12], "d-z", "arrow-z"),
+    label([0, 1.12], "z (toxic)", 6, 10),
+    line([0, 0], av, "d-a", "arrow-a"),
+    label(av, "a", 6, -2),
+  ];
+  if (k > 1e-9) {
+    items.push(line(av, [av[0], av[1] - k], "d-push", "arrow-p"));
+    items.push(label([av[0], av[1] - k / 2], mode.startsWith("headwise") ? "−αλ·n(z)" : "−α·n(z)", 6, 4));
+  }
+  const turn = turnAngle(c, k);
+  if (vlen > 1e-9) {
+    items.push(line([0, 0], out, "d-new", "arrow-s"));
+    items.push(label(out, "a′", -18, 14));
+    if (Number.isFinite(turn) && turn > 0.5) {
+      const r = 0.3;
+      const [x1, y1] = P(av[0] * r, av[1] * r);
+      const on = Math.hypot(out[0], out[1]);
+      const [x2, y2] = P((out[0] / on) * r, (out[1] / on) * r);
+      const large = turn > 180 ? 1 : 0;
+      const sweep = out[0] * av[1] - out[1] * av[0] > 0 ? 0 : 1;
+      items.push(s("path", { d: `M${x1},${y1} A${R * r},${R * r} 0 ${large} ${sweep} ${x2},${y2}`, class: "d-arc" }));
+    }
+  }
+  g.replaceChildren(...items);
+  const newCos = vlen > 1e-9 ? (c - k) / vlen : NaN;
+  const lenText = mode === "add" ? `‖a′‖ = ${vlen.toFixed(3)} ‖a‖` : "‖a′‖ = ‖a‖";
+  el.diagramReadout.textContent =
+    vlen > 1e-9
+      ? `a turns by ${fmtAngle(turn)} · cos(a, z) ${signed(c, 2)} → ${signed(newCos, 2)} · ${lenText}`
+      : "a′ is undefined here: the push cancels a exactly.";
+}
+
+el.diagramAngle.addEventListener("input", drawDiagram);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Example prompts
+
+async function loadExamples() {
+  let data;
+  try {
+    const resp = await fetch(new URL("./examples.json", import.meta.url));
+    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    data = await resp.json();
+  } catch (err) {
+    el.examplesNeutral.replaceChildren(h("p", { class: "placeholder", text: `Examples unavailable (${err.message}).` }));
+    return;
+  }
+  const use = (ex) => () => {
+    el.prompt.value = ex.text;
+    const cont = document.querySelector('input[name="format"][value="continuation"]');
+    if (cont) cont.checked = true;
+    updatePromptCount();
+    setStatus("Example prompt set. Press Start (or Ctrl+Enter in the prompt).");
+  };
+  el.examplesNeutral.replaceChildren(
+    ...(data.neutral || []).map((ex) =>
+      h("button", { type: "button", class: "example", onclick: use(ex) }, h("span", { class: "example-text", text: ex.text })),
+    ),
+  );
+  el.examplesToxic.replaceChildren(
+    ...(data.toxic || []).map((ex, i) => {
+      const b = h(
+        "button",
+        { type: "button", class: "example", onclick: use(ex), dataset: { hiddenLabel: `Toxic example ${i + 1} (text hidden)` } },
+        h("span", { class: "example-text", text: ex.text }),
+        h("span", { class: "meta", text: `toxicity ${Number(ex.toxicity).toFixed(2)} (Perspective API)` }),
+      );
+      return b;
+    }),
+  );
+  applyReveal();
+}
+
+function applyReveal() {
+  const show = el.revealToxic.checked;
+  el.examplesToxic.classList.toggle("blurred", !show);
+  for (const b of el.examplesToxic.querySelectorAll(".example")) {
+    if (show) b.removeAttribute("aria-label");
+    else b.setAttribute("aria-label", b.dataset.hiddenLabel);
+    b.querySelector(".example-text").setAttribute("aria-hidden", show ? "false" : "true");
+  }
+}
+el.revealToxic.addEventListener("change", applyReveal);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Drop / pick your own model or vectors
+
+async function useFile(file) {
+  if (!file) return;
+  const name = file.name.toLowerCase();
+  if (name.endsWith(".safetensors")) {
+    if (!state.modelInfo) {
+      showError("Load a model before a vector file.");
+      return;
+    }
+    if (state.run && !state.run.ended) await stopRun();
+    setPhase("loading");
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const ok = await loadVectorBytes(bytes, file.name, { fallback: true });
+    setPhase("ready");
+    if (ok) {
+      clearError();
+      setStatus(`Steering with ${file.name}.`, "ok");
+    }
+  } else if (name.endsWith(".gguf")) {
+    await loadModel({ kind: "file", file, label: file.name });
+  } else {
+    showError(`'${file.name}' is neither a .gguf model nor a .safetensors vector file.`);
+  }
+}
+
+el.fileInput.addEventListener("change", () => {
+  const f = el.fileInput.files?.[0];
+  el.fileInput.value = "";
+  useFile(f);
+});
+for (const target of [el.dropzone, document.body]) {
+  target.addEventListener("dragover", (ev) => {
+    if (![...(ev.dataTransfer?.types || [])].includes("Files")) return;
+    ev.preventDefault();
+    el.dropzone.classList.add("dragging");
+  });
+  target.addEventListener("dragleave", (ev) => {
+    if (ev.target === el.dropzone || target === document.body) el.dropzone.classList.remove("dragging");
+  });
+  target.addEventListener("drop", (ev) => {
+    if (!ev.dataTransfer?.files?.length) return;
+    ev.preventDefault();
+    ev.stopPropagation();
+    el.dropzone.classList.remove("dragging");
+    useFile(ev.dataTransfer.files[0]);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Judge hook. Another module may register a toxicity judge; until one does, the judge slots stay hidden.
+//   registerJudge({ name: "toxicity (xyz)", score: async (text) => number in [0, 1] }) -> unregister()
+
+const judge = { impl: null };
+
+export function registerJudge(impl) {
+  if (!impl || typeof impl.score !== "function") throw new TypeError("a judge needs a score(text) function");
+  judge.impl = impl;
+  for (const slot of document.querySelectorAll("[data-judge-slot]")) {
+    slot.hidden = false;
+    slot.textContent = `${impl.name || "judge"}: –`;
+  }
+  if (state.run?.ended) scoreRun(state.run);
+  return () => {
+    if (judge.impl !== impl) return;
+    judge.impl = null;
+    for (const slot of document.querySelectorAll("[data-judge-slot]")) {
+      slot.hidden = true;
+      slot.textContent = "";
+    }
+  };
+}
+
+async function scoreRun(run) {
+  const impl = judge.impl;
+  if (!impl) return;
+  await Promise.all(
+    [0, 1].map(async (i) => {
+      const slot = el.panes[i].querySelector("[data-judge-slot]");
+      slot.textContent = `${impl.name || "judge"}: scoring…`;
+      try {
+        const score = await impl.score(run.panes[i].text, { prompt: run.params.prompt, pane: i === 0 ? "raw" : "steered" });
+        if (state.run !== run || judge.impl !== impl) return;
+        slot.textContent = `${impl.name || "judge"}: ${Number(score).toFixed(3)}`;
+        slot.dataset.score = String(score);
+      } catch (err) {
+        slot.textContent = `${impl.name || "judge"}: failed (${err.message})`;
+      }
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Boot
+
+document.addEventListener("securitypolicyviolation", (ev) => {
+  showError(
+    `The page's Content-Security-Policy blocked ${ev.blockedURI || "a resource"} (${ev.effectiveDirective}). ` +
+      "This page only talks to its own origin; see index.html for how to allow another.",
+  );
+});
+
+const api = { registerJudge, turnAngle };
+if (DEBUG) {
+  Object.assign(api, {
+    state,
+    crashWorker: () => call("crash"),
+    loadModel,
+  });
+}
+globalThis.destein = api;
+
+async function boot() {
+  updatePromptCount();
+  updateAlphaUI();
+  updateButtons();
+  loadExamples();
+  spawnWorker();
+  const source = modelSourceFromParams();
+  if (source.error) showError(source.error);
+  if (!cacheAvailable()) {
+    setStatus("This page is not in a secure context: the model cannot be cached and is downloaded each time.");
+  }
+  await loadModel(source);
+}
+
+boot().catch((err) => {
+  showError(`Unexpected error while starting: ${err.message || err}`);
+  setPhase("failed");
+});

@@ -1,0 +1,302 @@
+// Model download, caching and verification for the DeStein demo.
+//
+// - Downloads with progress (bytes / total, MB/s) through a streaming fetch.
+// - Retries a failing download (3 attempts, growing back-off); resumes with an HTTP Range request when the server
+//   allows it and the file did not change in between (If-Range), else starts over.
+// - Verifies the bytes by SHA-256 (crypto.subtle) before they are used or cached.
+// - Caches a complete, verified file in Cache Storage, so a reload starts in seconds. A partial download is never
+//   cached; a cached file that fails its hash is evicted and fetched again.
+//
+// Cache Storage and crypto.subtle need a secure context (https:, or http://127.0.0.1 / localhost). Elsewhere this
+// module still downloads, but cannot cache, and reports `sha256: null` so that the caller can let the engine hash
+// the bytes instead.
+
+export const CACHE_NAME = "destein-models-v1";
+export const DEFAULT_MODEL = Object.freeze({
+  url: "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+  sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+  label: "SmolLM2-135M-Instruct (Q4_1)",
+});
+const SHA_HEADER = "x-destein-sha256";
+
+export class ModelLoadError extends Error {
+  constructor(message, { cause, retryable = true, kind = "network" } = {}) {
+    super(message, cause ? { cause } : undefined);
+    this.name = "ModelLoadError";
+    this.retryable = retryable;
+    this.kind = kind; // "network" | "http" | "truncated" | "integrity" | "aborted"
+  }
+}
+
+export function cacheAvailable() {
+  return typeof caches !== "undefined" && globalThis.isSecureContext !== false;
+}
+
+export function hashAvailable() {
+  return typeof crypto !== "undefined" && !!crypto.subtle && typeof crypto.subtle.digest === "function";
+}
+
+/** Hex SHA-256 of the bytes, or null where crypto.subtle is unavailable (non-secure context). */
+export async function sha256Hex(bytes) {
+  if (!hashAvailable()) return null;
+  const digest = await crypto.subtle.digest("SHA-256", bytes);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function formatBytes(n) {
+  if (!Number.isFinite(n)) return "?";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 / 1024 / 1024).toFixed(2)} GB`;
+}
+
+function absolute(url) {
+  return new URL(url, globalThis.location?.href).href;
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new ModelLoadError("cancelled", { kind: "aborted", retryable: false }));
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(t);
+        reject(new ModelLoadError("cancelled", { kind: "aborted", retryable: false }));
+      },
+      { once: true },
+    );
+  });
+}
+
+/** The cached copy of `url`, verified, or null. Evicts a copy that fails its hash. */
+export async function readCached(url, expectedSha256 = null, onEvent = () => {}) {
+  if (!cacheAvailable()) return null;
+  const key = absolute(url);
+  let cache, resp;
+  try {
+    cache = await caches.open(CACHE_NAME);
+    resp = await cache.match(key);
+  } catch {
+    return null;
+  }
+  if (!resp) return null;
+  onEvent({ phase: "cache-read" });
+  const bytes = new Uint8Array(await resp.arrayBuffer());
+  const stored = resp.headers.get(SHA_HEADER);
+  onEvent({ phase: "verify", loaded: bytes.length, total: bytes.length });
+  const actual = await sha256Hex(bytes);
+  const want = expectedSha256 || stored;
+  if (actual && want && actual !== want) {
+    await cache.delete(key);
+    onEvent({ phase: "evicted", reason: `cached copy has sha256 ${actual}, expected ${want}` });
+    return null;
+  }
+  return { bytes, sha256: actual, verified: !!(actual && want), source: "cache" };
+}
+
+export async function evict(url) {
+  if (!cacheAvailable()) return false;
+  const cache = await caches.open(CACHE_NAME);
+  return cache.delete(absolute(url));
+}
+
+export async function listCached() {
+  if (!cacheAvailable()) return [];
+  const cache = await caches.open(CACHE_NAME);
+  return (await cache.keys()).map((r) => r.url);
+}
+
+async function storeInCache(url, bytes, sha256) {
+  if (!cacheAvailable()) return false;
+  try {
+    const cache = await caches.open(CACHE_NAME);
+    const headers = {
+      "content-type": "application/octet-stream",
+      "content-length": String(bytes.length),
+      "x-destein-cached-at": new Date().toISOString(),
+    };
+    if (sha256) headers[SHA_HEADER] = sha256;
+    await cache.put(absolute(url), new Response(bytes, { headers }));
+    return true;
+  } catch (err) {
+    // Quota exceeded or storage disabled: the model still works, it just won't be cached.
+    console.warn("model-store: could not cache the model:", err);
+    return false;
+  }
+}
+
+/**
+ * One download attempt. `partial` ({buffer, received, validator}) lets it resume with a Range request.
+ * Returns {bytes} on success; throws ModelLoadError with `partial` attached on failure.
+ */
+async function downloadOnce(url, { partial, signal, onProgress, attempt, attempts }) {
+  const headers = {};
+  const resuming = partial && partial.received > 0 && partial.validator && partial.total;
+  if (resuming) {
+    headers.Range = `bytes=${partial.received}-`;
+    headers["If-Range"] = partial.validator;
+  }
+  let resp;
+  try {
+    resp = await fetch(url, { headers, cache: "no-store", signal });
+  } catch (err) {
+    if (signal?.aborted) throw new ModelLoadError("cancelled", { kind: "aborted", retryable: false });
+    throw new ModelLoadError(`network error (${err.message || err})`, { cause: err });
+  }
+  if (!resp.ok) {
+    const retryable = resp.status >= 500 || resp.status === 408 || resp.status === 429;
+    throw new ModelLoadError(`the server answered HTTP ${resp.status} ${resp.statusText}`.trim(), {
+      kind: "http",
+      retryable,
+    });
+  }
+
+  let buffer, received, total;
+  if (resuming && resp.status === 206) {
+    const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(resp.headers.get("content-range") || "");
+    if (!m || Number(m[1]) !== partial.received || Number(m[3]) !== partial.total) {
+      throw new ModelLoadError("the server's range answer did not fit the partial download", {
+        retryable: true,
+      });
+    }
+    buffer = partial.buffer;
+    received = partial.received;
+    total = partial.total;
+  } else {
+    const len = Number(resp.headers.get("content-length"));
+    const encoded = !!resp.headers.get("content-encoding");
+    total = Number.isFinite(len) && len > 0 && !encoded ? len : null;
+    buffer = total ? new Uint8Array(total) : null;
+    received = 0;
+  }
+  const acceptRanges = (resp.headers.get("accept-ranges") || "").toLowerCase() === "bytes";
+  const validator = acceptRanges ? resp.headers.get("etag") || resp.headers.get("last-modified") : null;
+  const chunks = buffer ? null : [];
+
+  const started = performance.now();
+  const startBytes = received;
+  let lastReport = 0;
+  const report = (force) => {
+    const now = performance.now();
+    if (!force && now - lastReport < 100) return;
+    lastReport = now;
+    const secs = (now - started) / 1000;
+    const bytesPerSec = secs > 0.05 ? (received - startBytes) / secs : 0;
+    onProgress?.({ phase: "download", loaded: received, total, bytesPerSec, attempt, attempts });
+  };
+  report(true);
+
+  const reader = resp.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (buffer) {
+        if (received + value.length > buffer.length) {
+          throw new ModelLoadError("the server sent more bytes than it announced", { retryable: true });
+        }
+        buffer.set(value, received);
+      } else {
+        chunks.push(value);
+      }
+      received += value.length;
+      report(false);
+    }
+  } catch (err) {
+    if (signal?.aborted) throw new ModelLoadError("cancelled", { kind: "aborted", retryable: false });
+    const e =
+      err instanceof ModelLoadError
+        ? err
+        : new ModelLoadError(
+            `the connection broke after ${formatBytes(received)}${total ? ` of ${formatBytes(total)}` : ""}`,
+            { kind: "truncated", cause: err },
+          );
+    e.partial = buffer && validator ? { buffer, received, total, validator } : null;
+    throw e;
+  }
+  report(true);
+  if (total && received !== total) {
+    const e = new ModelLoadError(`the download ended after ${formatBytes(received)} of ${formatBytes(total)}`, {
+      kind: "truncated",
+    });
+    e.partial = validator ? { buffer, received, total, validator } : null;
+    throw e;
+  }
+  if (buffer) return { bytes: buffer };
+  const out = new Uint8Array(received);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return { bytes: out };
+}
+
+/**
+ * Get the model bytes: from Cache Storage if a verified copy is there, else from the network (with retries),
+ * verified, then cached.
+ *
+ * @param {object} o
+ * @param {string} o.url                 model URL (relative to the page or absolute)
+ * @param {string|null} o.expectedSha256 hex digest the bytes must have; null: compute and report it
+ * @param {(e: object) => void} [o.onProgress]
+ *   events: {phase:"cache-read"} | {phase:"evicted", reason} | {phase:"download", loaded, total, bytesPerSec,
+ *   attempt, attempts} | {phase:"retry", attempt, attempts, delayMs, error} | {phase:"verify", loaded, total} |
+ *   {phase:"store"}
+ * @param {AbortSignal} [o.signal]
+ * @param {number} [o.attempts=3]
+ * @param {number[]} [o.backoffMs=[600, 2000, 5000]]  delay before attempt 2, 3, …
+ * @returns {Promise<{bytes: Uint8Array, sha256: string|null, verified: boolean, source: "cache"|"network",
+ *                    cached: boolean}>}
+ */
+export async function loadModelBytes({
+  url,
+  expectedSha256 = null,
+  onProgress = () => {},
+  signal,
+  attempts = 3,
+  backoffMs = [600, 2000, 5000],
+}) {
+  const want = expectedSha256 ? expectedSha256.toLowerCase() : null;
+  const cached = await readCached(url, want, onProgress);
+  if (cached) return { ...cached, cached: true };
+
+  let partial = null;
+  let lastError = null;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    if (attempt > 1) {
+      const delayMs = backoffMs[Math.min(attempt - 2, backoffMs.length - 1)];
+      onProgress({ phase: "retry", attempt, attempts, delayMs, error: lastError.message });
+      await sleep(delayMs, signal);
+    }
+    try {
+      const { bytes } = await downloadOnce(url, { partial, signal, onProgress, attempt, attempts });
+      onProgress({ phase: "verify", loaded: bytes.length, total: bytes.length });
+      const sha256 = await sha256Hex(bytes);
+      if (want && sha256 && sha256 !== want) {
+        // Never cached. A server that serves other bytes will do so again: no retry.
+        throw new ModelLoadError(
+          `the downloaded file has sha256 ${sha256}, but ${want} was expected; it was not used or cached`,
+          { kind: "integrity", retryable: false },
+        );
+      }
+      onProgress({ phase: "store" });
+      const stored = await storeInCache(url, bytes, sha256);
+      return { bytes, sha256, verified: !!(sha256 && want), source: "network", cached: stored };
+    } catch (err) {
+      if (!(err instanceof ModelLoadError)) throw err;
+      lastError = err;
+      partial = err.partial || null;
+      if (!err.retryable) break;
+    }
+  }
+  const tries = lastError.retryable ? ` after ${attempts} attempts` : "";
+  const e = new ModelLoadError(`Could not download the model${tries}: ${lastError.message}.`, {
+    kind: lastError.kind,
+    retryable: false,
+    cause: lastError,
+  });
+  throw e;
+}

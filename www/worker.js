@@ -1,0 +1,211 @@
+// The inference worker of the DeStein demo (a module Web Worker). It owns the wasm Engine, so the page never
+// blocks on inference.
+//
+// Protocol (page → worker), every request carries a numeric `id`:
+//   {type:"loadModel",   id, bytes: ArrayBuffer (transferred), sha256?: string, loadDtype?: string}
+//   {type:"loadVectors", id, bytes: ArrayBuffer, label?: string}
+//   {type:"clearVectors", id}
+//   {type:"start",       id, params: {prompt, chat, maxNewTokens, temperature, topP, topK, seed, alpha, mode}}
+//   {type:"stop",        id}
+//   {type:"setAlpha",    id, alpha}
+//   {type:"setMode",     id, mode}
+//   {type:"crash",       id}            (testing aid: throws an uncaught error, as a dying engine would)
+// Replies (worker → page):
+//   {type:"hello", ok: true} | {type:"hello", ok: false, error}           once, when the engine module is loaded
+//   {type:"result", id, ok: true, value} | {type:"result", id, ok: false, error: {message, name, fatal}}
+//   {type:"step", runId, index, rows, stepMs, wallMs, mode}               one per decoding step of run `runId`
+//                                                                          (runId is the id of its start request)
+//   {type:"done", runId, reason: "finished"|"stopped"|"error", error?, steps}
+// An error with `fatal: true` (a wasm trap) means the engine is unusable: the page replaces the worker.
+
+let mod = null; // the wasm-bindgen module namespace
+let engine = null;
+let run = null; // {runId, stopRequested, steps}
+let currentMode = "rotate";
+
+const enginePromise = (async () => {
+  try {
+    const m = await import("../pkg/destein.js");
+    await m.default();
+    mod = m;
+    postMessage({ type: "hello", ok: true });
+  } catch (err) {
+    const message =
+      `The inference engine (pkg/destein.js) could not be loaded: ${err?.message || err}. ` +
+      "Build it with scripts/build-wasm.sh.";
+    postMessage({ type: "hello", ok: false, error: { message, name: "EngineMissing", fatal: false } });
+    throw new Error(message);
+  }
+})();
+enginePromise.catch(() => {}); // reported through "hello" and through each request
+
+function serializeError(err) {
+  const fatal =
+    (typeof WebAssembly !== "undefined" && err instanceof WebAssembly.RuntimeError) ||
+    /\bunreachable\b|memory access out of bounds/i.test(String(err?.message));
+  const message = err instanceof Error ? err.message : String(err);
+  return { message: message || "unknown engine error", name: err?.name || "Error", fatal };
+}
+
+// A zero-delay yield to the event loop (setTimeout is clamped to 4 ms when nested), so that setAlpha / setMode /
+// stop messages are handled between two decoding steps.
+const yieldChannel = new MessageChannel();
+const yieldQueue = [];
+yieldChannel.port1.onmessage = () => yieldQueue.shift()?.();
+function yieldToEvents() {
+  return new Promise((resolve) => {
+    yieldQueue.push(resolve);
+    yieldChannel.port2.postMessage(0);
+  });
+}
+
+function freeEngine() {
+  if (engine) {
+    try {
+      engine.free?.();
+    } catch {
+      /* already freed */
+    }
+    engine = null;
+  }
+}
+
+function requireEngine() {
+  if (!engine) throw new Error("no model is loaded yet");
+  return engine;
+}
+
+function stopRun(reason) {
+  if (!run) return;
+  const r = run;
+  run = null;
+  try {
+    engine?.stop();
+  } catch {
+    /* the generation had already ended */
+  }
+  postMessage({ type: "done", runId: r.runId, reason, steps: r.steps });
+}
+
+async function loop(r) {
+  while (run === r) {
+    if (r.stopRequested) return stopRun("stopped");
+    const t0 = performance.now();
+    let out;
+    try {
+      out = requireEngine().step();
+    } catch (err) {
+      const error = serializeError(err);
+      run = null;
+      if (error.fatal) freeEngineAfterTrap();
+      else {
+        try {
+          engine?.stop();
+        } catch {
+          /* ignore */
+        }
+      }
+      postMessage({ type: "done", runId: r.runId, reason: "error", error, steps: r.steps });
+      return;
+    }
+    const wallMs = performance.now() - t0;
+    postMessage({
+      type: "step",
+      runId: r.runId,
+      index: r.steps,
+      rows: out.rows,
+      stepMs: out.stepMs,
+      wallMs,
+      mode: currentMode,
+    });
+    r.steps++;
+    if (out.done) return stopRun("finished");
+    await yieldToEvents();
+  }
+}
+
+function freeEngineAfterTrap() {
+  // After a trap the wasm instance's state is undefined; drop the engine. The page replaces the worker.
+  engine = null;
+}
+
+const handlers = {
+  async loadModel({ bytes, sha256, loadDtype }) {
+    await enginePromise;
+    stopRun("stopped");
+    const opts = { loadDtype: loadDtype || "q8_0" };
+    if (sha256) opts.sha256 = sha256;
+    // Build the new engine first: if it fails, the previous model stays usable.
+    const next = new mod.Engine(new Uint8Array(bytes), opts);
+    freeEngine();
+    engine = next;
+    return engine.info();
+  },
+  async loadVectors({ bytes }) {
+    await enginePromise;
+    stopRun("stopped");
+    return requireEngine().loadVectors(new Uint8Array(bytes));
+  },
+  async clearVectors() {
+    await enginePromise;
+    stopRun("stopped");
+    requireEngine().clearVectors();
+    return true;
+  },
+  async start({ params }, id) {
+    await enginePromise;
+    stopRun("stopped");
+    const e = requireEngine();
+    const value = e.start(params);
+    currentMode = params.mode;
+    const r = { runId: id, stopRequested: false, steps: 0 };
+    run = r;
+    // Reply first (microtasks), then stream from the next macrotask on.
+    yieldToEvents().then(() => loop(r));
+    return value;
+  },
+  async stop() {
+    if (run) run.stopRequested = true;
+    return true;
+  },
+  // α and mode only matter to a running generation (start() carries both); without one these are no-ops.
+  async setAlpha({ alpha }) {
+    if (run && engine) engine.setAlpha(alpha);
+    return !!run;
+  },
+  async setMode({ mode }) {
+    if (run && engine) {
+      engine.setMode(mode);
+      currentMode = mode;
+    }
+    return !!run;
+  },
+  async crash() {
+    setTimeout(() => {
+      throw new Error("simulated engine crash (testing aid)");
+    });
+    return true;
+  },
+};
+
+self.onmessage = async (ev) => {
+  const msg = ev.data;
+  const handler = handlers[msg?.type];
+  if (!handler) {
+    postMessage({
+      type: "result",
+      id: msg?.id,
+      ok: false,
+      error: { message: `unknown request '${msg?.type}'`, name: "Error", fatal: false },
+    });
+    return;
+  }
+  try {
+    const value = await handler(msg, msg.id);
+    postMessage({ type: "result", id: msg.id, ok: true, value });
+  } catch (err) {
+    const error = serializeError(err);
+    if (error.fatal) freeEngineAfterTrap();
+    postMessage({ type: "result", id: msg.id, ok: false, error });
+  }
+};
