@@ -50,6 +50,9 @@ struct StartOptions {
     seed: u64,
     alpha: f32,
     mode: Option<String>,
+    /// "both" (default: row 0 raw, row 1 steered), or one row alone: "raw" or "steered" (for running the two
+    /// panes in two workers).
+    rows: String,
 }
 
 impl Default for StartOptions {
@@ -64,6 +67,7 @@ impl Default for StartOptions {
             seed: 42,
             alpha: 0.0,
             mode: None,
+            rows: "both".into(),
         }
     }
 }
@@ -132,6 +136,8 @@ pub struct Engine {
     model: Model,
     vectors: Option<DetoxVectors>,
     generation: Option<Generation>,
+    /// Which row of the running generation is the steered one (None when only the raw row runs).
+    steered_row: Option<usize>,
     load_ms: f64,
 }
 
@@ -151,7 +157,7 @@ impl Engine {
         };
         let start = now_ms();
         let model = Model::from_gguf_bytes(bytes, dtype, options.sha256).map_err(err)?;
-        Ok(Engine { model, vectors: None, generation: None, load_ms: now_ms() - start })
+        Ok(Engine { model, vectors: None, generation: None, steered_row: None, load_ms: now_ms() - start })
     }
 
     pub fn info(&self) -> Result<JsValue, JsError> {
@@ -230,9 +236,16 @@ impl Engine {
         let prompt_mode = if o.chat { PromptMode::Chat } else { PromptMode::Continuation };
         let ids = prompt_ids(&self.model, &o.prompt, prompt_mode).map_err(err)?;
         let prompt_tokens = ids.len();
-        let steering = vec![RowSteering::OFF, RowSteering { alpha: o.alpha, mode }];
-        self.generation =
-            Some(Generation::new(&self.model, ids, &params, &[o.seed, o.seed], steering).map_err(err)?);
+        let steered = RowSteering { alpha: o.alpha, mode };
+        let (steering, steered_row) = match o.rows.as_str() {
+            "both" => (vec![RowSteering::OFF, steered], Some(1)),
+            "raw" => (vec![RowSteering::OFF], None),
+            "steered" => (vec![steered], Some(0)),
+            other => return Err(JsError::new(&format!("rows must be \"both\", \"raw\" or \"steered\", not {other:?}"))),
+        };
+        let seeds = vec![o.seed; steering.len()];
+        self.generation = Some(Generation::new(&self.model, ids, &params, &seeds, steering).map_err(err)?);
+        self.steered_row = steered_row;
         to_js(&StartOut { prompt_tokens })
     }
 
@@ -270,9 +283,9 @@ impl Engine {
         if alpha > max {
             return Err(JsError::new(&format!("α = {alpha} is above the maximum {max} (is a vector file loaded?)")));
         }
-        if let Some(g) = self.generation.as_mut() {
-            let mode = g.steering[1].mode;
-            g.set_steering(1, RowSteering { alpha, mode }).map_err(err)?;
+        if let (Some(g), Some(row)) = (self.generation.as_mut(), self.steered_row) {
+            let mode = g.steering[row].mode;
+            g.set_steering(row, RowSteering { alpha, mode }).map_err(err)?;
         }
         Ok(())
     }
@@ -281,14 +294,36 @@ impl Engine {
     #[wasm_bindgen(js_name = setMode)]
     pub fn set_mode(&mut self, mode: &str) -> Result<(), JsError> {
         let mode = FusionMode::parse(mode).map_err(err)?;
-        if let Some(g) = self.generation.as_mut() {
-            let alpha = g.steering[1].alpha;
-            g.set_steering(1, RowSteering { alpha, mode }).map_err(err)?;
+        if let (Some(g), Some(row)) = (self.generation.as_mut(), self.steered_row) {
+            let alpha = g.steering[row].alpha;
+            g.set_steering(row, RowSteering { alpha, mode }).map_err(err)?;
         }
         Ok(())
     }
 
     pub fn stop(&mut self) {
         self.generation = None;
+    }
+}
+
+/// The primary toxicity judge (tox-block), scoring text in the page as the CLI does.
+#[wasm_bindgen]
+pub struct Judge {
+    tox_block: crate::judge::ToxBlock,
+}
+
+#[wasm_bindgen]
+impl Judge {
+    /// From the bytes of `tox_block.safetensors` and `tox_block_vocab.json`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(weights: &[u8], vocab_json: &[u8]) -> Result<Judge, JsError> {
+        let tox_block = crate::judge::ToxBlock::from_bytes(weights, vocab_json)
+            .map_err(|e| JsError::new(&format!("judge: {e}")))?;
+        Ok(Judge { tox_block })
+    }
+
+    /// Probability that `text` is toxic (tox-block's `toxic` label).
+    pub fn score(&self, text: &str) -> f32 {
+        self.tox_block.score(text)
     }
 }
