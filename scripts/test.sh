@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
 cargo test --release
+tests/wasm_kernels.sh
 node --test tests/e2e/demo.spec.mjs

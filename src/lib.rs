@@ -6,6 +6,7 @@ pub mod error;
 pub mod evaluation;
 pub mod generation;
 pub mod judge;
+pub mod kernels;
 pub mod model;
 pub mod steering;
 pub mod tokenizer;

@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use destein::model::{ActivationHook, Cache, LoadDtype, Model, Site};
+use destein::model::{ActivationHook, Cache, LoadDtype, MatmulBackend, Model, Site};
 
 fn reference_model() -> ModelWeights {
     let mut reader = std::io::Cursor::new(common::model_bytes());
@@ -18,9 +18,10 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 const PROMPT: &str = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
 
+/// Our forward with candle's matmul, weights as stored: must equal candle-transformers' quantized_llama.
 #[test]
 fn logits_match_candle_reference_as_is() {
-    let model = common::model(LoadDtype::AsIs);
+    let model = &Model::from_gguf_bytes_with(common::model_bytes(), LoadDtype::AsIs, MatmulBackend::Candle, None).unwrap();
     let mut reference = reference_model();
     let ids = model.tokenizer.encode(PROMPT).unwrap();
     let tokens = model.token_tensor(&[ids.clone()]).unwrap();
@@ -145,4 +146,41 @@ fn model_metadata_is_read() {
     assert_eq!((c.ffn, c.vocab, c.context_length), (1536, 49152, 8192));
     assert_eq!(c.rope_base, 100000.0);
     assert_eq!(model.sha256, common::MODEL_SHA256);
+}
+
+const PROMPTS: &[&str] = &[
+    "The capital of France is",
+    "My favourite recipe for a quick dinner is",
+    "The history of the Roman empire began",
+    "In 1969, the first astronauts",
+    "To install the package, first",
+    "She opened the door and saw",
+];
+
+/// Mean |logit − f32 reference logit| over the prompts' last positions.
+fn mean_error_vs_f32(model: &Model, reference: &Model) -> f64 {
+    let (mut sum, mut n) = (0f64, 0usize);
+    for p in PROMPTS {
+        let t = model.token_tensor(&[model.tokenizer.encode(p).unwrap()]).unwrap();
+        let a = model.forward_last(&t, &mut Cache::new(model), None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = reference.forward_last(&t, &mut Cache::new(reference), None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        sum += a.iter().zip(&b).map(|(x, y)| (x - y).abs() as f64).sum::<f64>();
+        n += a.len();
+    }
+    sum / n as f64
+}
+
+/// Our kernels quantize activations to 8 bits per block of 32, as candle's do (with other rounding details):
+/// the result must be as close to the f32 reference as candle's own quantized path is.
+#[test]
+fn our_kernels_are_as_faithful_as_candles() {
+    let bytes = common::model_bytes();
+    let reference = Model::from_gguf_bytes_with(bytes, LoadDtype::F32, MatmulBackend::Candle, None).unwrap();
+    for dtype in [LoadDtype::AsIs, LoadDtype::Q8_0] {
+        let ours = Model::from_gguf_bytes_with(bytes, dtype, MatmulBackend::Ours, None).unwrap();
+        let candle = Model::from_gguf_bytes_with(bytes, dtype, MatmulBackend::Candle, None).unwrap();
+        let (e_ours, e_candle) = (mean_error_vs_f32(&ours, &reference), mean_error_vs_f32(&candle, &reference));
+        assert!(e_ours <= 1.25 * e_candle, "{dtype:?}: ours {e_ours:.4} vs candle {e_candle:.4}");
+        assert!(e_ours < 0.5, "{dtype:?}: mean logit error {e_ours}");
+    }
 }

@@ -19,7 +19,8 @@ fn shipped(site: &str) -> (Vec<u8>, DetoxVectors) {
 
 #[test]
 fn shipped_vectors_rederive_byte_identical() {
-    let model = common::model(LoadDtype::Q8_0);
+    // The CLI's default load dtype, which `destein derive` used.
+    let model = common::model(LoadDtype::default());
     let pairs_bytes = std::fs::read(format!("{ROOT}/data/steering_pairs.jsonl")).unwrap();
     let pairs = parse_pairs(&pairs_bytes).unwrap();
     for site in ["heads", "attn_out"] {
