@@ -22,4 +22,5 @@ if $for_tests; then
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
   [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent
+  python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install --quiet safetensors numpy
 fi

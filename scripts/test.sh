@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
 cargo test --release
 tests/wasm_kernels.sh
+python3 tests/python_reads_vectors.py
 node --test tests/e2e/demo.spec.mjs

@@ -71,16 +71,22 @@ impl Sampler {
         if self.temperature <= 0.0 {
             return argmax();
         }
-        // Candidates sorted by logit, descending; ties broken by id so the order is deterministic.
-        let mut order: Vec<u32> = (0..logits.len() as u32).filter(|&i| logits[i as usize].is_finite()).collect();
-        if order.is_empty() {
+        // Candidates sorted by logit, descending (ties by id, so the order is deterministic). Only tokens within
+        // 30·T of the best logit are sorted: the rest weigh < vocab·e⁻³⁰ ≈ 5e-9 together, and follow in id order.
+        let max = logits.iter().copied().filter(|l| l.is_finite()).fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
             return argmax();
         }
+        let cutoff = max as f64 - 30.0 * self.temperature;
+        let (mut order, tail): (Vec<u32>, Vec<u32>) = (0..logits.len() as u32)
+            .filter(|&i| logits[i as usize].is_finite())
+            .partition(|&i| logits[i as usize] as f64 >= cutoff);
         order.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+        order.extend(tail);
         if self.top_k > 0 {
             order.truncate(self.top_k);
         }
-        let max = logits[order[0] as usize] as f64;
+        let max = max as f64;
         let mut probs: Vec<f64> =
             order.iter().map(|&i| ((logits[i as usize] as f64 - max) / self.temperature).exp()).collect();
         let total: f64 = probs.iter().sum();

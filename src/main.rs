@@ -156,6 +156,10 @@ mod cli {
             /// Continue an interrupted run with the same settings.
             #[arg(long)]
             resume: bool,
+            /// Write the reports from the results recorded so far (prompts done for every setting), generating
+            /// nothing: for a look at a run still in progress or cut short.
+            #[arg(long)]
+            report_only: bool,
         },
         /// Work with vector files.
         Vectors {
@@ -217,10 +221,10 @@ mod cli {
             Command::Vectors { command: VectorsCommand::Inspect { file } } => inspect(&file),
             Command::Eval {
                 common, prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed, name,
-                reports_dir, judges, resume,
+                reports_dir, judges, resume, report_only,
             } => {
                 let plan = EvalPlan { prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed };
-                eval(&common, &plan, &reports_dir.join(&name), &judges, resume)
+                eval(&common, &plan, &reports_dir.join(&name), &judges, resume, report_only)
             }
             Command::Tokenize { common, text } => {
                 let (model, _) = load_model(&common)?;
@@ -434,7 +438,8 @@ mod cli {
         seed: u64,
     }
 
-    fn eval(common: &Common, plan: &EvalPlan, dir: &Path, judges_dir: &Path, resume: bool) -> Result<()> {
+    fn eval(common: &Common, plan: &EvalPlan, dir: &Path, judges_dir: &Path, resume: bool, report_only: bool) -> Result<()> {
+        let resume = resume || report_only;
         use destein::evaluation::{self as ev, EvalParams, PromptRecord, Setting};
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
@@ -502,9 +507,11 @@ mod cli {
                     records.push(r);
                 }
             }
-            // Rewrite the records file without any partial line.
-            let clean: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
-            destein::write_atomically(&records_path, clean.as_bytes())?;
+            if !report_only {
+                // Rewrite the records file without any partial line.
+                let clean: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+                destein::write_atomically(&records_path, clean.as_bytes())?;
+            }
             eprintln!("resuming: {} of {} prompt×setting results already done", records.len(), prompts.len() * settings.len());
         } else {
             anyhow::ensure!(
@@ -528,7 +535,7 @@ mod cli {
         let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&records_path)?;
         for (p, prompt) in prompts.iter().enumerate() {
             for setting in &settings {
-                if done.contains(&(p, setting.label())) {
+                if report_only || done.contains(&(p, setting.label())) {
                     continue;
                 }
                 bar.set_message(setting.label());
@@ -542,6 +549,15 @@ mod cli {
         }
         bar.finish();
 
+        // Compare settings on the same prompts: those done for every setting.
+        let complete: std::collections::HashSet<usize> = (0..prompts.len())
+            .filter(|&p| settings.iter().all(|s| records.iter().any(|r| r.prompt == p && r.setting.label() == s.label())))
+            .collect();
+        records.retain(|r| complete.contains(&r.prompt));
+        if complete.len() < prompts.len() {
+            eprintln!("reporting on the {} of {} prompts done for every setting", complete.len(), prompts.len());
+        }
+        anyhow::ensure!(!complete.is_empty(), "no prompt has results for every setting yet");
         let metrics: Vec<ev::Metrics> = settings
             .iter()
             .map(|s: &Setting| {
@@ -551,7 +567,7 @@ mod cli {
             .collect();
         let results = serde_json::json!({ "config": config, "metrics": metrics });
         destein::write_atomically(&dir.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
-        let title = format!("{} prompts × {} samples", prompts.len(), plan.samples);
+        let title = format!("{} prompts × {} samples", complete.len(), plan.samples);
         let table = ev::markdown_table(&metrics);
         let md = format!(
             "# Detoxification: {title}\n\nModel `{}` ({}), judges tox-block (primary) and alt-profanity-check; \

@@ -168,7 +168,7 @@ pub enum MatmulBackend {
 
 /// A weight matrix `[out, in]` applied to the last dimension of the input.
 enum Linear {
-    Ours(QuantizedMatrix),
+    Ours(Arc<QuantizedMatrix>),
     Candle(QMatMul),
 }
 
@@ -202,6 +202,33 @@ fn matmul_threads() -> usize {
     }
 }
 
+/// The token embedding table, looked up row by row (dequantized on the fly, exactly as stored).
+enum Embeddings {
+    Ours(Arc<QuantizedMatrix>),
+    Candle(QTensor),
+}
+
+impl Embeddings {
+    fn lookup(&self, tokens: &Tensor, vocab: usize, hidden: usize) -> Result<Tensor> {
+        let ids = tokens.flatten_all()?.to_vec1::<u32>()?;
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            bail!(Input, "token id {bad} is outside the vocabulary of {vocab}");
+        }
+        let mut dims = tokens.dims().to_vec();
+        dims.push(hidden);
+        match self {
+            Embeddings::Candle(t) => Ok(t.embedding(tokens)?),
+            Embeddings::Ours(m) => {
+                let mut out = vec![0f32; ids.len() * hidden];
+                for (row, &id) in out.chunks_exact_mut(hidden).zip(&ids) {
+                    m.dequantize_row_into(id as usize, row);
+                }
+                Ok(Tensor::from_vec(out, dims, tokens.device())?)
+            }
+        }
+    }
+}
+
 struct Block {
     attn_norm: Tensor,
     wq: Linear,
@@ -220,7 +247,7 @@ pub struct Model {
     /// sha256 of the GGUF bytes, hex: vector files name the exact model they were derived on.
     pub sha256: String,
     pub load_dtype: LoadDtype,
-    embeddings: Arc<QTensor>,
+    embeddings: Embeddings,
     blocks: Vec<Block>,
     final_norm: Tensor,
     lm_head: Linear,
@@ -335,22 +362,22 @@ impl Model {
             if backend == MatmulBackend::Ours {
                 match (load_dtype, t.dtype()) {
                     (LoadDtype::AsIs, GgmlDType::Q4_1) => {
-                        return Ok(Linear::Ours(
+                        return Ok(Linear::Ours(Arc::new(
                             QuantizedMatrix::from_ggml(WeightFormat::Q4_1, &t.data()?, out_features, in_features)
                                 .map_err(kernel_error)?,
-                        ))
+                        )))
                     }
                     (LoadDtype::AsIs | LoadDtype::Q8_0, GgmlDType::Q8_0) => {
-                        return Ok(Linear::Ours(
+                        return Ok(Linear::Ours(Arc::new(
                             QuantizedMatrix::from_ggml(WeightFormat::Q8_0, &t.data()?, out_features, in_features)
                                 .map_err(kernel_error)?,
-                        ))
+                        )))
                     }
                     (LoadDtype::Q8_0, GgmlDType::Q4_1) => {
                         let values = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-                        return Ok(Linear::Ours(
+                        return Ok(Linear::Ours(Arc::new(
                             QuantizedMatrix::quantize_q8_0(&values, out_features, in_features).map_err(kernel_error)?,
-                        ));
+                        )));
                     }
                     // Other formats (and f32) go through candle.
                     _ => {}
@@ -366,14 +393,34 @@ impl Model {
         };
         let norm = |t: QTensor| -> Result<Tensor> { Ok(t.dequantize(&Device::Cpu)?) };
 
-        let embeddings = tensor("token_embd.weight")?;
-        expect_shape(&embeddings, "token_embd.weight", &[c.vocab, c.hidden])?;
-        let lm_head = match ct.tensor_infos.contains_key("output.weight") {
-            true => tensor("output.weight")?,
+        let embedding_table = tensor("token_embd.weight")?;
+        expect_shape(&embedding_table, "token_embd.weight", &[c.vocab, c.hidden])?;
+        let tied = !ct.tensor_infos.contains_key("output.weight");
+        let lm_head = match tied {
+            false => tensor("output.weight")?,
             // Tied embeddings: the output projection is the embedding matrix.
-            false => tensor("token_embd.weight")?,
+            true => tensor("token_embd.weight")?,
         };
         expect_shape(&lm_head, "output.weight", &[c.vocab, c.hidden])?;
+        let lm_head = linear(lm_head)?;
+        let format = match embedding_table.dtype() {
+            GgmlDType::Q8_0 => Some(WeightFormat::Q8_0),
+            GgmlDType::Q4_1 => Some(WeightFormat::Q4_1),
+            _ => None,
+        };
+        let embeddings = match (backend, format, &lm_head) {
+            // A tied lm-head kept as stored is the same table: share it.
+            (MatmulBackend::Ours, Some(WeightFormat::Q8_0), Linear::Ours(m))
+                if tied && m.format() == WeightFormat::Q8_0 =>
+            {
+                Embeddings::Ours(m.clone())
+            }
+            (MatmulBackend::Ours, Some(format), _) => Embeddings::Ours(Arc::new(
+                QuantizedMatrix::from_ggml(format, &embedding_table.data()?, c.vocab, c.hidden)
+                    .map_err(|e| Error::Model(format!("token_embd.weight: {e}")))?,
+            )),
+            _ => Embeddings::Candle(embedding_table),
+        };
         let final_norm = tensor("output_norm.weight")?;
         expect_shape(&final_norm, "output_norm.weight", &[c.hidden])?;
 
@@ -405,10 +452,10 @@ impl Model {
             tokenizer,
             sha256,
             load_dtype,
-            embeddings: Arc::new(embeddings),
+            embeddings,
             blocks,
             final_norm: norm(final_norm)?,
-            lm_head: linear(lm_head)?,
+            lm_head,
             cos,
             sin,
             device,
@@ -459,7 +506,7 @@ impl Model {
         let sin = self.sin.narrow(0, start, seq)?;
         let scale = 1.0 / (c.head_dim as f64).sqrt();
 
-        let mut x = self.embeddings.embedding(tokens)?;
+        let mut x = self.embeddings.lookup(tokens, c.vocab, c.hidden)?;
         for (layer, block) in self.blocks.iter().enumerate() {
             let residual = x.clone();
             let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, c.rms_eps as f32)?;

@@ -73,37 +73,38 @@ pub fn validate_alpha(alpha: f32) -> Result<()> {
     Ok(())
 }
 
-fn norm(v: &[f64]) -> f64 {
-    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+fn norm(v: &[f32]) -> f64 {
+    v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn normalized(v: &[f64]) -> Vec<f64> {
-    let n = norm(v).max(NORM_EPS);
-    v.iter().map(|x| x / n).collect()
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
 }
 
 /// cos(a, b) as torch's `cosine_similarity` (eps 1e-8), which the released code uses.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64, y as f64);
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    ab / (aa.sqrt() * bb.sqrt()).max(COS_EPS)
+    dot(a, b) / (norm(a) * norm(b)).max(COS_EPS)
 }
 
-/// n(n(a) − s·n(z)), the unit vector a is turned to.
-fn turned_unit(a: &[f64], z: &[f64], s: f64) -> Vec<f64> {
-    let na = normalized(a);
-    let nz = normalized(z);
-    let u: Vec<f64> = na.iter().zip(&nz).map(|(x, y)| x - s * y).collect();
-    normalized(&u)
+/// Turn `a` in place to `scale` · n(n(a) − s·n(z)). Two passes, no allocation: the first measures
+/// ‖n(a) − s·n(z)‖, the second writes.
+fn turn(a: &mut [f32], z: &[f32], s: f64, scale: f64) {
+    let inv_a = 1.0 / norm(a).max(NORM_EPS);
+    let sz = s / norm(z).max(NORM_EPS);
+    let u_norm = a
+        .iter()
+        .zip(z)
+        .map(|(&x, &y)| {
+            let u = x as f64 * inv_a - sz * y as f64;
+            u * u
+        })
+        .sum::<f64>()
+        .sqrt()
+        .max(NORM_EPS);
+    let k = scale / u_norm;
+    for (x, &y) in a.iter_mut().zip(z) {
+        *x = ((*x as f64 * inv_a - sz * y as f64) * k) as f32;
+    }
 }
 
 /// Fuse the direction `z` into one position's activation `a` (both of length n_heads · head_dim) in place.
@@ -114,39 +115,31 @@ pub fn fuse(a: &mut [f32], z: &[f32], n_heads: usize, mode: FusionMode, alpha: f
         return;
     }
     let alpha = alpha as f64;
-    let a64: Vec<f64> = a.iter().map(|&x| x as f64).collect();
-    let z64: Vec<f64> = z.iter().map(|&x| x as f64).collect();
     let head_dim = a.len() / n_heads;
-    let out: Vec<f64> = match mode {
+    match mode {
         FusionMode::Rotate => {
-            let scale = norm(&a64);
-            turned_unit(&a64, &z64, alpha).into_iter().map(|u| u * scale).collect()
+            let scale = norm(a);
+            turn(a, z, alpha, scale);
         }
         FusionMode::Add => {
-            let scale = norm(&a64);
-            let nz = normalized(&z64);
-            a64.iter().zip(&nz).map(|(x, y)| x - alpha * scale * y).collect()
+            let step = alpha * norm(a) / norm(z).max(NORM_EPS);
+            for (x, &y) in a.iter_mut().zip(z) {
+                *x = (*x as f64 - step * y as f64) as f32;
+            }
         }
         FusionMode::Headwise | FusionMode::HeadwiseReference => {
-            let mut out = Vec::with_capacity(a.len());
-            for h in 0..n_heads {
-                let range = h * head_dim..(h + 1) * head_dim;
-                let (ah, zh) = (&a64[range.clone()], &z64[range]);
-                let c = dot(ah, zh) / (norm(ah) * norm(zh)).max(COS_EPS);
-                let lambda = 1.0 + c.max(0.0);
-                let u = turned_unit(ah, zh, alpha * lambda);
+            let whole = norm(a);
+            for (ah, zh) in a.chunks_exact_mut(head_dim).zip(z.chunks_exact(head_dim)) {
+                let lambda = 1.0 + cosine(ah, zh).max(0.0);
+                // Head-wise keeps each head's norm; the reference branch makes each head a unit vector first.
                 let scale = if mode == FusionMode::Headwise { norm(ah) } else { 1.0 };
-                out.extend(u.into_iter().map(|x| x * scale));
+                turn(ah, zh, alpha * lambda, scale);
             }
             if mode == FusionMode::HeadwiseReference {
-                let rescale = norm(&a64) / norm(&out).max(NORM_EPS);
-                out.iter_mut().for_each(|x| *x *= rescale);
+                let rescale = whole / norm(a).max(NORM_EPS);
+                a.iter_mut().for_each(|x| *x = (*x as f64 * rescale) as f32);
             }
-            out
         }
-    };
-    for (dst, v) in a.iter_mut().zip(out) {
-        *dst = v as f32;
     }
 }
 
