@@ -22,7 +22,7 @@ mod cli {
 
     use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
     use destein::model::{LoadDtype, Model, Site};
-    use destein::steering::{FusionMode, RowSteering};
+    use destein::steering::{FusionMode, RowSteering, Steerer};
     use destein::vectors::{self, DetoxVectors};
 
     pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -174,6 +174,9 @@ mod cli {
             repeats: usize,
             #[arg(long, default_value_t = 32)]
             decode_tokens: usize,
+            /// Also measure the steering overhead with this vector file (its recommended mode and α).
+            #[arg(long)]
+            vectors: Option<PathBuf>,
         },
     }
 
@@ -235,7 +238,7 @@ mod cli {
                 println!("{}", pieces.join(" "));
                 Ok(())
             }
-            Command::Bench { common, repeats, decode_tokens } => bench(&common, repeats, decode_tokens),
+            Command::Bench { common, repeats, decode_tokens, vectors } => bench(&common, repeats, decode_tokens, vectors.as_deref()),
         }
     }
 
@@ -586,7 +589,7 @@ mod cli {
         v[v.len() / 2]
     }
 
-    fn bench(common: &Common, repeats: usize, decode_tokens: usize) -> Result<()> {
+    fn bench(common: &Common, repeats: usize, decode_tokens: usize, vectors: Option<&Path>) -> Result<()> {
         if common.threads.is_none() {
             // The thread pool is sized once per process, so each thread count runs in its own process.
             let all = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -598,6 +601,7 @@ mod cli {
                 let status = std::process::Command::new(std::env::current_exe()?)
                     .args(["bench", "--threads", &threads.to_string(), "--repeats", &repeats.to_string()])
                     .args(["--decode-tokens", &decode_tokens.to_string(), "--load-dtype", &common.load_dtype])
+                    .args(vectors.iter().flat_map(|v| [std::ffi::OsStr::new("--vectors"), v.as_os_str()]))
                     .arg("--model")
                     .arg(&common.model)
                     .status()?;
@@ -607,31 +611,76 @@ mod cli {
         }
         let (model, secs) = load_model(common)?;
         let threads = common.threads.unwrap_or(1);
-        println!("model {} ({}), loaded in {secs:.2} s; {repeats} repeats, medians", model.config.name, model.load_dtype.name());
+        println!("model {} ({}), loaded in {secs:.2} s; {repeats} alternating rounds, medians", model.config.name, model.load_dtype.name());
         let prompt = "The following text is kind, polite, positive, respectful and supportive: thank you so much for the help you gave me with the garden last weekend, it looks wonderful now.";
         let ids = model.tokenizer.encode(prompt)?;
         println!("prompt: {} tokens; decode: {decode_tokens} tokens; threads: {threads}", ids.len());
-        println!("{:>6} {:>14} {:>16} {:>18}", "batch", "prefill tok/s", "decode steps/s", "decode tokens/s");
-        for batch in [1usize, 2] {
-            let mut prefill = Vec::new();
-            let mut decode = Vec::new();
-            for _ in 0..repeats {
+        // The steering overhead is measured with the shipped vectors when they are there.
+        let vectors = match vectors {
+            Some(p) => {
+                let v = DetoxVectors::load(p)?;
+                v.check_model(&model)?;
+                Some(v)
+            }
+            None => None,
+        };
+        struct Config {
+            label: String,
+            steering: Vec<RowSteering>,
+        }
+        let mut configs = vec![
+            Config { label: "batch 1".into(), steering: vec![RowSteering::OFF] },
+            Config { label: "batch 2".into(), steering: vec![RowSteering::OFF; 2] },
+        ];
+        if let Some(v) = &vectors {
+            let steer = RowSteering { alpha: v.meta.recommended_alpha, mode: v.meta.recommended_mode };
+            configs.push(Config {
+                label: format!("batch 2, row 2 steered ({} α={})", steer.mode.name(), steer.alpha),
+                steering: vec![RowSteering::OFF, steer],
+            });
+        }
+        let mut prefill = vec![Vec::new(); configs.len()];
+        let mut decode = vec![Vec::new(); configs.len()];
+        for _ in 0..repeats {
+            // Alternate the configurations within each round, so a busy moment of the machine hits all of them.
+            for (c, config) in configs.iter().enumerate() {
+                let batch = config.steering.len();
+                let steered = config.steering.iter().any(|s| s.alpha > 0.0);
+                let run = |tokens: &candle_core::Tensor, cache: &mut destein::model::Cache| -> Result<candle_core::Tensor> {
+                    Ok(match (&vectors, steered) {
+                        (Some(v), true) => {
+                            let mut steerer = Steerer::new(v, &config.steering);
+                            model.forward_last(tokens, cache, Some(&mut steerer))?
+                        }
+                        _ => model.forward_last(tokens, cache, None)?,
+                    })
+                };
                 let rows = vec![ids.clone(); batch];
                 let mut cache = destein::model::Cache::new(&model);
                 let t = Instant::now();
-                let logits = model.forward_last(&model.token_tensor(&rows)?, &mut cache, None)?;
-                prefill.push((ids.len() * batch) as f64 / t.elapsed().as_secs_f64());
+                let logits = run(&model.token_tensor(&rows)?, &mut cache)?;
+                prefill[c].push((ids.len() * batch) as f64 / t.elapsed().as_secs_f64());
                 let mut next: Vec<u32> = logits.argmax(1)?.to_vec1()?;
                 let t = Instant::now();
                 for _ in 0..decode_tokens {
                     let step: Vec<Vec<u32>> = next.iter().map(|&i| vec![i]).collect();
-                    let logits = model.forward_last(&model.token_tensor(&step)?, &mut cache, None)?;
-                    next = logits.argmax(1)?.to_vec1()?;
+                    next = run(&model.token_tensor(&step)?, &mut cache)?.argmax(1)?.to_vec1()?;
                 }
-                decode.push(decode_tokens as f64 / t.elapsed().as_secs_f64());
+                decode[c].push(decode_tokens as f64 / t.elapsed().as_secs_f64());
             }
-            let steps = median(decode);
-            println!("{batch:>6} {:>14.1} {:>16.1} {:>18.1}", median(prefill), steps, steps * batch as f64);
+        }
+        println!("| configuration | prefill tok/s | decode steps/s | decode tok/s |");
+        println!("|---|---|---|---|");
+        let mut steps_per_s = Vec::new();
+        for (c, config) in configs.iter().enumerate() {
+            let steps = median(decode[c].clone());
+            steps_per_s.push(steps);
+            let batch = config.steering.len() as f64;
+            println!("| {} | {:.1} | {:.1} | {:.1} |", config.label, median(prefill[c].clone()), steps, steps * batch);
+        }
+        println!("batch 2 step time / batch 1 step time: {:.2}", steps_per_s[0] / steps_per_s[1]);
+        if steps_per_s.len() == 3 {
+            println!("steering overhead (steered / unsteered batch-2 step time): {:+.1}%", (steps_per_s[1] / steps_per_s[2] - 1.0) * 100.0);
         }
         Ok(())
     }
