@@ -4,9 +4,10 @@
 //   node scripts/serve.mjs            # http://127.0.0.1:8080/ (or a free port if 8080 is taken)
 //   PORT=9000 node scripts/serve.mjs  # PORT=0 picks a free port
 //
-// It binds 127.0.0.1 only, serves index.html and the folders www/, pkg/ and models/ of this repository (nothing
-// else: no .git, no target/), with the right MIME types (application/wasm for the engine, application/octet-stream
-// for .gguf and .safetensors), ETag/Last-Modified, single HTTP ranges (206) and the page's Content-Security-Policy.
+// It binds 127.0.0.1 only, serves index.html and the folders www/, pkg/, models/ and data/judges/ (the toxicity
+// judge's files) of this repository, read-only (nothing else: no .git, no target/, no other data/), with the right
+// MIME types (application/wasm for the engine, application/octet-stream for .gguf and .safetensors),
+// ETag/Last-Modified, single HTTP ranges (206) and the page's Content-Security-Policy.
 //
 // Environment:
 //   PORT                      port to listen on (default 8080; falls back to a free port when it is taken)
@@ -21,7 +22,7 @@
 //     /__fault/flaky/<K>/<path>      fails (503) the first K requests for <path>, then serves it
 //     /__fault/slow/<B>/<path>       sends at most B bytes per second
 //   DESTEIN_TEST_OVERLAY=DIR  (only with DESTEIN_TEST_FAULTS=1) files under DIR shadow those of the repository at the
-//                             same relative path (still only index.html, www/, pkg/, models/): the tests use it to
+//                             same relative path (still only index.html, www/, pkg/, models/, data/judges/): the tests use it to
 //                             serve a mock engine and small fixtures.
 import http from "node:http";
 import fs from "node:fs";
@@ -43,7 +44,7 @@ for (const origin of EXTRA_CONNECT) {
 
 // Only these are served. Everything else is 404.
 const ALLOWED_FILES = new Set(["index.html"]);
-const ALLOWED_DIRS = ["www/", "pkg/", "models/"];
+const ALLOWED_DIRS = ["www/", "pkg/", "models/", "data/judges/"];
 
 const MIME = {
   ".html": "text/html; charset=utf-8",

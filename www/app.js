@@ -21,7 +21,20 @@ const VECTOR_FILES = {
   attn_out: "smollm2-135m.attn_out.safetensors",
 };
 const DEBUG = params.get("debug") === "1";
+// The toxicity judge's files (same origin; ?judges=DIR/ points elsewhere, e.g. for tests).
+const JUDGE_DIR = params.get("judges") || "data/judges/";
+const JUDGE_FILES = { weights: "tox_block.safetensors", vocab: "tox_block_vocab.json" };
 const MODES = ["rotate", "headwise", "headwise-reference", "add"];
+
+// User Timing marks of the load and of each run ("destein:…"), so that tools (scripts/bench-browser.mjs, the
+// browser's performance panel) can read what the page experienced: performance.getEntriesByType("mark").
+function mark(name, detail) {
+  try {
+    performance.mark(`destein:${name}`, detail === undefined ? undefined : { detail });
+  } catch {
+    /* User Timing unavailable */
+  }
+}
 
 function modelSourceFromParams() {
   const url = params.get("model");
@@ -107,6 +120,8 @@ const el = {
   diagramReadout: $("diagram-readout"),
   heatmapWrap: $("heatmap-wrap"),
   heatmapReadout: $("heatmap-readout"),
+  judgeSlots: [$("judge-raw"), $("judge-steered")],
+  judgeNote: $("judge-note"),
 };
 
 function h(tag, attrs = {}, ...children) {
@@ -161,7 +176,7 @@ el.alertDismiss.addEventListener("click", clearError);
 // State
 
 const state = {
-  worker: null,
+  workers: [], // one (batch layout) or two (pair layout) Web Workers, each with its own Engine
   engineOk: null, // null: not known yet; true; false (engine module missing)
   engineError: null,
   source: null, // {kind:"url", url, expectedSha256, label} | {kind:"file", file, label}
@@ -174,6 +189,7 @@ const state = {
   run: null,
   crashTimes: [],
   recovering: false,
+  judge: { status: "loading", bytes: null, error: null }, // status: "loading" | "ready" | "failed"
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -202,41 +218,83 @@ const ttPolicy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
   },
 });
 
-function spawnWorker() {
+// The panes run in one of two layouts (scripts/bench-browser.mjs measures both; see README "Browser performance"):
+//   pair:  two workers, one Engine each: worker 0 decodes the raw row, worker 1 the steered row, in parallel. A
+//          single-row step costs about 64 % of a batch-of-two step, so with a core per worker each pane streams about
+//          1.4 times faster and the prompt is read in about 60 % of the time (measured: the workers alone). It costs
+//          a second model copy (about +360 MB) and a little more loading. The default.
+//   batch: one worker decodes both rows as a batch of two: the least CPU in all and half the memory. Used on one
+//          core (two workers would share it: two single-row steps cost more than one batch step), when the browser
+//          reports under 4 GB of memory, and with ?workers=1 (?workers=2 forces pair).
+const LAYOUT = (() => {
+  const w = params.get("workers");
+  if (w === "1") return "batch";
+  if (w === "2") return "pair";
+  const cores = navigator.hardwareConcurrency || 1;
+  const memoryGb = navigator.deviceMemory ?? Infinity; // Chromium only, coarse (0.25 … 8)
+  return cores >= 2 && memoryGb >= 4 ? "pair" : "batch";
+})();
+document.body.dataset.layout = LAYOUT;
+/** What each worker decodes (Engine.start's `rows`), and which panes its step rows fill. */
+const PARTS = LAYOUT === "pair" ? [{ rows: "raw", panes: [0] }, { rows: "steered", panes: [1] }] : [{ rows: "both", panes: [0, 1] }];
+/** The worker that decodes the steered pane: α and mode changes go there. */
+const STEERED_WORKER = PARTS.findIndex((p) => p.panes.includes(1));
+
+function spawnWorkers() {
   const url = new URL("./worker.js", import.meta.url).href;
-  const w = new Worker(ttPolicy ? ttPolicy.createScriptURL(url) : url, { type: "module", name: "destein-engine" });
-  state.worker = w;
   state.engineOk = null;
-  w.onmessage = (ev) => onWorkerMessage(w, ev.data);
-  w.onerror = (ev) => {
-    ev.preventDefault?.();
-    if (state.worker === w) handleWorkerDeath(ev.message || "the worker reported an error");
-  };
-  w.onmessageerror = () => {
-    if (state.worker === w) handleWorkerDeath("a message from the worker could not be read");
-  };
-  return w;
+  state.workers = PARTS.map((part, i) => {
+    const w = new Worker(ttPolicy ? ttPolicy.createScriptURL(url) : url, {
+      type: "module",
+      name: PARTS.length > 1 ? `destein-engine-${part.rows}` : "destein-engine",
+    });
+    w.hello = null; // the engine module's load result, from its "hello"
+    w.onmessage = (ev) => onWorkerMessage(w, ev.data);
+    w.onerror = (ev) => {
+      ev.preventDefault?.();
+      if (state.workers.includes(w)) handleWorkerDeath(ev.message || `worker ${i + 1} reported an error`);
+    };
+    w.onmessageerror = () => {
+      if (state.workers.includes(w)) handleWorkerDeath("a message from the worker could not be read");
+    };
+    return w;
+  });
 }
 
-function post(type, payload = {}, transfer = []) {
+/** Send a request to worker `index`; {id, promise}. */
+function post(type, payload = {}, transfer = [], index = 0) {
   const id = nextId++;
   const promise = new Promise((resolve, reject) => {
-    if (!state.worker) return reject(new Error("the engine is not running"));
+    const w = state.workers[index];
+    if (!w) return reject(new Error("the engine is not running"));
     pending.set(id, { resolve, reject, type });
-    state.worker.postMessage({ type, id, ...payload }, transfer);
+    w.postMessage({ type, id, ...payload }, transfer);
   });
   return { id, promise };
 }
-const call = (type, payload, transfer) => post(type, payload, transfer).promise;
+const call = (type, payload, transfer, index = 0) => post(type, payload, transfer, index).promise;
+/** The same request to every worker (payload(i) builds each one's, e.g. its own copy of some bytes); [values]. */
+function callAll(type, payload = () => ({}), transfer = () => []) {
+  if (!state.workers.length) return Promise.reject(new Error("the engine is not running"));
+  return Promise.all(
+    state.workers.map((_, i) => {
+      const p = payload(i);
+      return call(type, p, transfer(p), i);
+    }),
+  );
+}
 
 function onWorkerMessage(w, msg) {
-  if (w !== state.worker) return;
+  if (!state.workers.includes(w)) return;
   switch (msg.type) {
     case "hello":
-      state.engineOk = msg.ok;
+      w.hello = msg.ok;
       if (!msg.ok) {
+        state.engineOk = false;
         state.engineError = msg.error.message;
         showError(msg.error.message);
+      } else if (state.workers.every((x) => x.hello === true)) {
+        state.engineOk = true;
       }
       break;
     case "result": {
@@ -257,13 +315,17 @@ function onWorkerMessage(w, msg) {
     case "done":
       onDone(msg);
       break;
+    case "judgeError":
+      judgeFailed(`it failed while scoring (${msg.error?.message || "unknown error"})`);
+      break;
   }
 }
 
 async function handleWorkerDeath(reason) {
-  const old = state.worker;
-  state.worker = null;
-  old?.terminate();
+  const old = state.workers;
+  if (!old.length) return; // already being replaced
+  state.workers = [];
+  for (const w of old) w.terminate();
   for (const [, p] of pending) p.reject(new Error(`the engine stopped (${reason})`));
   pending.clear();
   if (state.run && !state.run.ended) endRun("error");
@@ -283,7 +345,8 @@ async function handleWorkerDeath(reason) {
   }
   showError(`The engine stopped unexpectedly (${reason}). Restarting it and reloading the model from the cache…`);
   state.recovering = true;
-  spawnWorker();
+  spawnWorkers();
+  sendJudge(); // the judge's bytes are kept: no refetch
   try {
     if (state.source) {
       await loadModel(state.source, { quiet: true });
@@ -384,6 +447,7 @@ async function loadModel(source, { quiet = false } = {}) {
       });
       ({ bytes, sha256 } = r);
       origin = r.source === "cache" ? "from cache" : r.cached ? "downloaded, cached" : "downloaded, not cached";
+      mark("model-bytes", { source: r.source, bytes: bytes.length });
     } else {
       showProgress({ label: "File", value: null, text: `Reading ${source.file.name}…` });
       bytes = new Uint8Array(await source.file.arrayBuffer());
@@ -410,16 +474,27 @@ async function loadModel(source, { quiet = false } = {}) {
 
   const size = bytes.length;
   setPhase("loading-model");
-  showProgress({ label: "Engine", value: null, text: `Loading ${formatBytes(size)} into the engine…` });
-  setStatus("Loading the model into the engine…");
+  const engines = state.workers.length > 1 ? `${state.workers.length} engines` : "the engine";
+  showProgress({ label: "Engine", value: null, text: `Loading ${formatBytes(size)} into ${engines}…` });
+  setStatus(`Loading the model into ${engines}…`);
   let info;
   try {
     if (bytes.byteOffset !== 0 || bytes.byteLength !== bytes.buffer.byteLength) bytes = bytes.slice();
-    info = await call(
-      "loadModel",
-      { bytes: bytes.buffer, sha256: sha256 || undefined, loadDtype: el.loadDtype.value },
-      [bytes.buffer],
+    // Each worker gets its own copy of the bytes (the first one the original), transferred, not cloned again.
+    const copies = state.workers.map((_, i) => (i === 0 ? bytes : bytes.slice()));
+    const dtype = el.loadDtype.value;
+    const settled = await Promise.allSettled(
+      copies.map((b, i) => call("loadModel", { bytes: b.buffer, sha256: sha256 || undefined, loadDtype: dtype }, [b.buffer], i)),
     );
+    const failed = settled.find((r) => r.status === "rejected");
+    if (failed) {
+      if (settled.some((r) => r.status === "fulfilled") && !failed.reason?.fatal) {
+        // The engines now hold different models: start them over with the model in use before.
+        queueMicrotask(() => handleWorkerDeath(`the engines disagree after a failed load: ${failed.reason.message}`));
+      }
+      throw failed.reason;
+    }
+    info = settled[0].value;
   } catch (err) {
     if (stale()) return;
     const what = source.kind === "file" ? `'${source.file.name}'` : "the model";
@@ -447,6 +522,7 @@ async function loadModel(source, { quiet = false } = {}) {
     return;
   }
   if (stale()) return;
+  mark("engine-loaded", { loadMs: info.loadMs });
   // Without crypto.subtle (non-secure context) the engine hashed the bytes: check them now.
   const want = source.kind === "url" ? source.expectedSha256 : null;
   if (want && info.sha256 && info.sha256 !== want) {
@@ -482,6 +558,7 @@ async function loadModel(source, { quiet = false } = {}) {
   }
   if (stale()) return;
   setPhase("ready");
+  mark("ready", { origin });
   if (!state.recovering) {
     setStatus(
       `Ready: ${info.name || source.label}${state.vectors ? `, steering with ${state.vectorsLabel}` : ", steering off"}.`,
@@ -513,15 +590,15 @@ async function loadVectorBytes(bytes, label, { fallback = true, keepControls = f
   const previous = state.vectors ? { bytes: state.vectorsBytes, label: state.vectorsLabel } : null;
   let meta;
   try {
-    // Send a copy: the page keeps the bytes for a worker restart.
-    meta = await call("loadVectors", { bytes: bytes.slice().buffer });
+    // Send copies: the page keeps the bytes for a worker restart.
+    [meta] = await callAll("loadVectors", () => ({ bytes: bytes.slice().buffer }), (p) => [p.bytes]);
   } catch (err) {
-    if (err.fatal || !state.worker) return false;
+    if (err.fatal || !state.workers.length) return false;
     const modelName = state.modelInfo?.name || "this model";
     let msg = `The vector file ${label} cannot be used with ${modelName}: ${err.message}`;
     if (fallback && previous && previous.bytes !== bytes) {
       try {
-        const back = await call("loadVectors", { bytes: previous.bytes.slice().buffer });
+        const [back] = await callAll("loadVectors", () => ({ bytes: previous.bytes.slice().buffer }), (p) => [p.bytes]);
         applyVectors(back, previous.bytes, previous.label, { keepControls: true });
         showError(`${msg} Still steering with ${previous.label}.`);
         return false;
@@ -540,7 +617,7 @@ function vectorsFailed(message) {
   state.vectors = null;
   state.vectorsBytes = null;
   state.vectorsLabel = null;
-  call("clearVectors").catch(() => {});
+  callAll("clearVectors").catch(() => {});
   showError(`${message} Steering is off: both panes show the unsteered model. Pick another site or drop a vector file made for this model.`);
   el.alpha.disabled = true;
   el.alpha.value = "0";
@@ -616,13 +693,17 @@ el.alpha.addEventListener("input", () => {
   updateAlphaUI();
   if (!state.vectors) return;
   // Applies from the next token of a running generation.
-  call("setAlpha", { alpha: Number(el.alpha.value) }).catch((err) => showError(`α was not applied: ${err.message}`));
+  call("setAlpha", { alpha: Number(el.alpha.value) }, [], STEERED_WORKER).catch((err) =>
+    showError(`α was not applied: ${err.message}`),
+  );
 });
 
 for (const r of document.querySelectorAll('input[name="mode"]')) {
   r.addEventListener("change", () => {
     updateFormula();
-    call("setMode", { mode: currentMode() }).catch((err) => showError(`The mode was not applied: ${err.message}`));
+    call("setMode", { mode: currentMode() }, [], STEERED_WORKER).catch((err) =>
+      showError(`The mode was not applied: ${err.message}`),
+    );
   });
 }
 
@@ -706,8 +787,7 @@ function clearPanes() {
     el.outs[i].replaceChildren();
     el.outs[i].style.setProperty("--scale", "0.1");
     for (const dd of el.panes[i].querySelectorAll("[data-stat]")) dd.textContent = dd.dataset.stat === "tokens" ? "0" : "–";
-    const slot = el.panes[i].querySelector("[data-judge-slot]");
-    if (judge.impl) slot.textContent = `${judge.impl.name}: –`;
+    renderJudgeSlot(i, null);
   }
   el.tokenReadout.textContent = "";
   el.legendMin.textContent = "−0.10";
@@ -741,37 +821,58 @@ async function startRun() {
   clearPanes();
   renderPrompt(p);
   el.paneSubs[1].textContent = state.vectors ? `α = ${fmt(p.alpha)} · ${p.mode}` : "steering off";
-  const { id, promise } = post("start", { params: p });
+  // One start request per worker: the batch layout's worker decodes both rows, the pair layout's one row each.
+  const starts = PARTS.map((part, i) => post("start", { params: { ...p, rows: part.rows } }, [], i));
+  const id = starts[0].id;
+  mark("run-start", { runId: id });
   document.body.dataset.runId = String(id);
-  state.run = {
+  const run = (state.run = {
     runId: id,
     params: p,
     t0: performance.now(),
     firstAt: null,
     lastAt: null,
-    steps: 0,
-    stepMsSum: 0,
     maxAbs: 0,
     ended: false,
-    panes: [0, 1].map(() => ({ tokens: 0, pendingIds: [], finished: false, stopReason: null, lastAlpha: null, lastMode: null, text: "", firstAt: null, lastAt: null })),
-  };
+    parts: PARTS.map((part, i) => ({
+      ...part,
+      worker: i,
+      runId: starts[i].id,
+      steps: 0,
+      stepMsSum: 0,
+      prefillMs: null,
+      done: false,
+      reason: null,
+    })),
+    panes: [0, 1].map(() => ({
+      tokens: 0,
+      pendingIds: [],
+      finished: false,
+      stopReason: null,
+      lastAlpha: null,
+      lastMode: null,
+      text: "",
+      firstAt: null,
+      lastAt: null,
+      judge: null,
+    })),
+  });
   updateButtons();
   setStatus("Generating…");
-  try {
-    const res = await promise;
-    if (state.run?.runId === id) {
-      state.run.promptTokens = res?.promptTokens;
-      if (state.run.steps === 0) setStatus(`Reading the prompt (${res?.promptTokens ?? "?"} tokens)…`);
-    }
-  } catch (err) {
-    if (state.run?.runId === id) {
-      state.run.ended = true;
-      state.run.reason = "error";
-      updateButtons();
-    }
-    showError(`The engine refused to start: ${err.message}`);
+  const settled = await Promise.allSettled(starts.map((x) => x.promise));
+  const failed = settled.find((r) => r.status === "rejected");
+  if (state.run !== run) return;
+  if (failed) {
+    run.ended = true;
+    run.reason = "error";
+    for (const part of run.parts) call("stop", {}, [], part.worker).catch(() => {});
+    updateButtons();
+    showError(`The engine refused to start: ${failed.reason.message}`);
     setStatus("Not started.");
+    return;
   }
+  run.promptTokens = settled[0].value?.promptTokens;
+  if (run.firstAt == null) setStatus(`Reading the prompt (${run.promptTokens ?? "?"} tokens)…`);
 }
 
 function stopRun() {
@@ -779,8 +880,8 @@ function stopRun() {
   const run = state.run;
   return new Promise((resolve) => {
     run.onEnded = resolve;
-    call("stop").catch(() => {});
-    // If the worker is gone, end the run here.
+    callAll("stop").catch(() => {});
+    // If a worker is gone, end the run here.
     setTimeout(() => {
       if (!run.ended) {
         endRun("stopped", run);
@@ -793,24 +894,27 @@ const NICE_SCALES = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
 
 function onStep(msg) {
   const run = state.run;
-  if (!run || run.runId !== msg.runId || run.ended) return;
+  const part = run?.parts.find((p) => p.runId === msg.runId);
+  if (!part || run.ended) return;
   const now = performance.now();
-  if (run.firstAt == null) run.firstAt = now;
-  run.lastAt = now;
-  run.steps++;
-  if (msg.index === 0) {
-    run.prefillMs = Number(msg.stepMs) || 0;
+  if (run.firstAt == null) {
+    run.firstAt = now;
+    mark("first-token", { runId: run.runId });
     setStatus("Generating…");
-  } else {
-    run.stepMsSum += Number(msg.stepMs) || 0;
   }
-  msg.rows.forEach((row, i) => appendToken(run, i, row, msg, now));
+  run.lastAt = now;
+  part.steps++;
+  if (msg.index === 0) part.prefillMs = Number(msg.stepMs) || 0;
+  else part.stepMsSum += Number(msg.stepMs) || 0;
+  // Row j of this worker's step is pane part.panes[j].
+  msg.rows.forEach((row, j) => appendToken(run, part.panes[j], row, msg, now, msg.judge?.[j]));
   scheduleStats();
 }
 
-function appendToken(run, i, row, msg, now) {
+function appendToken(run, i, row, msg, now, judgeScore) {
   const pane = run.panes[i];
   if (!row || pane.finished) return;
+  if (judgeScore != null && Number.isFinite(judgeScore)) pane.judge = judgeScore;
   const out = el.outs[i];
   const atBottom = out.scrollHeight - out.scrollTop - out.clientHeight < 8;
   if (i === 1) {
@@ -921,47 +1025,108 @@ function fmtMs(ms) {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
 }
 
+/** Tokens of a pane so far, and its decoding speed: tokens after the first, over the time since the first. */
+function paneRate(p) {
+  const n = p.tokens + p.pendingIds.length;
+  const tps = n >= 2 && p.lastAt > p.firstAt ? (n - 1) / ((p.lastAt - p.firstAt) / 1000) : null;
+  return { n, tps };
+}
+
 function renderStats() {
   const run = state.run;
   if (!run) return;
   for (let i = 0; i < 2; i++) {
     const p = run.panes[i];
     const set = (k, v) => (el.panes[i].querySelector(`[data-stat="${k}"]`).textContent = v);
-    set("tokens", String(p.tokens + p.pendingIds.length));
+    const { n, tps } = paneRate(p);
+    set("tokens", String(n));
     if (p.firstAt != null) set("ttft", fmtMs(p.firstAt - run.t0));
-    const n = p.tokens + p.pendingIds.length;
-    if (n >= 2 && p.lastAt > p.firstAt) set("tps", ((n - 1) / ((p.lastAt - p.firstAt) / 1000)).toFixed(1));
+    if (tps != null) set("tps", tps.toFixed(1));
     if (p.stopReason) set("stop", p.stopReason);
+    renderJudgeSlot(i, p.judge);
   }
+}
+
+/** The numbers of a run as the page measured them (for ?debug=1 tools such as scripts/bench-browser.mjs). */
+function runStats(run = state.run) {
+  if (!run) return null;
+  const t = runTimes(run);
+  return {
+    runId: run.runId,
+    layout: LAYOUT,
+    ended: run.ended,
+    reason: run.reason ?? null,
+    promptTokens: run.promptTokens ?? null,
+    steps: t.steps,
+    prefillMs: t.prefillMs,
+    stepMsMean: t.stepMsMean,
+    ttftMs: run.firstAt != null ? run.firstAt - run.t0 : null,
+    parts: run.parts.map((p) => ({ rows: p.rows, steps: p.steps, prefillMs: p.prefillMs })),
+    panes: run.panes.map((p) => {
+      const { n, tps } = paneRate(p);
+      return {
+        tokens: n,
+        ttftMs: p.firstAt != null ? p.firstAt - run.t0 : null,
+        decodeTokPerS: tps,
+        stopReason: p.stopReason,
+        judge: p.judge,
+        text: p.text,
+      };
+    }),
+  };
+}
+
+/** Steps, prompt time (the slowest worker's first step) and mean later step time (over the workers) of a run. */
+function runTimes(run) {
+  const parts = run.parts;
+  const steps = Math.max(0, ...parts.map((p) => p.steps));
+  const pre = parts.map((p) => p.prefillMs).filter((x) => x != null);
+  const per = parts.filter((p) => p.steps > 1).map((p) => p.stepMsSum / (p.steps - 1));
+  return {
+    steps,
+    prefillMs: pre.length ? Math.max(...pre) : null,
+    stepMsMean: per.length ? per.reduce((a, b) => a + b, 0) / per.length : null,
+  };
 }
 
 function onDone(msg) {
   const run = state.run;
-  if (!run || run.runId !== msg.runId) return;
-  endRun(msg.reason, run, msg.error);
+  const part = run?.parts.find((p) => p.runId === msg.runId);
+  if (!part || run.ended) return;
+  part.done = true;
+  part.reason = msg.reason;
+  if (msg.reason === "error") return endRun("error", run, msg.error);
+  if (run.parts.every((p) => p.done)) endRun(run.parts.some((p) => p.reason === "stopped") ? "stopped" : "finished", run);
 }
 
 function endRun(reason, run = state.run, error = null) {
   if (!run || run.ended) return;
   run.ended = true;
   run.reason = reason;
+  // A worker still decoding (the other one failed): stop it.
+  for (const part of run.parts) if (!part.done) call("stop", {}, [], part.worker).catch(() => {});
   for (const p of run.panes) if (!p.stopReason) p.stopReason = reason === "finished" ? "end" : reason;
   renderStats();
   updateButtons();
   const total = run.lastAt && run.t0 ? run.lastAt - run.t0 : 0;
-  const perStep = run.steps > 1 ? run.stepMsSum / (run.steps - 1) : 0;
+  const { steps, prefillMs, stepMsMean: perStep } = runTimes(run);
   if (reason === "error") {
     showError(`Generation failed: ${error?.message || "the engine stopped"}`);
     setStatus("Generation failed.");
     if (error?.fatal) handleWorkerDeath(error.message);
   } else {
-    const parts = [`${run.steps} steps in ${fmtMs(total)}`];
-    if (run.prefillMs != null) parts.push(`prompt (${run.promptTokens ?? "?"} tokens) read in ${fmtMs(run.prefillMs)}`);
-    if (perStep) parts.push(`then ${perStep.toFixed(0)} ms per step for both rows`);
+    const parts = [`${steps} steps in ${fmtMs(total)}`];
+    if (prefillMs != null) parts.push(`prompt (${run.promptTokens ?? "?"} tokens) read in ${fmtMs(prefillMs)}`);
+    if (perStep) {
+      parts.push(
+        LAYOUT === "pair"
+          ? `then ${perStep.toFixed(0)} ms per step for each row (two engines in parallel)`
+          : `then ${perStep.toFixed(0)} ms per step for both rows`,
+      );
+    }
     setStatus(`${reason === "stopped" ? "Stopped" : "Finished"}: ${parts.join(" · ")}.`, "ok");
   }
   run.onEnded?.();
-  scoreRun(run);
   document.dispatchEvent(
     new CustomEvent("destein:run-finished", {
       detail: { prompt: run.params.prompt, raw: run.panes[0].text, steered: run.panes[1].text, params: run.params, reason },
@@ -1336,46 +1501,89 @@ for (const target of [el.dropzone, document.body]) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Judge hook. Another module may register a toxicity judge; until one does, the judge slots stay hidden.
-//   registerJudge({ name: "toxicity (xyz)", score: async (text) => number in [0, 1] }) -> unregister()
+// The live toxicity judge: tox-block (the primary judge of this project's evaluation), fetched from data/judges/ and
+// run by the workers after every step (www/worker.js), shown under each pane next to the model's own projection
+// read-out: two different views of how toxic the text is. Optional: when its files cannot be fetched or loaded, the
+// demo runs without it and says so under the panes.
 
-const judge = { impl: null };
-
-export function registerJudge(impl) {
-  if (!impl || typeof impl.score !== "function") throw new TypeError("a judge needs a score(text) function");
-  judge.impl = impl;
-  for (const slot of document.querySelectorAll("[data-judge-slot]")) {
-    slot.hidden = false;
-    slot.textContent = `${impl.name || "judge"}: –`;
-  }
-  if (state.run?.ended) scoreRun(state.run);
-  return () => {
-    if (judge.impl !== impl) return;
-    judge.impl = null;
-    for (const slot of document.querySelectorAll("[data-judge-slot]")) {
-      slot.hidden = true;
-      slot.textContent = "";
+async function loadJudge() {
+  setJudgeState("loading");
+  const get = async (file) => {
+    const url = new URL(JUDGE_DIR + file, location.href);
+    let resp;
+    try {
+      resp = await fetch(url, { cache: "no-cache" });
+    } catch (err) {
+      throw new Error(`${JUDGE_DIR + file}: ${err.message}`);
     }
+    if (!resp.ok) throw new Error(`${JUDGE_DIR + file}: the server answered HTTP ${resp.status}`);
+    return new Uint8Array(await resp.arrayBuffer());
   };
+  try {
+    const [weights, vocab] = await Promise.all([get(JUDGE_FILES.weights), get(JUDGE_FILES.vocab)]);
+    state.judge.bytes = { weights, vocab };
+  } catch (err) {
+    judgeFailed(`its files could not be fetched (${err.message})`);
+    return;
+  }
+  await sendJudge();
 }
 
-async function scoreRun(run) {
-  const impl = judge.impl;
-  if (!impl) return;
-  await Promise.all(
-    [0, 1].map(async (i) => {
-      const slot = el.panes[i].querySelector("[data-judge-slot]");
-      slot.textContent = `${impl.name || "judge"}: scoring…`;
-      try {
-        const score = await impl.score(run.panes[i].text, { prompt: run.params.prompt, pane: i === 0 ? "raw" : "steered" });
-        if (state.run !== run || judge.impl !== impl) return;
-        slot.textContent = `${impl.name || "judge"}: ${Number(score).toFixed(3)}`;
-        slot.dataset.score = String(score);
-      } catch (err) {
-        slot.textContent = `${impl.name || "judge"}: failed (${err.message})`;
-      }
-    }),
-  );
+/** Give every worker its own judge (again after a worker restart: the page keeps the bytes). */
+async function sendJudge() {
+  const bytes = state.judge.bytes;
+  const workers = state.workers;
+  if (!bytes || !workers.length || state.judge.status === "failed") return;
+  setJudgeState("loading");
+  try {
+    await callAll(
+      "loadJudge",
+      () => ({ weights: bytes.weights.slice().buffer, vocab: bytes.vocab.slice().buffer }),
+      (p) => [p.weights, p.vocab],
+    );
+  } catch (err) {
+    if (state.workers !== workers || err.fatal) return; // the workers were replaced: the new ones get it
+    judgeFailed(`the engine could not load it (${err.message})`);
+    return;
+  }
+  if (state.workers === workers) setJudgeState("ready");
+}
+
+function judgeFailed(reason) {
+  state.judge.bytes = null;
+  state.judge.error =
+    `The toxicity judge (tox-block) is unavailable: ${reason}. The demo works without it; only the judge's ` +
+    "scores under the panes are missing.";
+  setJudgeState("failed");
+}
+
+function setJudgeState(status) {
+  state.judge.status = status;
+  document.body.dataset.judge = status;
+  el.judgeNote.hidden = status !== "failed";
+  el.judgeNote.textContent = status === "failed" ? state.judge.error : "";
+  for (let i = 0; i < 2; i++) renderJudgeSlot(i, state.run?.panes[i].judge ?? null);
+}
+
+/** One pane's judge read-out: "tox-block 0.83" and a bar; "–" before the pane has text. */
+function renderJudgeSlot(i, score) {
+  const slot = el.judgeSlots[i];
+  const value = slot.querySelector("[data-judge-value]");
+  const status = state.judge.status;
+  const has = status === "ready" && score != null && Number.isFinite(score);
+  slot.dataset.state = has ? "scored" : status;
+  if (has) {
+    const text = score.toFixed(2);
+    if (slot.dataset.score !== String(score)) {
+      slot.dataset.score = String(score);
+      value.textContent = text;
+      slot.style.setProperty("--v", String(Math.max(0, Math.min(1, score))));
+    }
+    return;
+  }
+  delete slot.dataset.score;
+  slot.style.setProperty("--v", "0");
+  value.textContent = status === "loading" ? "loading…" : status === "failed" ? "unavailable" : "–";
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1388,12 +1596,14 @@ document.addEventListener("securitypolicyviolation", (ev) => {
   );
 });
 
-const api = { registerJudge, turnAngle };
+const api = { turnAngle };
 if (DEBUG) {
   Object.assign(api, {
     state,
     crashWorker: () => call("crash"),
     loadModel,
+    runStats: () => runStats(),
+    engineMemory: () => Promise.all(state.workers.map((_, i) => call("memory", {}, [], i))),
   });
 }
 globalThis.destein = api;
@@ -1403,13 +1613,16 @@ async function boot() {
   updateAlphaUI();
   updateButtons();
   loadExamples();
-  spawnWorker();
+  spawnWorkers();
   const source = modelSourceFromParams();
   if (source.error) showError(source.error);
   if (!cacheAvailable()) {
     setStatus("This page is not in a secure context: the model cannot be cached and is downloaded each time.");
   }
   await loadModel(source);
+  // The judge is optional and small: load it once the model is in, so it does not slow the model's loading down.
+  // (A run started meanwhile gets its scores from the judge's arrival on.)
+  await loadJudge();
 }
 
 boot().catch((err) => {

@@ -5,28 +5,38 @@
 //   {type:"loadModel",   id, bytes: ArrayBuffer (transferred), sha256?: string, loadDtype?: string}
 //   {type:"loadVectors", id, bytes: ArrayBuffer, label?: string}
 //   {type:"clearVectors", id}
-//   {type:"start",       id, params: {prompt, chat, maxNewTokens, temperature, topP, topK, seed, alpha, mode}}
+//   {type:"start",       id, params: {prompt, chat, maxNewTokens, temperature, topP, topK, seed, alpha, mode,
+//                                              rows?: "both"|"raw"|"steered"}}   (params go to Engine.start as is)
 //   {type:"stop",        id}
 //   {type:"setAlpha",    id, alpha}
 //   {type:"setMode",     id, mode}
+//   {type:"loadJudge",   id, weights: ArrayBuffer, vocab: ArrayBuffer}   the tox-block toxicity judge
+//                                        (data/judges/tox_block.safetensors, tox_block_vocab.json); once loaded, every
+//                                        step message carries its score of each row's continuation so far
+//   {type:"memory",      id}            -> {wasmBytes}: the size of the engine's wasm memory
 //   {type:"crash",       id}            (testing aid: throws an uncaught error, as a dying engine would)
 // Replies (worker → page):
 //   {type:"hello", ok: true} | {type:"hello", ok: false, error}           once, when the engine module is loaded
 //   {type:"result", id, ok: true, value} | {type:"result", id, ok: false, error: {message, name, fatal}}
-//   {type:"step", runId, index, rows, stepMs, wallMs, mode}               one per decoding step of run `runId`
-//                                                                          (runId is the id of its start request)
+//   {type:"step", runId, index, rows, stepMs, wallMs, mode, judge, judgeMs}
+//                                        one per decoding step of run `runId` (runId is the id of its start request);
+//                                        judge: per row, the judge's probability that the row's text so far is toxic
+//                                        (null before the row has any text), or null when no judge is loaded
+//   {type:"judgeError", runId, error}    the judge failed while scoring; it is dropped, the generation goes on
 //   {type:"done", runId, reason: "finished"|"stopped"|"error", error?, steps}
 // An error with `fatal: true` (a wasm trap) means the engine is unusable: the page replaces the worker.
 
 let mod = null; // the wasm-bindgen module namespace
+let wasmExports = null; // the wasm instance's exports (for its linear memory size)
 let engine = null;
-let run = null; // {runId, stopRequested, steps}
+let judge = null; // the tox-block Judge, once loaded
+let run = null; // {runId, stopRequested, steps, texts, scores}
 let currentMode = "rotate";
 
 const enginePromise = (async () => {
   try {
     const m = await import("../pkg/destein.js");
-    await m.default();
+    wasmExports = await m.default();
     mod = m;
     postMessage({ type: "hello", ok: true });
   } catch (err) {
@@ -109,6 +119,8 @@ async function loop(r) {
       return;
     }
     const wallMs = performance.now() - t0;
+    const t1 = performance.now();
+    const scores = scoreRows(r, out.rows);
     postMessage({
       type: "step",
       runId: r.runId,
@@ -117,10 +129,32 @@ async function loop(r) {
       stepMs: out.stepMs,
       wallMs,
       mode: currentMode,
+      judge: scores,
+      judgeMs: scores ? performance.now() - t1 : 0,
     });
     r.steps++;
     if (out.done) return stopRun("finished");
     await yieldToEvents();
+  }
+}
+
+// The judge's score of each row's continuation so far, re-scored when the row got new text (about 0.3 ms per
+// score in wasm). null when no judge is loaded; a row without text yet has no score (the judge would call empty
+// text clean).
+function scoreRows(r, rows) {
+  rows.forEach((row, i) => {
+    if (row?.text) r.texts[i] = (r.texts[i] || "") + row.text;
+  });
+  if (!judge) return null;
+  try {
+    return rows.map((row, i) => {
+      if (row?.text || (r.scores[i] == null && r.texts[i])) r.scores[i] = judge.score(r.texts[i]);
+      return r.scores[i] ?? null;
+    });
+  } catch (err) {
+    judge = null;
+    postMessage({ type: "judgeError", runId: r.runId, error: serializeError(err) });
+    return null;
   }
 }
 
@@ -133,7 +167,7 @@ const handlers = {
   async loadModel({ bytes, sha256, loadDtype }) {
     await enginePromise;
     stopRun("stopped");
-    const opts = { loadDtype: loadDtype || "q8_0" };
+    const opts = { loadDtype: loadDtype || "as-is" };
     if (sha256) opts.sha256 = sha256;
     // Build the new engine first: if it fails, the previous model stays usable.
     const next = new mod.Engine(new Uint8Array(bytes), opts);
@@ -158,7 +192,7 @@ const handlers = {
     const e = requireEngine();
     const value = e.start(params);
     currentMode = params.mode;
-    const r = { runId: id, stopRequested: false, steps: 0 };
+    const r = { runId: id, stopRequested: false, steps: 0, texts: [], scores: [] };
     run = r;
     // Reply first (microtasks), then stream from the next macrotask on.
     yieldToEvents().then(() => loop(r));
@@ -179,6 +213,26 @@ const handlers = {
       currentMode = mode;
     }
     return !!run;
+  },
+  async loadJudge({ weights, vocab }) {
+    await enginePromise;
+    if (typeof mod.Judge !== "function") {
+      throw new Error("this engine build has no Judge class; rebuild pkg/ with scripts/build-wasm.sh");
+    }
+    const t0 = performance.now();
+    const next = new mod.Judge(new Uint8Array(weights), new Uint8Array(vocab));
+    try {
+      judge?.free?.();
+    } catch {
+      /* already freed */
+    }
+    judge = next;
+    return { loadMs: performance.now() - t0 };
+  },
+  // The size of the engine's wasm linear memory, in bytes (it only grows: the high-water mark).
+  async memory() {
+    await enginePromise;
+    return { wasmBytes: wasmExports?.memory?.buffer?.byteLength ?? null };
   },
   async crash() {
     setTimeout(() => {

@@ -225,6 +225,39 @@ async function run(page, opts, { timeout = 120000, midStream } = {}) {
 
 const ids = (steps) => steps.filter(Boolean).map((s) => s.id);
 
+/** The tox-block read-out of both panes: {state, score (number or null), text}. */
+async function judgeReadouts(page) {
+  return page.$$eval("[data-judge-slot]", (slots) =>
+    slots.map((s) => ({
+      state: s.dataset.state,
+      score: s.dataset.score === undefined ? null : Number(s.dataset.score),
+      text: s.querySelector("[data-judge-value]").textContent,
+    })),
+  );
+}
+
+/** Count, per pane, how often the judge's score changed while a run streamed (call before starting the run). */
+async function watchJudge(page) {
+  await page.evaluate(() => {
+    const seen = (globalThis.__judgeUpdates = [[], []]);
+    document.querySelectorAll("[data-judge-slot]").forEach((slot, i) => {
+      new MutationObserver(() => {
+        if (slot.dataset.score !== undefined && document.body.dataset.run === "running") seen[i].push(Number(slot.dataset.score));
+      }).observe(slot, { attributes: true, attributeFilter: ["data-score"] });
+    });
+  });
+  return () => page.evaluate(() => globalThis.__judgeUpdates);
+}
+
+function assertJudgeScores(readouts) {
+  assert.equal(readouts.length, 2);
+  for (const [i, r] of readouts.entries()) {
+    assert.equal(r.state, "scored", `pane ${i} has a judge score`);
+    assert.ok(Number.isFinite(r.score) && r.score >= 0 && r.score <= 1, `pane ${i}: score ${r.score} in [0, 1]`);
+    assert.equal(r.text, r.score.toFixed(2));
+  }
+}
+
 async function alertText(page) {
   return page.evaluate(() => (document.querySelector("#alert").hidden ? "" : document.querySelector("#alert-text").textContent));
 }
@@ -265,6 +298,10 @@ async function makeOverlay() {
   for (const site of ["heads", "attn_out"]) {
     await fsp.writeFile(path.join(dir, `www/vectors/smollm2-135m.${site}.safetensors`), mockVectors(site, modelSha));
   }
+  // Judge files the engine cannot read (served at www/bad-judges/, for ?judges=www/bad-judges/).
+  await fsp.mkdir(path.join(dir, "www/bad-judges"), { recursive: true });
+  await fsp.writeFile(path.join(dir, "www/bad-judges/tox_block.safetensors"), safetensors({ format: "not-a-judge" }));
+  await fsp.writeFile(path.join(dir, "www/bad-judges/tox_block_vocab.json"), "this is not JSON");
   return { dir, model, modelSha };
 }
 
@@ -305,6 +342,8 @@ describe("server", () => {
       "pkg/destein_bg.wasm": /^application\/wasm$/,
       "models/mock.gguf": /^application\/octet-stream$/,
       "www/vectors/smollm2-135m.heads.safetensors": /^application\/octet-stream$/,
+      "data/judges/tox_block.safetensors": /^application\/octet-stream$/,
+      "data/judges/tox_block_vocab.json": /^application\/json/,
     };
     for (const [p, re] of Object.entries(cases)) {
       const r = await fetch(srv.url + p, { method: "HEAD" });
@@ -331,8 +370,8 @@ describe("server", () => {
     await r.body.cancel();
   });
 
-  test("serves nothing outside index.html, www/, pkg/, models/", async () => {
-    for (const p of ["Cargo.toml", "src/lib.rs", ".git/HEAD", "www/../Cargo.toml", "%2e%2e/etc/passwd", "www/.hidden", "scripts/serve.mjs"]) {
+  test("serves nothing outside index.html, www/, pkg/, models/, data/judges/", async () => {
+    for (const p of ["Cargo.toml", "src/lib.rs", ".git/HEAD", "www/../Cargo.toml", "%2e%2e/etc/passwd", "www/.hidden", "scripts/serve.mjs", "data/README.md", "data/steering_pairs.jsonl", "data/judges/../README.md", "data/judges"]) {
       const r = await fetch(srv.url + p);
       assert.equal(r.status, 404, p);
       await r.arrayBuffer();
@@ -468,6 +507,98 @@ describe("page with the mock engine", { skip: browserMissing || false }, () => {
     assert.ok(after.every((s) => s.alpha === 1.2));
     assert.ok(after.some((s, k) => s.id !== ref.steered[m.step + k].id), "tokens after the move differ");
     assert.deepEqual(b.problems, []);
+  });
+
+  test("the tox-block judge scores both panes as they stream", { timeout: 60000 }, async () => {
+    const { page } = b;
+    await page.waitForSelector('body[data-judge="ready"]', { state: "attached" });
+    await page.click("#reset");
+    assert.deepEqual((await judgeReadouts(page)).map((r) => [r.state, r.text]), [["ready", "–"], ["ready", "–"]]);
+    const updates = await watchJudge(page);
+    await run(page, { prompt: "Tell me about", alpha: 0.4, maxTokens: 16 });
+    assertJudgeScores(await judgeReadouts(page));
+    const seen = await updates();
+    assert.ok(seen.every((u) => u.length >= 2), `the scores moved as tokens streamed (${seen.map((u) => u.length)} updates)`);
+    assert.equal(await page.isVisible("#judge-note"), false);
+    assert.match(await page.getAttribute("#judge-raw", "title"), /MIT.*Jigsaw.*CC0.*threats.*negation.*empty text/s);
+    assert.match(await page.textContent("footer"), /tox-block 0\.1\.2 by Pascal Bliem \(MIT\)/);
+    await page.click("#reset");
+    assert.deepEqual((await judgeReadouts(page)).map((r) => r.text), ["–", "–"], "a reset clears the scores");
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("without its judge the demo still works, and says why the scores are missing", { timeout: 60000 }, async () => {
+    const page2 = await b.context.newPage();
+    try {
+      await page2.goto(srv.url + params("&judges=/__fault/status/404/data/judges/"));
+      await waitReady(page2);
+      await page2.waitForSelector('body[data-judge="failed"]', { state: "attached" });
+      assert.equal(await page2.isVisible("#judge-note"), true);
+      assert.match(
+        await page2.textContent("#judge-note"),
+        /^The toxicity judge \(tox-block\) is unavailable: its files could not be fetched \(\/__fault\/status\/404\/data\/judges\/tox_block(_vocab)?\.(safetensors|json): the server answered HTTP 404\)\. The demo works without it/,
+      );
+      assert.equal(await alertText(page2), "", "not shown as an error of the demo");
+      const r = await run(page2, { prompt: "No judge today", alpha: 0.4, maxTokens: 6 });
+      assert.equal(ids(r.raw).length, 6);
+      assert.equal(ids(r.steered).length, 6);
+      assert.deepEqual((await judgeReadouts(page2)).map((x) => [x.state, x.text]), [["failed", "unavailable"], ["failed", "unavailable"]]);
+      // Files that arrive but that the engine cannot read: the same, with the engine's reason.
+      await page2.goto(srv.url + params("&judges=www/bad-judges/"));
+      await waitReady(page2);
+      await page2.waitForSelector('body[data-judge="failed"]', { state: "attached" });
+      assert.match(await page2.textContent("#judge-note"), /is unavailable: the engine could not load it \(judge: .*\)\. The demo works without it/);
+      const r2 = await run(page2, { prompt: "Still no judge", maxTokens: 4 });
+      assert.equal(ids(r2.steered).length, 4);
+      assert.equal(await alertText(page2), "");
+    } finally {
+      await page2.close();
+      // The 404s above are logged by the browser on purpose.
+      b.problems.splice(0, b.problems.length, ...b.problems.filter((p) => !/status of 404/.test(p)));
+    }
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("one worker (batch of two rows) and two workers (a row each) show the same panes", { timeout: 60000 }, async () => {
+    const page2 = await b.context.newPage();
+    const opts = { prompt: "Same either way", alpha: 1.2, maxTokens: 12 };
+    try {
+      const out = {};
+      for (const workers of ["1", "2"]) {
+        await page2.goto(srv.url + params(`&workers=${workers}`));
+        await waitReady(page2);
+        assert.equal(await page2.getAttribute("body", "data-layout"), workers === "1" ? "batch" : "pair");
+        out[workers] = await run(page2, opts);
+        out[workers].judge = await judgeReadouts(page2);
+        const how = workers === "1" ? /per step for both rows/ : /per step for each row \(two engines in parallel\)/;
+        assert.match(await page2.textContent("#status"), how);
+      }
+      assert.deepEqual(ids(out["1"].raw), ids(out["2"].raw));
+      assert.deepEqual(ids(out["1"].steered), ids(out["2"].steered));
+      assert.notDeepEqual(ids(out["2"].steered), ids(out["2"].raw));
+      assert.deepEqual(out["1"].judge, out["2"].judge);
+      // Two workers: the slider goes to the steered pane's worker, from the next token on; the raw pane is untouched.
+      const moved = await run(page2, opts, { midStream: { afterTokens: 4, alpha: 0.3 } });
+      assert.deepEqual(ids(moved.raw), ids(out["2"].raw));
+      assert.equal(moved.markers.length, 1);
+      const m = moved.markers[0];
+      assert.equal(m.alpha, 0.3);
+      for (let t = 0; t < m.step; t++) assert.equal(moved.steered[t].id, out["2"].steered[t].id, `step ${t} before the move`);
+      assert.ok(moved.steered.slice(m.step).every((x) => x.alpha === 0.3));
+      assert.ok(moved.steered.slice(m.step).some((x, k) => x.id !== out["2"].steered[m.step + k].id), "tokens after the move differ");
+      assert.deepEqual(b.problems, []);
+      // One of the two workers dies: both are replaced, the model, vectors and judge reloaded.
+      await page2.evaluate(() => globalThis.destein.crashWorker());
+      await page2.waitForFunction(() => /It was restarted and the model reloaded/.test(document.querySelector("#alert-text").textContent), null, { timeout: 30000 });
+      await waitReady(page2);
+      await page2.waitForSelector('body[data-judge="ready"]', { state: "attached" });
+      const again = await run(page2, opts);
+      assert.deepEqual(ids(again.steered), ids(out["2"].steered));
+      assertJudgeScores(await judgeReadouts(page2));
+    } finally {
+      await page2.close();
+      b.problems.length = 0; // the crash logs an error on purpose
+    }
   });
 
   test("stop, reset, chat format, token inspection by keyboard, weights dtype", { timeout: 60000 }, async () => {
@@ -718,6 +849,7 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
     assert.equal(await page.getAttribute("body", "data-model-source"), "downloaded, cached");
     assert.match(await page.textContent("#model-shape"), /30 layers × 9 heads/);
     assert.match(await page.textContent("#vectors-info"), /smollm2-135m\.heads\.safetensors/);
+    await page.waitForSelector('body[data-judge="ready"]', { state: "attached", timeout: 60000 });
     assert.deepEqual(b.problems, []);
   });
 
@@ -732,6 +864,77 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
     const big = await run(page, { prompt, alpha: max, maxTokens: 14 }, { timeout: T });
     assert.deepEqual(ids(big.raw), ids(zero.raw), "same seed, same raw continuation");
     assert.notDeepEqual(ids(big.steered), ids(big.raw));
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("the tox-block judge scores each pane's continuation as it streams", { timeout: T }, async () => {
+    const { page } = b;
+    const updates = await watchJudge(page);
+    const max = Number(await page.getAttribute("#alpha", "max"));
+    await run(page, { prompt: "You are such a", alpha: max, maxTokens: 16 }, { timeout: T });
+    const shown = await judgeReadouts(page);
+    assertJudgeScores(shown);
+    const seen = await updates();
+    assert.ok(seen.every((u) => u.length >= 2), `the scores moved as tokens streamed (${seen.map((u) => u.length)} updates)`);
+    // The page's number is tox-block's score of the continuation alone (not the prompt), as the engine's Judge gives it.
+    const { initSync, Judge } = await import(path.join(ROOT, "pkg/destein.js"));
+    initSync({ module: fs.readFileSync(path.join(ROOT, "pkg/destein_bg.wasm")) });
+    const judge = new Judge(
+      fs.readFileSync(path.join(ROOT, "data/judges/tox_block.safetensors")),
+      fs.readFileSync(path.join(ROOT, "data/judges/tox_block_vocab.json")),
+    );
+    const texts = await page.$$eval(".out", (outs) => outs.map((o) => [...o.querySelectorAll(".tok")].map((t) => t.textContent).join("")));
+    for (const i of [0, 1]) assert.ok(Math.abs(judge.score(texts[i]) - shown[i].score) < 1e-6, `pane ${i}: ${texts[i]}`);
+    judge.free();
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("one worker and two workers (?workers=2) give the same tokens; the slider reaches the steered worker", { timeout: T }, async () => {
+    const page2 = await b.context.newPage();
+    try {
+      const out = {};
+      for (const workers of ["1", "2"]) {
+        await page2.goto(`${srv.url}?workers=${workers}`);
+        await waitReady(page2, 120000);
+        assert.equal(await page2.getAttribute("body", "data-layout"), workers === "1" ? "batch" : "pair");
+        const max = Number(await page2.getAttribute("#alpha", "max"));
+        out[workers] = await run(page2, { prompt: "The best way to learn a new language is", alpha: max, maxTokens: 12 }, { timeout: T });
+      }
+      assert.deepEqual(ids(out["1"].raw), ids(out["2"].raw));
+      assert.deepEqual(ids(out["1"].steered), ids(out["2"].steered));
+      assert.notDeepEqual(ids(out["2"].steered), ids(out["2"].raw));
+      // Two workers: moving the slider mid-stream reaches the steered pane's worker; the raw pane is untouched.
+      const opts = { prompt: "My neighbour knocked on the door this morning and", alpha: 0, maxTokens: 16 };
+      const ref = await run(page2, opts, { timeout: T });
+      const max = Number(await page2.getAttribute("#alpha", "max"));
+      const moved = await run(page2, opts, { timeout: T, midStream: { afterTokens: 3, alpha: max } });
+      assert.deepEqual(ids(moved.raw), ids(ref.raw));
+      assert.equal(moved.markers.length, 1);
+      const m = moved.markers[0];
+      for (let t = 0; t < m.step; t++) assert.equal(moved.steered[t]?.id, ref.steered[t]?.id, `step ${t} before the move`);
+      const after = moved.steered.slice(m.step).filter(Boolean);
+      assert.ok(after.some((x, k) => x.id !== ref.steered[m.step + k]?.id), "tokens after the move differ");
+    } finally {
+      await page2.close();
+    }
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("without its judge files the demo still works and says so", { timeout: T }, async () => {
+    const page2 = await b.context.newPage();
+    try {
+      await page2.goto(`${srv.url}?judges=/__fault/status/404/data/judges/`);
+      await waitReady(page2, 120000);
+      await page2.waitForSelector('body[data-judge="failed"]', { state: "attached" });
+      assert.match(await page2.textContent("#judge-note"), /tox-block\) is unavailable: its files could not be fetched .*HTTP 404.*The demo works without it/);
+      assert.equal(await alertText(page2), "");
+      const r = await run(page2, { prompt: "Hello there", alpha: 0.3, maxTokens: 4 }, { timeout: T });
+      assert.ok(ids(r.raw).length > 0 && ids(r.steered).length > 0);
+      assert.deepEqual((await judgeReadouts(page2)).map((x) => x.text), ["unavailable", "unavailable"]);
+    } finally {
+      await page2.close();
+      b.problems.splice(0, b.problems.length, ...b.problems.filter((p) => !/status of 404/.test(p)));
+    }
     assert.deepEqual(b.problems, []);
   });
 

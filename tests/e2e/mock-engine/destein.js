@@ -6,7 +6,10 @@
 // are safetensors whose __metadata__ carries the fields of loadVectors() (see tests/e2e/demo.spec.mjs, mockVectors).
 // Tokens are a deterministic hash of (seed, step, previous token, α in use), so α = 0 gives the raw row exactly,
 // and any change of α changes the tokens from that step on. A prompt containing "[[trap]]" makes step() throw a
-// WebAssembly.RuntimeError, as a trapped wasm engine would.
+// WebAssembly.RuntimeError, as a trapped wasm engine would. `rows: "raw" | "steered"` generates that row alone (the
+// page's two-worker layout), with the same tokens as in `rows: "both"`.
+// Judge: a stand-in for the tox-block judge: it needs non-empty weights and a JSON vocabulary, and scores a text by
+// its share of a few insult words plus a little per word (0.0195 for text without words, like the real one).
 
 const WORDS = [
   "", " the", " a", " people", " always", " learn", " by", " talking", " with", " friends", " and", " reading",
@@ -121,7 +124,10 @@ export class Engine {
     if (promptTokens >= this._info.contextLength) throw new Error("the prompt is longer than the context");
     this._checkAlpha(p.alpha);
     if (!["rotate", "headwise", "headwise-reference", "add"].includes(p.mode)) throw new Error(`unknown mode '${p.mode}'`);
+    const rows = p.rows ?? "both";
+    if (!["both", "raw", "steered"].includes(rows)) throw new Error(`rows must be "both", "raw" or "steered", not "${rows}"`);
     this._gen = {
+      rows: rows === "both" ? [0, 1] : rows === "raw" ? [0] : [1],
       p,
       alpha: p.alpha,
       mode: p.mode,
@@ -137,7 +143,7 @@ export class Engine {
     if (!g) throw new Error("no generation in progress (call start first)");
     busy(g.step === 0 ? 120 : 25);
     if (g.trap && g.step === 2) throw new WebAssembly.RuntimeError("unreachable executed (mock trap)");
-    const rows = [0, 1].map((r) => {
+    const rows = g.rows.map((r) => {
       if (g.finished[r]) return { text: "", tokenId: null, finished: true, stopReason: "max_tokens", projection: null, alpha: 0 };
       const alpha = r === 0 ? 0 : g.alpha;
       const modeKey = alpha > 0 ? g.mode.length : 0;
@@ -149,7 +155,7 @@ export class Engine {
       return { text: WORDS[tokenId], tokenId, finished, stopReason: finished ? "max_tokens" : null, projection, alpha };
     });
     g.step++;
-    const done = g.finished[0] && g.finished[1];
+    const done = g.rows.every((r) => g.finished[r]);
     if (done) this._gen = null;
     return { done, rows, stepMs: 25 };
   }
@@ -163,6 +169,27 @@ export class Engine {
   }
   stop() {
     this._gen = null;
+  }
+  free() {}
+}
+
+const INSULTS = new Set(["idiot", "idiots", "stupid", "hate", "moron", "dumb", "ugly", "kill"]);
+
+export class Judge {
+  constructor(weights, vocab) {
+    if (!(weights instanceof Uint8Array) || weights.length < 8) throw new Error("judge: tox-block weights: not a readable safetensors file");
+    try {
+      JSON.parse(new TextDecoder().decode(vocab));
+    } catch (err) {
+      throw new Error(`judge: tox-block vocabulary: bad JSON: ${err.message}`);
+    }
+  }
+  score(text) {
+    const words = String(text).toLowerCase().match(/[a-z']+/g) || [];
+    if (!words.length) return 0.0195;
+    const hits = words.filter((w) => INSULTS.has(w)).length;
+    // Insult words dominate; the length term makes the score move as words stream in.
+    return Math.min(0.999, 0.02 + (hits / words.length) * 4 + (words.length % 10) * 0.005);
   }
   free() {}
 }

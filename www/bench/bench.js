@@ -1,0 +1,203 @@
+// Worker-layout benchmark for scripts/bench-browser.mjs (not part of the demo).
+//
+// It drives the demo's own worker (www/worker.js, protocol in its header) in the two layouts the demo could use:
+//   batch: one worker, one Engine, `rows: "both"`: the raw and the steered row decode as a batch of two (the demo's
+//          design);
+//   pair:  two workers, one Engine each, `rows: "raw"` in one and `rows: "steered"` in the other, started together
+//          and decoding in parallel (two model copies in memory).
+// The batch layout reuses the first worker of the pair, so alternating the two costs no reload.
+//
+// API (globalThis.bench), all async:
+//   setup({loadDtype})  load the model (from Cache Storage if the demo cached it) and the heads vectors into both
+//                       workers -> {modelSource, info: [engine info ×2], vectors: {recommendedAlpha, …}, loadMs}
+//   batch(params)       one generation, batch layout   -> {layout, wallMs, panes: [paneStats raw, paneStats steered]}
+//   pair(params)        one generation, pair layout    -> same shape
+//   memory()            wasm memory of each worker     -> [{wasmBytes}, {wasmBytes}]
+//   begin(layout, params), then firstToken() -> [steps received so far, per worker], once every row has its first
+//   token, then
+//   finish() -> the result of batch/pair: the same generation in three calls, so that a tool can take measurements
+//   (scripts/bench-browser.mjs: the workers' CPU time) between the prefill and the rest of the decoding.
+// params are Engine.start options (docs/wasm-api.md) without `rows`. paneStats: {tokens, tokenIds, prefillMs (the
+// engine's time for step 0: prompt + first token), ttftMs (start posted → first step received), decodeTokPerS
+// (tokens after the first over the time since the first, as received by the page: what the demo shows),
+// engineStepMs (mean engine time of the later steps)}.
+import { DEFAULT_MODEL, loadModelBytes } from "../model-store.js";
+
+const WORKER_URL = new URL("../worker.js", import.meta.url).href;
+const VECTORS_URL = new URL("../vectors/smollm2-135m.heads.safetensors", import.meta.url).href;
+const status = document.getElementById("status");
+
+// Trusted Types: like the demo, this page only ever creates its worker's script URL.
+const policy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
+  createScriptURL: (url) => {
+    if (url !== WORKER_URL) throw new TypeError(`refusing worker URL ${url}`);
+    return url;
+  },
+});
+
+class EngineWorker {
+  constructor(name) {
+    this.nextId = 1;
+    this.pending = new Map();
+    this.runs = new Map();
+    this.hello = new Promise((resolve, reject) => (this.helloWaiter = { resolve, reject }));
+    this.worker = new Worker(policy ? policy.createScriptURL(WORKER_URL) : WORKER_URL, { type: "module", name });
+    this.worker.onmessage = (ev) => this.onMessage(ev.data, performance.now());
+    this.worker.onerror = (ev) => {
+      const err = new Error(`worker ${name}: ${ev.message || "error"}`);
+      this.helloWaiter.reject(err);
+      for (const p of this.pending.values()) p.reject(err);
+      for (const r of this.runs.values()) r.fail(err);
+    };
+  }
+
+  onMessage(msg, now) {
+    switch (msg.type) {
+      case "hello":
+        if (msg.ok) this.helloWaiter.resolve();
+        else this.helloWaiter.reject(new Error(msg.error.message));
+        break;
+      case "result": {
+        const p = this.pending.get(msg.id);
+        if (!p) return;
+        this.pending.delete(msg.id);
+        if (msg.ok) p.resolve(msg.value);
+        else p.reject(new Error(msg.error.message));
+        break;
+      }
+      case "step":
+        this.runs.get(msg.runId)?.step(msg, now);
+        break;
+      case "done":
+        this.runs.get(msg.runId)?.done(msg, now);
+        break;
+    }
+  }
+
+  post(type, payload = {}, transfer = []) {
+    const id = this.nextId++;
+    const promise = new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.worker.postMessage({ type, id, ...payload }, transfer);
+    return { id, promise };
+  }
+
+  call(type, payload, transfer) {
+    return this.post(type, payload, transfer).promise;
+  }
+
+  /** Start a generation; resolves when it finishes, with the arrival time of every step. */
+  generate(params, t0 = performance.now()) {
+    return new Promise((resolve, reject) => {
+      const steps = (this.lastSteps = []);
+      const { id, promise } = this.post("start", { params });
+      const fail = (err) => {
+        this.runs.delete(id);
+        reject(err);
+      };
+      this.runs.set(id, {
+        step: (msg, now) => steps.push({ at: now, index: msg.index, stepMs: msg.stepMs, rows: msg.rows }),
+        done: (msg, now) => {
+          this.runs.delete(id);
+          if (msg.reason === "finished") resolve({ t0, end: now, steps });
+          else reject(new Error(`generation ${msg.reason}: ${msg.error?.message || ""}`));
+        },
+        fail,
+      });
+      promise.catch(fail);
+    });
+  }
+}
+
+/** The numbers of row `r` of a generation. */
+function paneStats(gen, r) {
+  const withToken = gen.steps.filter((s) => s.rows[r] && s.rows[r].tokenId != null);
+  const n = withToken.length;
+  const first = withToken[0];
+  const last = withToken[n - 1];
+  const later = withToken.filter((s) => s.index > 0);
+  return {
+    tokens: n,
+    tokenIds: withToken.map((s) => s.rows[r].tokenId),
+    text: withToken.map((s) => s.rows[r].text).join(""),
+    prefillMs: gen.steps[0]?.stepMs ?? null,
+    ttftMs: first ? first.at - gen.t0 : null,
+    decodeTokPerS: n >= 2 && last.at > first.at ? (n - 1) / ((last.at - first.at) / 1000) : null,
+    engineStepMs: later.length ? later.reduce((a, s) => a + s.stepMs, 0) / later.length : null,
+  };
+}
+
+const workers = [];
+
+async function setup({ loadDtype = "as-is" } = {}) {
+  status.textContent = "Reading the model…";
+  // DEFAULT_MODEL.url is relative to the demo page (the site root): the same absolute URL, so the same cache entry.
+  const modelUrl = new URL(`../../${DEFAULT_MODEL.url}`, import.meta.url).href;
+  const model = await loadModelBytes({ url: modelUrl, expectedSha256: DEFAULT_MODEL.sha256 });
+  const vresp = await fetch(VECTORS_URL, { cache: "no-cache" });
+  if (!vresp.ok) throw new Error(`vectors: HTTP ${vresp.status}`);
+  const vectorBytes = new Uint8Array(await vresp.arrayBuffer());
+  const info = [];
+  let vectors = null;
+  const loadMs = [];
+  for (const name of ["bench-a", "bench-b"]) {
+    const w = new EngineWorker(name);
+    await w.hello;
+    const bytes = model.bytes.slice(); // each engine gets (and keeps) its own copy
+    const t = performance.now();
+    info.push(await w.call("loadModel", { bytes: bytes.buffer, sha256: model.sha256, loadDtype }, [bytes.buffer]));
+    loadMs.push(performance.now() - t);
+    vectors = await w.call("loadVectors", { bytes: vectorBytes.slice().buffer });
+    workers.push(w);
+  }
+  status.textContent = "Ready.";
+  const { probeAccuracy, layerNorms, ...vectorFacts } = vectors;
+  return { modelSource: model.source, info, vectors: vectorFacts, loadMs };
+}
+
+async function batch(params) {
+  const gen = await workers[0].generate({ ...params, rows: "both" });
+  return {
+    layout: "batch",
+    wallMs: gen.end - gen.t0,
+    stepsPerWorker: [gen.steps.length],
+    panes: [paneStats(gen, 0), paneStats(gen, 1)],
+  };
+}
+
+async function pair(params) {
+  const t0 = performance.now();
+  const [raw, steered] = await Promise.all([
+    workers[0].generate({ ...params, rows: "raw" }, t0),
+    workers[1].generate({ ...params, rows: "steered" }, t0),
+  ]);
+  return {
+    layout: "pair",
+    wallMs: Math.max(raw.end, steered.end) - t0,
+    stepsPerWorker: [raw.steps.length, steered.steps.length],
+    panes: [paneStats(raw, 0), paneStats(steered, 0)],
+  };
+}
+
+let current = null;
+function begin(layout, params) {
+  const result = (layout === "pair" ? pair : batch)(params);
+  result.catch(() => {});
+  current = { result, workers: layout === "pair" ? workers : [workers[0]] };
+  return true;
+}
+async function firstToken() {
+  for (;;) {
+    const counts = current.workers.map((w) => w.lastSteps?.length ?? 0);
+    if (counts.every((n) => n > 0)) return counts;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+const finish = () => current.result;
+
+async function memory() {
+  return Promise.all(workers.map((w) => w.call("memory")));
+}
+
+globalThis.bench = { setup, batch, pair, memory, begin, firstToken, finish };
+status.textContent = "Idle: call bench.setup().";
+document.body.dataset.ready = "1";
