@@ -334,13 +334,27 @@ impl Model {
         backend: MatmulBackend,
         sha256: Option<String>,
     ) -> Result<Self> {
-        if bytes.len() < 4 || &bytes[..4] != b"GGUF" {
+        let sha256 = sha256.unwrap_or_else(|| sha256_hex(bytes));
+        Self::from_gguf_reader(Cursor::new(bytes), bytes.len(), load_dtype, backend, sha256)
+    }
+
+    /// Load from any seekable reader of `len` bytes (the browser reads tensor by tensor from a JS buffer, so the
+    /// whole file never has to be copied into wasm memory).
+    pub fn from_gguf_reader<R: std::io::Read + std::io::Seek>(
+        mut reader: R,
+        len: usize,
+        load_dtype: LoadDtype,
+        backend: MatmulBackend,
+        sha256: String,
+    ) -> Result<Self> {
+        let mut magic = [0u8; 4];
+        if len < 4 || reader.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
             bail!(Model, "not a GGUF file (it does not start with the bytes `GGUF`)");
         }
-        let mut reader = Cursor::new(bytes);
+        reader.seek(std::io::SeekFrom::Start(0))?;
         let ct = gguf_file::Content::read(&mut reader)
             .map_err(|e| Error::Model(format!("cannot read the GGUF header (truncated or corrupt?): {e}")))?;
-        validate_tensor_table(&ct, bytes.len())?;
+        validate_tensor_table(&ct, len)?;
         let config = Config::from_gguf(&ct)?;
         let tokenizer = Tokenizer::from_gguf(&ct)?;
         let device = Device::Cpu;
@@ -446,7 +460,6 @@ impl Model {
             });
         }
         let (cos, sin) = rope_tables(&config, &device)?;
-        let sha256 = sha256.unwrap_or_else(|| sha256_hex(bytes));
         Ok(Self {
             config,
             tokenizer,

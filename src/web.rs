@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
-use crate::model::{LoadDtype, Model};
+use crate::model::{LoadDtype, MatmulBackend, Model};
 use crate::steering::{validate_alpha, FusionMode, RowSteering};
 use crate::vectors::DetoxVectors;
 
@@ -25,6 +25,57 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| JsError::new(&format!("cannot pass a result to JavaScript: {e}")))
+}
+
+/// Reads a JavaScript `Uint8Array` on demand, so that only what is being parsed is copied into wasm memory.
+struct JsBytesReader {
+    bytes: js_sys::Uint8Array,
+    pos: u64,
+}
+
+impl std::io::Read for JsBytesReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let len = self.bytes.length() as u64;
+        let start = self.pos.min(len);
+        let end = (start + buf.len() as u64).min(len);
+        let n = (end - start) as usize;
+        self.bytes.subarray(start as u32, end as u32).copy_to(&mut buf[..n]);
+        self.pos = end;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for JsBytesReader {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let len = self.bytes.length() as i64;
+        let pos = match to {
+            std::io::SeekFrom::Start(p) => p as i64,
+            std::io::SeekFrom::End(d) => len + d,
+            std::io::SeekFrom::Current(d) => self.pos as i64 + d,
+        };
+        if pos < 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start"));
+        }
+        self.pos = pos as u64;
+        Ok(self.pos)
+    }
+}
+
+/// sha256 of a JS buffer, in 4 MiB chunks.
+fn sha256_of(bytes: &js_sys::Uint8Array) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let len = bytes.length();
+    let mut chunk = vec![0u8; 4 << 20];
+    let mut start = 0;
+    while start < len {
+        let end = (start + chunk.len() as u32).min(len);
+        let n = (end - start) as usize;
+        bytes.subarray(start, end).copy_to(&mut chunk[..n]);
+        hasher.update(&chunk[..n]);
+        start = end;
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn err(e: crate::Error) -> JsError {
@@ -143,9 +194,10 @@ pub struct Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// Load a GGUF from its bytes. `options`: `{ loadDtype?: "q8_0"|"as-is"|"f32", sha256?: string }`.
+    /// Load a GGUF from its bytes. `options`: `{ loadDtype?: "as-is"|"q8_0"|"f32", sha256?: string }`.
+    /// The bytes stay in JavaScript: tensors are copied into wasm memory one at a time.
     #[wasm_bindgen(constructor)]
-    pub fn new(bytes: &[u8], options: JsValue) -> Result<Engine, JsError> {
+    pub fn new(bytes: js_sys::Uint8Array, options: JsValue) -> Result<Engine, JsError> {
         let options: LoadOptions = if options.is_undefined() || options.is_null() {
             LoadOptions::default()
         } else {
@@ -156,7 +208,14 @@ impl Engine {
             None => LoadDtype::default(),
         };
         let start = now_ms();
-        let model = Model::from_gguf_bytes(bytes, dtype, options.sha256).map_err(err)?;
+        let len = bytes.length() as usize;
+        let sha256 = match options.sha256 {
+            Some(s) => s,
+            None => sha256_of(&bytes),
+        };
+        // Buffered: the header is parsed in many small reads, each of which would otherwise cross into JS.
+        let reader = std::io::BufReader::with_capacity(1 << 16, JsBytesReader { bytes, pos: 0 });
+        let model = Model::from_gguf_reader(reader, len, dtype, MatmulBackend::default(), sha256).map_err(err)?;
         Ok(Engine { model, vectors: None, generation: None, steered_row: None, load_ms: now_ms() - start })
     }
 
