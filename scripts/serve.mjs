@@ -8,6 +8,8 @@
 // judge's files) of this repository, read-only (nothing else: no .git, no target/, no other data/), with the right
 // MIME types (application/wasm for the engine, application/octet-stream for .gguf and .safetensors),
 // ETag/Last-Modified, single HTTP ranges (206) and the page's Content-Security-Policy.
+// For the llama.cpp comparison (scripts/bench-wllama.mjs, not part of the demo) it also serves the ES module and wasm
+// of the @wllama/wllama dev dependency (node_modules/@wllama/wllama/esm/ only; 404 when it is not installed).
 //
 // Environment:
 //   PORT                      port to listen on (default 8080; falls back to a free port when it is taken)
@@ -44,7 +46,12 @@ for (const origin of EXTRA_CONNECT) {
 
 // Only these are served. Everything else is 404.
 const ALLOWED_FILES = new Set(["index.html"]);
-const ALLOWED_DIRS = ["www/", "pkg/", "models/", "data/judges/"];
+const WLLAMA_DIR = "node_modules/@wllama/wllama/esm/";
+const ALLOWED_DIRS = ["www/", "pkg/", "models/", "data/judges/", WLLAMA_DIR];
+// The wllama benchmark page. wllama starts its worker from a blob: URL made from a string, which the demo's policy
+// refuses (worker-src 'self', Trusted Types): this page alone gets the same policy with blob: workers allowed and
+// without Trusted Types.
+const WLLAMA_PAGE = "www/bench/wllama.html";
 
 const MIME = {
   ".html": "text/html; charset=utf-8",
@@ -67,18 +74,20 @@ const MIME = {
 
 // The policy of index.html's <meta> tag, plus what only a header can say (frame-ancestors).
 // Keep the two in step: the test suite checks that they agree.
-function cspHeader() {
+function cspHeader(wllamaPage = false) {
   const connect = ["'self'", ...EXTRA_CONNECT].join(" ");
+  const workers = wllamaPage ? "'self' blob:" : "'self'";
+  const trustedTypes = wllamaPage ? "" : "require-trusted-types-for 'script'; trusted-types destein-worker; ";
   return (
-    "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; " +
+    `default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src ${workers}; ` +
     `connect-src ${connect}; img-src 'self'; style-src 'self'; base-uri 'none'; form-action 'none'; ` +
-    "object-src 'none'; require-trusted-types-for 'script'; trusted-types destein-worker; frame-ancestors 'none'"
+    `object-src 'none'; ${trustedTypes}frame-ancestors 'none'`
   );
 }
 
-function securityHeaders() {
+function securityHeaders(wllamaPage = false) {
   return {
-    "Content-Security-Policy": cspHeader(),
+    "Content-Security-Policy": cspHeader(wllamaPage),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -186,7 +195,7 @@ async function handle(req, res) {
   const type = MIME[ext] || "application/octet-stream";
   const etag = `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}${fault ? "-" + fault.kind : ""}"`;
   const headers = {
-    ...securityHeaders(),
+    ...securityHeaders(path.relative(ROOT, abs) === WLLAMA_PAGE),
     "Content-Type": type,
     "Cache-Control": "no-cache",
     ETag: etag,

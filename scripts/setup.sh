@@ -21,6 +21,7 @@ if $for_tests; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
-  [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent
+  # playwright-core for the tests; @wllama/wllama only for scripts/bench-wllama.mjs (same lock file, one npm ci)
+  { [ -d node_modules/playwright-core ] && [ -d node_modules/@wllama/wllama ]; } || npm ci --no-audit --no-fund --silent
   python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install --quiet safetensors numpy
 fi
