@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 cargo test --release
 tests/wasm_kernels.sh
 python3 tests/python_reads_vectors.py
-node --test tests/e2e/demo.spec.mjs
+DESTEIN_E2E_REQUIRE_REAL=1 node --test tests/e2e/demo.spec.mjs

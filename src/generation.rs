@@ -3,7 +3,6 @@
 //! Row 0 is usually raw and row 1 steered; each row has its own RNG seeded with the same seed, so with α = 0
 //! the rows produce the same text, and any difference is the steering's doing.
 
-use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -232,10 +231,6 @@ impl Generation {
         &self.rows[row].tokens
     }
 
-    pub fn stop_reason(&self, row: usize) -> Option<StopReason> {
-        self.rows[row].stop
-    }
-
     /// Change α of a row from the next step on.
     pub fn set_steering(&mut self, row: usize, steering: RowSteering) -> Result<()> {
         validate_alpha(steering.alpha)?;
@@ -299,22 +294,4 @@ impl Generation {
             .collect();
         Ok(out)
     }
-}
-
-/// Log-probabilities of `continuation` given `prompt` under the model (unsteered): Σ log p and the count.
-pub fn continuation_logprob(model: &Model, prompt: &[u32], continuation: &[u32]) -> Result<(f64, usize)> {
-    if continuation.is_empty() {
-        return Ok((0.0, 0));
-    }
-    let mut all = prompt.to_vec();
-    all.extend_from_slice(continuation);
-    let tokens = model.token_tensor(&[all.clone()])?;
-    let mut cache = Cache::new(model);
-    let logits = model.forward_all(&tokens, &mut cache, None)?.squeeze(0)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
-    let start = prompt.len() - 1;
-    let rows = log_probs.narrow(0, start, continuation.len())?;
-    let ids = Tensor::from_vec(continuation.to_vec(), (continuation.len(), 1), model.device())?;
-    let picked = rows.gather(&ids, 1)?.flatten_all()?.to_vec1::<f32>()?;
-    Ok((picked.iter().map(|&x| x as f64).sum(), continuation.len()))
 }

@@ -21,7 +21,7 @@ mod cli {
     use indicatif::{ProgressBar, ProgressStyle};
 
     use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
-    use destein::model::{LoadDtype, Model, Site};
+    use destein::model::{LoadDtype, MatmulBackend, Model, Site};
     use destein::steering::{FusionMode, RowSteering, Steerer};
     use destein::vectors::{self, DetoxVectors};
 
@@ -45,6 +45,9 @@ mod cli {
         /// Worker threads for the matrix products (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Matrix products through our kernels (default) or candle's quantized matmul (the reference).
+        #[arg(long, default_value = "ours")]
+        matmul: String,
     }
 
     #[derive(Args, Clone)]
@@ -103,14 +106,16 @@ mod cli {
             #[arg(long, default_value = "heads")]
             site: String,
             /// How many pairs to sample from the file.
-            #[arg(long, default_value_t = 150)]
+            #[arg(long, default_value_t = 200)]
             count: usize,
             #[arg(long, default_value_t = 0)]
             seed: u64,
-            #[arg(long, default_value = "rotate")]
-            recommended_mode: String,
-            #[arg(long, default_value_t = 0.45)]
-            recommended_alpha: f32,
+            /// Mode stored as the file's recommendation (default: the best measured for the site, see README).
+            #[arg(long)]
+            recommended_mode: Option<String>,
+            /// α stored as the file's recommendation (default: the best measured for the site, see README).
+            #[arg(long)]
+            recommended_alpha: Option<f32>,
             #[arg(long)]
             out: PathBuf,
         },
@@ -137,7 +142,7 @@ mod cli {
             vectors: Vec<PathBuf>,
             #[arg(long, value_delimiter = ',', default_value = "rotate,headwise,add")]
             modes: Vec<String>,
-            #[arg(long, value_delimiter = ',', default_value = "0,0.2,0.45,0.6,0.8")]
+            #[arg(long, value_delimiter = ',', default_value = "0,0.1,0.2,0.3")]
             alphas: Vec<f32>,
             /// Continuations per prompt (the paper: 25).
             #[arg(long, default_value_t = 25)]
@@ -207,8 +212,13 @@ mod cli {
     fn load_model(common: &Common) -> Result<(Model, f64)> {
         set_threads(common.threads);
         let dtype = LoadDtype::parse(&common.load_dtype)?;
+        let backend = match common.matmul.as_str() {
+            "ours" => MatmulBackend::Ours,
+            "candle" => MatmulBackend::Candle,
+            other => anyhow::bail!("unknown --matmul `{other}` (expected ours or candle)"),
+        };
         let start = Instant::now();
-        let model = Model::load(&common.model, dtype)?;
+        let model = Model::load_with(&common.model, dtype, backend)?;
         Ok((model, start.elapsed().as_secs_f64()))
     }
 
@@ -219,7 +229,7 @@ mod cli {
                 generate(&common, &sampling, vectors.as_deref(), alpha, mode.as_deref(), side_by_side)
             }
             Command::Derive { common, pairs, site, count, seed, recommended_mode, recommended_alpha, out } => {
-                derive(&common, &pairs, &site, count, seed, &recommended_mode, recommended_alpha, &out)
+                derive(&common, &pairs, &site, count, seed, recommended_mode.as_deref(), recommended_alpha, &out)
             }
             Command::Vectors { command: VectorsCommand::Inspect { file } } => inspect(&file),
             Command::Eval {
@@ -347,12 +357,17 @@ mod cli {
         site: &str,
         count: usize,
         seed: u64,
-        recommended_mode: &str,
-        recommended_alpha: f32,
+        recommended_mode: Option<&str>,
+        recommended_alpha: Option<f32>,
         out: &Path,
     ) -> Result<()> {
         let site = Site::parse(site)?;
-        let recommended_mode = FusionMode::parse(recommended_mode)?;
+        let (measured_mode, measured_alpha) = vectors::measured_recommendation(site);
+        let recommended_mode = match recommended_mode {
+            Some(m) => FusionMode::parse(m)?,
+            None => measured_mode,
+        };
+        let recommended_alpha = recommended_alpha.unwrap_or(measured_alpha);
         let bytes = std::fs::read(pairs_path).with_context(|| format!("cannot read {}", pairs_path.display()))?;
         let pairs = vectors::parse_pairs(&bytes).with_context(|| format!("in {}", pairs_path.display()))?;
         let (model, _) = load_model(common)?;
@@ -395,20 +410,26 @@ mod cli {
         println!("non-toxic prefix   {:?}", m.nontoxic_prefix);
         let acc = &v.probe_accuracy;
         let mean = acc.iter().sum::<f32>() / acc.len() as f32;
+        let min = acc.iter().cloned().fold(f32::INFINITY, f32::min);
+        let perfect = acc.iter().filter(|&&a| a >= 1.0).count();
         let (best, max) = acc.iter().enumerate().fold((0, 0f32), |b, (i, &a)| if a > b.1 { (i, a) } else { b });
         println!(
-            "probe accuracy     mean {mean:.3}, max {max:.3} (layer {}, head {})",
+            "probe accuracy     mean {mean:.3}, min {min:.3}, max {max:.3} (first at layer {}, head {}); {perfect} of {} heads at 1.00",
             best / m.heads,
-            best % m.heads
+            best % m.heads,
+            acc.len()
         );
+        if m.site == Site::AttnOut {
+            println!("                   (at attn_out a \"head\" is a {}-wide slice of the o_proj output)", m.head_dim);
+        }
         println!();
-        println!("probe accuracy per (layer, head); darker = more accurate; last column: ‖z_l‖");
+        println!("probe accuracy per (layer, head); darker = more accurate; then the layer's mean accuracy and ‖z_l‖");
         let norms = v.layer_norms();
         print!("layer ");
         for h in 0..m.heads {
             print!(" h{h:<4}");
         }
-        println!("  norm");
+        println!("  mean   norm");
         let color = std::env::var_os("NO_COLOR").is_none();
         for l in 0..m.layers {
             print!("{l:>5} ");
@@ -424,7 +445,8 @@ mod cli {
                     print!(" {a:.2} ");
                 }
             }
-            println!("  {:.2}", norms[l]);
+            let layer_mean = acc[l * m.heads..(l + 1) * m.heads].iter().sum::<f32>() / m.heads as f32;
+            println!("  {layer_mean:.3}  {:.2}", norms[l]);
         }
         Ok(())
     }
@@ -590,6 +612,7 @@ mod cli {
     }
 
     fn bench(common: &Common, repeats: usize, decode_tokens: usize, vectors: Option<&Path>) -> Result<()> {
+        anyhow::ensure!(repeats > 0 && decode_tokens > 0, "--repeats and --decode-tokens must be at least 1");
         if common.threads.is_none() {
             // The thread pool is sized once per process, so each thread count runs in its own process.
             let all = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -601,6 +624,7 @@ mod cli {
                 let status = std::process::Command::new(std::env::current_exe()?)
                     .args(["bench", "--threads", &threads.to_string(), "--repeats", &repeats.to_string()])
                     .args(["--decode-tokens", &decode_tokens.to_string(), "--load-dtype", &common.load_dtype])
+                    .args(["--matmul", &common.matmul])
                     .args(vectors.iter().flat_map(|v| [std::ffi::OsStr::new("--vectors"), v.as_os_str()]))
                     .arg("--model")
                     .arg(&common.model)
@@ -611,7 +635,12 @@ mod cli {
         }
         let (model, secs) = load_model(common)?;
         let threads = common.threads.unwrap_or(1);
-        println!("model {} ({}), loaded in {secs:.2} s; {repeats} alternating rounds, medians", model.config.name, model.load_dtype.name());
+        println!(
+            "model {} ({}, {} matmul), loaded in {secs:.2} s; {repeats} alternating rounds, medians",
+            model.config.name,
+            model.load_dtype.name(),
+            common.matmul
+        );
         let prompt = "The following text is kind, polite, positive, respectful and supportive: thank you so much for the help you gave me with the garden last weekend, it looks wonderful now.";
         let ids = model.tokenizer.encode(prompt)?;
         println!("prompt: {} tokens; decode: {decode_tokens} tokens; threads: {threads}", ids.len());

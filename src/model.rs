@@ -81,6 +81,9 @@ impl LoadDtype {
     }
 }
 
+/// Positions we support at most (SmolLM2 declares 8192).
+pub const MAX_CONTEXT: usize = 32_768;
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub name: String,
@@ -120,7 +123,7 @@ impl Config {
         let hidden = get("embedding_length")? as usize;
         let n_heads = get("attention.head_count")? as usize;
         let n_kv_heads = get("attention.head_count_kv").unwrap_or(n_heads as u32) as usize;
-        if n_heads == 0 || n_kv_heads == 0 || hidden % n_heads != 0 || n_heads % n_kv_heads != 0 {
+        if hidden == 0 || n_heads == 0 || n_kv_heads == 0 || hidden % n_heads != 0 || n_heads % n_kv_heads != 0 {
             bail!(Model, "inconsistent head counts: hidden {hidden}, heads {n_heads}, kv heads {n_kv_heads}");
         }
         let head_dim = hidden / n_heads;
@@ -140,16 +143,23 @@ impl Config {
             Some(tokens) => tokens.len(),
             None => get("vocab_size")? as usize,
         };
+        let n_layers = get("block_count")? as usize;
+        let ffn = get("feed_forward_length")? as usize;
+        if n_layers == 0 || ffn == 0 || vocab == 0 {
+            bail!(Model, "the GGUF declares an empty model ({n_layers} layers, ffn {ffn}, vocabulary {vocab})");
+        }
+        // The rotary tables are built for every position up front, so a corrupt or huge context length is capped.
+        let context_length = (get("context_length").unwrap_or(2048) as usize).min(MAX_CONTEXT);
         Ok(Self {
             name,
-            n_layers: get("block_count")? as usize,
+            n_layers,
             n_heads,
             n_kv_heads,
             head_dim,
             hidden,
-            ffn: get("feed_forward_length")? as usize,
+            ffn,
             vocab,
-            context_length: get("context_length").unwrap_or(2048) as usize,
+            context_length,
             rope_base: f32_of("llama.rope.freq_base").unwrap_or(10_000.0),
             rms_eps: f32_of("llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f64,
         })
@@ -439,7 +449,9 @@ impl Model {
         expect_shape(&final_norm, "output_norm.weight", &[c.hidden])?;
 
         let kv_dim = c.n_kv_heads * c.head_dim;
-        let mut blocks = Vec::with_capacity(c.n_layers);
+        // No capacity reserved from the header's layer count: a corrupt count must fail at the first missing
+        // tensor, not in an allocation.
+        let mut blocks = Vec::new();
         for i in 0..c.n_layers {
             let mut get = |suffix: &str, dims: &[usize]| -> Result<QTensor> {
                 let name = format!("blk.{i}.{suffix}.weight");
@@ -477,6 +489,11 @@ impl Model {
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: &std::path::Path, load_dtype: LoadDtype) -> Result<Self> {
+        Self::load_with(path, load_dtype, MatmulBackend::default())
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_with(path: &std::path::Path, load_dtype: LoadDtype, backend: MatmulBackend) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| {
             Error::Model(format!(
                 "cannot read model file {}: {e}{}",
@@ -488,7 +505,7 @@ impl Model {
                 }
             ))
         })?;
-        Self::from_gguf_bytes(&bytes, load_dtype, None)
+        Self::from_gguf_bytes_with(&bytes, load_dtype, backend, None)
     }
 
     pub fn device(&self) -> &Device {

@@ -203,7 +203,7 @@ impl DetoxVectors {
         };
         let direction = read("direction", &[meta.layers, meta.heads, meta.head_dim])?;
         let probe_accuracy = read("probe_accuracy", &[meta.layers, meta.heads])?;
-        if meta.heads * meta.head_dim != meta.hidden {
+        if meta.heads == 0 || meta.head_dim == 0 || meta.layers == 0 || meta.heads * meta.head_dim != meta.hidden {
             bail!(Vectors, "metadata: {} heads × {} ≠ hidden {}", meta.heads, meta.head_dim, meta.hidden);
         }
         Ok(Self { meta, direction, probe_accuracy })
@@ -315,6 +315,15 @@ pub fn mean_activations(model: &Model, text: &str, site: Site) -> Result<Vec<Vec
     let mut capture = MeanCapture { site, per_layer: Vec::new() };
     model.forward_hidden(&tokens, &mut cache, Some(&mut capture))?;
     Ok(capture.per_layer)
+}
+
+/// The recommended (mode, α) per site, measured on RealToxicityPrompts test100 (reports/test100-s10, rule in
+/// scripts/choose-defaults.py): what `destein derive` stores unless told otherwise.
+pub fn measured_recommendation(site: Site) -> (FusionMode, f32) {
+    match site {
+        Site::Heads => (FusionMode::Add, 0.2),
+        Site::AttnOut => (FusionMode::Headwise, 0.1),
+    }
 }
 
 pub struct DeriveOptions {

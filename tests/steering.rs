@@ -129,3 +129,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn add_and_headwise_by_hand() {
+    // add: a' = a − α·‖a‖·n(z); ‖(3, 4)‖ = 5, so α = 0.2 subtracts 1 along z.
+    let mut a = vec![3.0f32, 4.0];
+    fuse(&mut a, &[2.0, 0.0], 1, FusionMode::Add, 0.2);
+    assert_eq!(a, vec![2.0, 4.0]);
+
+    // headwise, 2 heads of 2. Head 0 points along z (cos 1, λ 2): n((1,0) − 0.4·(1,0)) = (1,0), unchanged.
+    // Head 1 is orthogonal (cos 0, λ 1): n((0,1) − 0.2·(1,0)) = (−0.2, 1)/√1.04, times its norm 2.
+    let mut a = vec![1.0f32, 0.0, 0.0, 2.0];
+    fuse(&mut a, &[1.0, 0.0, 3.0, 0.0], 2, FusionMode::Headwise, 0.2);
+    let k = 2.0 / 1.04f64.sqrt();
+    let expected = [1.0, 0.0, -0.2 * k, k];
+    for (x, e) in a.iter().zip(expected) {
+        assert!((*x as f64 - e).abs() < 1e-6, "{a:?} vs {expected:?}");
+    }
+}

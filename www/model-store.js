@@ -83,7 +83,14 @@ export async function readCached(url, expectedSha256 = null, onEvent = () => {})
   }
   if (!resp) return null;
   onEvent({ phase: "cache-read" });
-  const bytes = new Uint8Array(await resp.arrayBuffer());
+  let bytes;
+  try {
+    bytes = new Uint8Array(await resp.arrayBuffer());
+  } catch {
+    // An unreadable cache entry is dropped; the caller fetches from the network instead.
+    await cache.delete(key).catch(() => {});
+    return null;
+  }
   const stored = resp.headers.get(SHA_HEADER);
   onEvent({ phase: "verify", loaded: bytes.length, total: bytes.length });
   const actual = await sha256Hex(bytes);

@@ -101,9 +101,13 @@ async function loop(r) {
   while (run === r) {
     if (r.stopRequested) return stopRun("stopped");
     const t0 = performance.now();
-    let out;
+    let out, scores, wallMs, judgeMs;
     try {
       out = requireEngine().step();
+      wallMs = performance.now() - t0;
+      const t1 = performance.now();
+      scores = scoreRows(r, out.rows);
+      judgeMs = scores ? performance.now() - t1 : 0;
     } catch (err) {
       const error = serializeError(err);
       run = null;
@@ -118,9 +122,6 @@ async function loop(r) {
       postMessage({ type: "done", runId: r.runId, reason: "error", error, steps: r.steps });
       return;
     }
-    const wallMs = performance.now() - t0;
-    const t1 = performance.now();
-    const scores = scoreRows(r, out.rows);
     postMessage({
       type: "step",
       runId: r.runId,
@@ -130,7 +131,7 @@ async function loop(r) {
       wallMs,
       mode: currentMode,
       judge: scores,
-      judgeMs: scores ? performance.now() - t1 : 0,
+      judgeMs,
     });
     r.steps++;
     if (out.done) return stopRun("finished");
@@ -153,7 +154,10 @@ function scoreRows(r, rows) {
     });
   } catch (err) {
     judge = null;
-    postMessage({ type: "judgeError", runId: r.runId, error: serializeError(err) });
+    const error = serializeError(err);
+    // The judge lives in the engine's wasm instance: a trap there kills the engine too.
+    if (error.fatal) throw err;
+    postMessage({ type: "judgeError", runId: r.runId, error });
     return null;
   }
 }

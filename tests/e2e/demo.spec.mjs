@@ -826,6 +826,12 @@ const realMissing = (() => {
   );
 })();
 if (realMissing) console.log(`# real-engine e2e tests skipped: ${realMissing}`);
+// The project's test command sets DESTEIN_E2E_REQUIRE_REAL=1: there, a missing part is a failure, not a skip.
+if (realMissing && process.env.DESTEIN_E2E_REQUIRE_REAL === "1") {
+  test("the real-engine suite can run", () => {
+    assert.fail(`the real-engine e2e tests cannot run: ${realMissing}`);
+  });
+}
 
 describe("page with the real engine", { skip: realMissing || false }, () => {
   let srv;
