@@ -39,7 +39,7 @@ mod cli {
         /// A Llama-architecture GGUF file.
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: PathBuf,
-        /// How weights are held after loading: as-is (default: fastest, as faithful as q8_0), q8_0, or f32.
+        /// How weights are held after loading: as-is (default: fastest, about as faithful as q8_0), q8_0, or f32.
         #[arg(long, default_value = "as-is")]
         load_dtype: String,
         /// Worker threads for the matrix products (default: all cores).

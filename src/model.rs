@@ -54,7 +54,7 @@ pub trait ActivationHook {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LoadDtype {
     /// Exactly as stored in the file (Q4_1 for our model). The default: with our kernels it is the fastest
-    /// (fewest bytes to stream per token) and as close to the f32 reference as Q8_0 (tests/model.rs).
+    /// (fewest bytes to stream per token) and about as close to the f32 reference as Q8_0 (tests/model.rs).
     #[default]
     AsIs,
     /// Re-quantized to Q8_0 at load (what candle alone needed: it has no SIMD kernel for Q4_1).
