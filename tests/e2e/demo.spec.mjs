@@ -14,6 +14,8 @@
 // Environment: CHROMIUM_PATH (default /usr/bin/chromium), DESTEIN_E2E_REAL=0 to skip the real-engine suite.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
+// The Chromium binary and the flags this machine needs, shared with the browser benchmarks.
+import { CHROMIUM, CHROME_ARGS } from "../../scripts/bench-common.mjs";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -25,21 +27,10 @@ import { fileURLToPath } from "node:url";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const ARTIFACTS = path.join(ROOT, "test-artifacts");
 const MODEL_FILE = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const MODEL_SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 const VECTOR_FILES = ["www/vectors/smollm2-135m.heads.safetensors", "www/vectors/smollm2-135m.attn_out.safetensors"];
-const CHROME_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 let chromium = null;
 let playwrightMissing = null;
