@@ -39,16 +39,19 @@ export const spread = (xs) => {
 };
 export const summary = (xs) => ({ median: median(xs), ...spread(xs), values: xs });
 
-export async function startServer() {
+// Starts scripts/serve.mjs on a free port (`env` may override PORT or turn on the test-only fault routes) and
+// resolves once it prints its URL. Used by the benchmarks and the end-to-end tests.
+export async function startServer(env = {}) {
   const proc = spawn(process.execPath, [path.join(ROOT, "scripts/serve.mjs")], {
     cwd: ROOT,
-    env: { ...process.env, PORT: "0", DESTEIN_TEST_FAULTS: "", DESTEIN_TEST_OVERLAY: "" },
+    env: { ...process.env, PORT: "0", DESTEIN_TEST_FAULTS: "", DESTEIN_TEST_OVERLAY: "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
-  proc.stderr.on("data", (d) => (out += d));
+  let err = "";
+  proc.stderr.on("data", (d) => (err += d));
   const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${out}`)), 15000);
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${out}${err}`)), 15000);
     proc.stdout.on("data", (d) => {
       out += d;
       const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
@@ -57,11 +60,15 @@ export async function startServer() {
         resolve(m[0]);
       }
     });
-    proc.once("exit", (code) => reject(new Error(`server exited (${code}): ${out}`)));
+    proc.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}: ${out}${err}`));
+    });
   });
   return {
     url,
     pid: proc.pid,
+    output: () => out + err,
     close: () =>
       new Promise((resolve) => {
         if (proc.exitCode !== null) return resolve();

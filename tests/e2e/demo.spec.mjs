@@ -15,8 +15,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 // The Chromium binary and the flags this machine needs, shared with the browser benchmarks.
-import { CHROMIUM, CHROME_ARGS } from "../../scripts/bench-common.mjs";
-import { spawn } from "node:child_process";
+import { CHROMIUM, CHROME_ARGS, startServer } from "../../scripts/bench-common.mjs";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import net from "node:net";
@@ -43,42 +42,6 @@ const browserMissing = playwrightMissing || (fs.existsSync(CHROMIUM) ? null : `n
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
-
-async function startServer(env = {}) {
-  const proc = spawn(process.execPath, [path.join(ROOT, "scripts/serve.mjs")], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: "0", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  let err = "";
-  proc.stderr.on("data", (d) => (err += d));
-  const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${out}${err}`)), 15000);
-    proc.stdout.on("data", (d) => {
-      out += d;
-      const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[0]);
-      }
-    });
-    proc.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}: ${out}${err}`));
-    });
-  });
-  return {
-    url,
-    output: () => out + err,
-    close: () =>
-      new Promise((resolve) => {
-        if (proc.exitCode !== null) return resolve();
-        proc.once("exit", resolve);
-        proc.kill("SIGTERM");
-      }),
-  };
-}
 
 async function launchBrowser() {
   const userDataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "destein-chromium-"));
