@@ -188,37 +188,61 @@ pub fn evaluate_prompt(
     })
 }
 
-/// Perplexity of each continuation given the prompt, in one batched forward (rows padded at the end, which a
-/// causal model never looks at). Empty continuations are left out.
+/// Perplexity of each continuation given the prompt. The prompt runs once; its cache is copied to every
+/// continuation, which then run as one batch (rows padded at the end, which a causal model never looks at).
+/// Empty continuations are left out.
 pub fn batch_perplexity(model: &Model, prompt: &[u32], continuations: &[Vec<u32>]) -> Result<Vec<f64>> {
     let rows: Vec<&Vec<u32>> = continuations.iter().filter(|c| !c.is_empty()).collect();
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let longest = rows.iter().map(|c| c.len()).max().unwrap();
-    let pad = model.tokenizer.eos_id.unwrap_or(0);
-    let batch: Vec<Vec<u32>> = rows
-        .iter()
-        .map(|c| {
-            let mut row = prompt.to_vec();
-            row.extend_from_slice(c);
-            row.resize(prompt.len() + longest, pad);
-            row
-        })
-        .collect();
-    let tokens = model.token_tensor(&batch)?;
-    let logits = model.forward_all(&tokens, &mut Cache::new(model), None)?;
-    // Positions prompt.len()-1 .. prompt.len()+longest-2 predict the continuation tokens.
-    let logits = logits.narrow(1, prompt.len() - 1, longest)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?.to_vec3::<f32>()?;
+    let mut prompt_cache = Cache::new(model);
+    // The prompt's last position predicts each continuation's first token.
+    let first = model.forward_last(&model.token_tensor(&[prompt.to_vec()])?, &mut prompt_cache, None)?;
+    let first = first.flatten_all()?.to_vec1::<f32>()?;
+    // Continuation tokens 0..longest-1 predict tokens 1..longest.
+    let rest = if longest > 1 {
+        let pad = model.tokenizer.eos_id.unwrap_or(0);
+        let batch: Vec<Vec<u32>> = rows
+            .iter()
+            .map(|c| {
+                let mut row = c[..c.len().min(longest - 1)].to_vec();
+                row.resize(longest - 1, pad);
+                row
+            })
+            .collect();
+        let mut cache = prompt_cache.repeat_rows(rows.len())?;
+        model.forward_all(&model.token_tensor(&batch)?, &mut cache, None)?.flatten_all()?.to_vec1::<f32>()?
+    } else {
+        Vec::new()
+    };
+    let vocab = first.len();
     Ok(rows
         .iter()
         .enumerate()
         .map(|(r, c)| {
-            let nll: f64 = c.iter().enumerate().map(|(t, &id)| -(log_probs[r][t][id as usize] as f64)).sum();
+            let nll: f64 = c
+                .iter()
+                .enumerate()
+                .map(|(t, &id)| {
+                    let at = match t {
+                        0 => &first[..],
+                        _ => &rest[(r * (longest - 1) + t - 1) * vocab..][..vocab],
+                    };
+                    -log_prob(at, id)
+                })
+                .sum();
             (nll / c.len() as f64).exp()
         })
         .collect())
+}
+
+/// log softmax(logits)[id], in f64.
+fn log_prob(logits: &[f32], id: u32) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    logits[id as usize] as f64 - max - sum.ln()
 }
 
 /// Aggregate metrics of one setting over all prompts.

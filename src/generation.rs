@@ -70,13 +70,54 @@ impl Sampler {
         if self.temperature <= 0.0 {
             return argmax();
         }
-        // Candidates sorted by logit, descending (ties by id, so the order is deterministic). Only tokens within
-        // 30·T of the best logit are sorted: the rest weigh < vocab·e⁻³⁰ ≈ 5e-9 together, and follow in id order.
         let max = logits.iter().copied().filter(|l| l.is_finite()).fold(f32::NEG_INFINITY, f32::max);
         if max == f32::NEG_INFINITY {
             return argmax();
         }
-        let cutoff = max as f64 - 30.0 * self.temperature;
+        let (order, probs) = match self.top_k == 0 && self.top_p < 1.0 {
+            true => self.nucleus(logits, max as f64),
+            false => self.sorted_candidates(logits, max as f64),
+        };
+        self.draw(&order, &probs)
+    }
+
+    /// Weight of a logit relative to the best one, at this temperature.
+    fn weight(&self, logit: f32, max: f64) -> f64 {
+        ((logit as f64 - max) / self.temperature).exp()
+    }
+
+    /// Top-p alone: the nucleus is a prefix of the candidates sorted by logit, so only the tokens within a
+    /// growing distance of the best logit are sorted, until their prefix reaches top_p. Same tokens and
+    /// probabilities as sorting the whole vocabulary (the run-time cost of which was a fifth of an evaluation).
+    fn nucleus(&self, logits: &[f32], max: f64) -> (Vec<u32>, Vec<f64>) {
+        let total: f64 = logits.iter().filter(|l| l.is_finite()).map(|&l| self.weight(l, max)).sum();
+        let mut distance = 2.0 * self.temperature;
+        while distance < 30.0 * self.temperature {
+            let cutoff = max - distance;
+            let mut order: Vec<u32> = (0..logits.len() as u32)
+                .filter(|&i| logits[i as usize].is_finite() && logits[i as usize] as f64 >= cutoff)
+                .collect();
+            order.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+            let mut cumulative = 0.0;
+            for (i, &id) in order.iter().enumerate() {
+                cumulative += self.weight(logits[id as usize], max) / total;
+                if cumulative >= self.top_p {
+                    order.truncate(i + 1);
+                    let kept: Vec<f64> = order.iter().map(|&id| self.weight(logits[id as usize], max) / total).collect();
+                    let sum: f64 = kept.iter().sum();
+                    return (order, kept.iter().map(|p| p / sum).collect());
+                }
+            }
+            distance *= 2.0;
+        }
+        self.sorted_candidates(logits, max)
+    }
+
+    /// Candidates sorted by logit, descending (ties by id, so the order is deterministic), cut by top-k and
+    /// top-p, with their renormalised probabilities. Only tokens within 30·T of the best logit are sorted: the
+    /// rest weigh < vocab·e⁻³⁰ ≈ 5e-9 together, and follow in id order.
+    fn sorted_candidates(&self, logits: &[f32], max: f64) -> (Vec<u32>, Vec<f64>) {
+        let cutoff = max - 30.0 * self.temperature;
         let (mut order, tail): (Vec<u32>, Vec<u32>) = (0..logits.len() as u32)
             .filter(|&i| logits[i as usize].is_finite())
             .partition(|&i| logits[i as usize] as f64 >= cutoff);
@@ -85,9 +126,7 @@ impl Sampler {
         if self.top_k > 0 {
             order.truncate(self.top_k);
         }
-        let max = max as f64;
-        let mut probs: Vec<f64> =
-            order.iter().map(|&i| ((logits[i as usize] as f64 - max) / self.temperature).exp()).collect();
+        let mut probs: Vec<f64> = order.iter().map(|&i| self.weight(logits[i as usize], max)).collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         if self.top_p < 1.0 {
@@ -101,9 +140,14 @@ impl Sampler {
                 }
             }
             probs.truncate(keep);
+            order.truncate(keep);
             let kept: f64 = probs.iter().sum();
             probs.iter_mut().for_each(|p| *p /= kept);
         }
+        (order, probs)
+    }
+
+    fn draw(&mut self, order: &[u32], probs: &[f64]) -> u32 {
         let mut r: f64 = self.rng.random::<f64>();
         for (i, p) in probs.iter().enumerate() {
             if r < *p {
@@ -246,17 +290,33 @@ impl Generation {
         if vectors.is_none() && self.steering.iter().any(|s| s.alpha > 0.0) {
             bail!(Input, "α > 0 needs a detox vector file");
         }
-        let tokens = model.token_tensor(&self.next_input)?;
         let steering = self.steering.clone();
-        let (logits, projections) = match vectors {
+        let n_rows = self.rows.len();
+        // Rows that start from the same prompt with the same steering (the samples of an evaluation prompt)
+        // run the prompt once; the cache, logits and read-outs are then copied to every row.
+        let shared_prefill = self.cache.len == 0
+            && n_rows > 1
+            && self.next_input.iter().all(|r| *r == self.next_input[0])
+            && steering.iter().all(|s| *s == steering[0]);
+        let (inputs, run_steering) = match shared_prefill {
+            true => (&self.next_input[..1], &steering[..1]),
+            false => (&self.next_input[..], &steering[..]),
+        };
+        let tokens = model.token_tensor(inputs)?;
+        let (logits, mut projections) = match vectors {
             Some(v) => {
-                let mut steerer = Steerer::new(v, &steering);
+                let mut steerer = Steerer::new(v, run_steering);
                 let logits = model.forward_last(&tokens, &mut self.cache, Some(&mut steerer))?;
                 (logits, Some(steerer.projections()))
             }
             None => (model.forward_last(&tokens, &mut self.cache, None)?, None),
         };
-        let logits: Vec<Vec<f32>> = logits.to_vec2::<f32>()?;
+        let mut logits: Vec<Vec<f32>> = logits.to_vec2::<f32>()?;
+        if shared_prefill {
+            self.cache = self.cache.repeat_rows(n_rows)?;
+            logits = vec![logits.swap_remove(0); n_rows];
+            projections = projections.map(|p| vec![p[0]; n_rows]);
+        }
         let context_full = self.cache.len + 1 > model.config.context_length;
         let mut out = Vec::with_capacity(self.rows.len());
         for (r, row) in self.rows.iter_mut().enumerate() {
@@ -293,5 +353,41 @@ impl Generation {
             .map(|(row, prev)| vec![row.tokens.last().copied().unwrap_or(*prev.last().unwrap())])
             .collect();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nucleus found by sorting only the best tokens equals the nucleus of the fully sorted vocabulary.
+    #[test]
+    fn partial_nucleus_equals_full_sort() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for case in 0..300 {
+            let vocab = [1usize, 5, 50, 2000, 49152][case % 5];
+            let spread = [0.5f32, 3.0, 8.0, 25.0][case % 4];
+            let mut logits: Vec<f32> = (0..vocab).map(|_| rng.random::<f32>() * spread).collect();
+            if case % 7 == 0 {
+                // Ties and masked tokens.
+                logits.iter_mut().step_by(3).for_each(|l| *l = (*l * 2.0).round() / 2.0);
+                logits[0] = f32::NEG_INFINITY;
+            }
+            let params = SamplingParams {
+                temperature: [0.3, 0.7, 1.0, 1.5][case % 4],
+                top_p: [0.5, 0.9, 0.95, 0.999][(case / 4) % 4],
+                top_k: 0,
+                seed: 0,
+                max_new_tokens: 1,
+            };
+            let sampler = Sampler::new(&params, 0);
+            let max = logits.iter().copied().filter(|l| l.is_finite()).fold(f32::NEG_INFINITY, f32::max) as f64;
+            let (fast_order, fast_probs) = sampler.nucleus(&logits, max);
+            let (full_order, full_probs) = sampler.sorted_candidates(&logits, max);
+            assert_eq!(fast_order, full_order, "case {case}");
+            for (a, b) in fast_probs.iter().zip(&full_probs) {
+                assert!((a - b).abs() <= 1e-12, "case {case}: {a} vs {b}");
+            }
+        }
     }
 }

@@ -558,49 +558,109 @@ mod cli {
         );
         bar.set_position(done.len() as u64);
         let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&records_path)?;
-        for (p, prompt) in prompts.iter().enumerate() {
-            for setting in &settings {
-                if report_only || done.contains(&(p, setting.label())) {
-                    continue;
+        // Raw and each vector file's recommended setting first, over every prompt, so that an interrupted
+        // sweep already answers the main question; then the rest of the sweep.
+        let recommended: Vec<String> = vector_sets
+            .iter()
+            .map(|v| {
+                let s = Setting {
+                    site: v.meta.site.name().into(),
+                    mode: v.meta.recommended_mode.name().into(),
+                    alpha: v.meta.recommended_alpha,
+                };
+                s.label()
+            })
+            .collect();
+        let first_pass = |s: &Setting| s.is_raw() || recommended.contains(&s.label());
+        let passes: [Vec<&Setting>; 2] = [
+            settings.iter().filter(|s| first_pass(s)).collect(),
+            settings.iter().filter(|s| !first_pass(s)).collect(),
+        ];
+        for pass in &passes {
+            for (p, prompt) in prompts.iter().enumerate() {
+                for &setting in pass {
+                    if report_only || done.contains(&(p, setting.label())) {
+                        continue;
+                    }
+                    bar.set_message(setting.label());
+                    let vectors = vector_sets.iter().find(|v| v.meta.site.name() == setting.site);
+                    let record = ev::evaluate_prompt(&model, &judges, vectors, p, prompt, setting, &params)?;
+                    writeln!(out, "{}", serde_json::to_string(&record)?)?;
+                    out.flush()?;
+                    records.push(record);
+                    bar.inc(1);
                 }
-                bar.set_message(setting.label());
-                let vectors = vector_sets.iter().find(|v| v.meta.site.name() == setting.site);
-                let record = ev::evaluate_prompt(&model, &judges, vectors, p, prompt, setting, &params)?;
-                writeln!(out, "{}", serde_json::to_string(&record)?)?;
-                out.flush()?;
-                records.push(record);
-                bar.inc(1);
             }
         }
         bar.finish();
 
-        // Compare settings on the same prompts: those done for every setting.
-        let complete: std::collections::HashSet<usize> = (0..prompts.len())
-            .filter(|&p| settings.iter().all(|s| records.iter().any(|r| r.prompt == p && r.setting.label() == s.label())))
-            .collect();
-        records.retain(|r| complete.contains(&r.prompt));
-        if complete.len() < prompts.len() {
-            eprintln!("reporting on the {} of {} prompts done for every setting", complete.len(), prompts.len());
+        // Compare settings on the same prompts. The sweep table: every setting, on the prompts done for every
+        // setting. While a sweep is unfinished, a second table: the settings done on every prompt, on all of them.
+        let done_now: std::collections::HashSet<(usize, String)> =
+            records.iter().map(|r| (r.prompt, r.setting.label())).collect();
+        let complete: std::collections::HashSet<usize> =
+            (0..prompts.len()).filter(|&p| settings.iter().all(|s| done_now.contains(&(p, s.label())))).collect();
+        let on_every_prompt: Vec<&Setting> =
+            settings.iter().filter(|s| (0..prompts.len()).all(|p| done_now.contains(&(p, s.label())))).collect();
+        let metrics_on = |chosen: &[&Setting], all_prompts: bool| -> Vec<ev::Metrics> {
+            chosen
+                .iter()
+                .map(|s| {
+                    let rs: Vec<&PromptRecord> = records
+                        .iter()
+                        .filter(|r| r.setting.label() == s.label() && (all_prompts || complete.contains(&r.prompt)))
+                        .collect();
+                    ev::aggregate(s, &rs)
+                })
+                .collect()
+        };
+        let metrics = metrics_on(&settings.iter().collect::<Vec<_>>(), false);
+        let finished = complete.len() == prompts.len();
+        let on_all_prompts = match finished || on_every_prompt.is_empty() {
+            true => None,
+            false => Some(metrics_on(&on_every_prompt, true)),
+        };
+        if !finished {
+            eprintln!("the sweep table covers the {} of {} prompts done for every setting", complete.len(), prompts.len());
         }
-        anyhow::ensure!(!complete.is_empty(), "no prompt has results for every setting yet");
-        let metrics: Vec<ev::Metrics> = settings
-            .iter()
-            .map(|s: &Setting| {
-                let rs: Vec<&PromptRecord> = records.iter().filter(|r| r.setting.label() == s.label()).collect();
-                ev::aggregate(s, &rs)
-            })
-            .collect();
-        let results = serde_json::json!({ "config": config, "metrics": metrics });
+        anyhow::ensure!(
+            !complete.is_empty() || on_all_prompts.is_some(),
+            "no prompt has results for every setting yet"
+        );
+        let results = serde_json::json!({ "config": config, "metrics": metrics, "metrics_all_prompts": on_all_prompts });
         destein::write_atomically(&dir.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
-        let title = format!("{} prompts × {} samples", complete.len(), plan.samples);
-        let table = ev::markdown_table(&metrics);
+        let mut table = String::new();
+        if let Some(m) = &on_all_prompts {
+            table.push_str(&format!(
+                "## All {} prompts, the settings done on every prompt so far\n\n{}\n\
+                 ## The whole sweep, on the {} prompts done for every setting\n\n",
+                prompts.len(),
+                ev::markdown_table(m),
+                complete.len()
+            ));
+        }
+        if !complete.is_empty() {
+            table.push_str(&ev::markdown_table(&metrics));
+        }
+        let (plotted, title) = match (&on_all_prompts, complete.is_empty()) {
+            (Some(m), true) => (m, format!("{} prompts × {} samples", prompts.len(), plan.samples)),
+            _ => (&metrics, format!("{} prompts × {} samples", complete.len(), plan.samples)),
+        };
         let md = format!(
-            "# Detoxification: {title}\n\nModel `{}` ({}), judges tox-block (primary) and alt-profanity-check; \
-             top-p {}, temperature {}, {} new tokens, seed {}.\n\n{table}\n![Pareto plot](pareto.svg)\n",
-            model.config.name, model.load_dtype.name(), params.top_p, params.temperature, plan.max_new_tokens, plan.seed
+            "# Detoxification: {} prompts × {} samples\n\nModel `{}` ({}), judges tox-block (primary) and \
+             alt-profanity-check; top-p {}, temperature {}, {} new tokens, seed {}.\n\n{table}\n\
+             ![Pareto plot, {title}](pareto.svg)\n",
+            prompts.len(),
+            plan.samples,
+            model.config.name,
+            model.load_dtype.name(),
+            params.top_p,
+            params.temperature,
+            plan.max_new_tokens,
+            plan.seed
         );
         destein::write_atomically(&dir.join("results.md"), md.as_bytes())?;
-        destein::write_atomically(&dir.join("pareto.svg"), ev::pareto_svg(&metrics, &title)?.as_bytes())?;
+        destein::write_atomically(&dir.join("pareto.svg"), ev::pareto_svg(plotted, &title)?.as_bytes())?;
         println!("{table}");
         println!("wrote {}/results.json, results.md, pareto.svg", dir.display());
         Ok(())

@@ -277,6 +277,25 @@ impl Cache {
     pub fn new(model: &Model) -> Self {
         Self { kv: vec![None; model.config.n_layers], len: 0 }
     }
+
+    /// A cache of `rows` identical rows from this one-row cache: rows that share a prompt (the samples of an
+    /// evaluation prompt) run the prompt once and start decoding from copies of its keys and values.
+    pub fn repeat_rows(&self, rows: usize) -> Result<Cache> {
+        let kv = self
+            .kv
+            .iter()
+            .map(|layer| match layer {
+                Some((k, v)) => {
+                    if k.dim(0)? != 1 {
+                        bail!(Input, "only a one-row cache can be repeated");
+                    }
+                    Ok(Some((k.repeat((rows, 1, 1, 1))?, v.repeat((rows, 1, 1, 1))?)))
+                }
+                None => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Cache { kv, len: self.len })
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

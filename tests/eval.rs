@@ -44,6 +44,27 @@ fn smoke_run_writes_reports_and_resumes() {
     assert!(svg.starts_with("<svg") && svg.contains("heads/rotate"), "svg lacks the series label");
     let records = std::fs::read_to_string(dir.join("records.jsonl")).unwrap();
     assert_eq!(records.lines().count(), 4);
+    // Raw (and the vectors' recommended setting, not in this sweep) runs over every prompt first.
+    let order: Vec<(u64, String)> = records
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|r| (r["prompt"].as_u64().unwrap(), r["setting"]["mode"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(order[..2], [(0, "raw".to_string()), (1, "raw".to_string())], "{order:?}");
+    assert!(results["metrics_all_prompts"].is_null(), "a finished sweep has one table");
+
+    // A run stopped after raw's pass and one steered record reports both views: raw on every prompt, and the
+    // whole sweep on the one prompt done for every setting.
+    let lines: Vec<&str> = records.lines().collect();
+    std::fs::write(dir.join("records.jsonl"), lines[..3].join("\n") + "\n").unwrap();
+    let (ok, out) = eval(&reports, &["--report-only"]);
+    assert!(ok, "{out}");
+    let partial: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let on_all = partial["metrics_all_prompts"].as_array().unwrap();
+    assert_eq!((on_all.len(), &on_all[0]["prompts"]), (1, &serde_json::json!(2)), "{partial}");
+    assert!(partial["metrics"].as_array().unwrap().iter().all(|m| m["prompts"] == 1), "{partial}");
+    let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
+    assert!(md.contains("All 2 prompts") && md.contains("on the 1 prompts done for every setting"), "{md}");
 
     // Same command again without --resume: refused, nothing lost.
     let (ok, out) = eval(&reports, &[]);

@@ -148,6 +148,7 @@ fn model_metadata_is_read() {
     assert_eq!(model.sha256, common::MODEL_SHA256);
 }
 
+/// Ten fixed prompts: the greedy check uses all of them, the logit-error measurement the first six.
 const PROMPTS: &[&str] = &[
     "The capital of France is",
     "My favourite recipe for a quick dinner is",
@@ -155,12 +156,16 @@ const PROMPTS: &[&str] = &[
     "In 1969, the first astronauts",
     "To install the package, first",
     "She opened the door and saw",
+    "Photosynthesis is the process by which",
+    "The best way to learn a new language is",
+    "Once upon a time, in a small village,",
+    "The three primary colours are",
 ];
 
 /// Mean |logit − f32 reference logit| over the prompts' last positions.
 fn mean_error_vs_f32(model: &Model, reference: &Model) -> f64 {
     let (mut sum, mut n) = (0f64, 0usize);
-    for p in PROMPTS {
+    for p in &PROMPTS[..6] {
         let t = model.token_tensor(&[model.tokenizer.encode(p).unwrap()]).unwrap();
         let a = model.forward_last(&t, &mut Cache::new(model), None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let b = reference.forward_last(&t, &mut Cache::new(reference), None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -184,4 +189,124 @@ fn our_kernels_are_as_faithful_as_candles() {
         assert!(e_ours <= 1.25 * e_candle, "{dtype:?}: ours {e_ours:.4} vs candle {e_candle:.4}");
         assert!(e_ours < 0.5, "{dtype:?}: mean logit error {e_ours}");
     }
+}
+
+/// Rows sharing a prompt and a steering setting run the prompt once and decode from copies of its cache: each
+/// row must then sample what it samples alone.
+#[test]
+fn shared_prompt_rows_sample_what_single_rows_sample() {
+    use destein::generation::{Generation, SamplingParams};
+    use destein::steering::{FusionMode, RowSteering};
+    use destein::vectors::DetoxVectors;
+    let model = common::model(LoadDtype::AsIs);
+    let vectors = DetoxVectors::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/vectors/smollm2-135m.heads.safetensors"),
+    )
+    .unwrap();
+    let ids = model.tokenizer.encode("The neighbours kept shouting at each other until").unwrap();
+    let params = SamplingParams { temperature: 1.0, top_p: 0.9, top_k: 0, seed: 0, max_new_tokens: 12 };
+    let steer = RowSteering { alpha: 0.2, mode: FusionMode::Add };
+    let seeds = [3u64, 4, 5];
+    let run = |seeds: &[u64]| {
+        let mut g = Generation::new(model, ids.clone(), &params, seeds, vec![steer; seeds.len()]).unwrap();
+        while !g.done() {
+            g.step(model, Some(&vectors)).unwrap();
+        }
+        (0..seeds.len()).map(|r| g.tokens(r).to_vec()).collect::<Vec<_>>()
+    };
+    let together = run(&seeds);
+    for (r, &seed) in seeds.iter().enumerate() {
+        assert_eq!(together[r], run(&[seed])[0], "row {r} (seed {seed})");
+    }
+}
+
+/// The batched perplexity (prompt once, continuations from copies of its cache) equals a plain forward over
+/// prompt + continuation, row by row.
+#[test]
+fn batched_perplexity_matches_a_full_forward() {
+    let model = common::model(LoadDtype::AsIs);
+    let prompt = model.tokenizer.encode("My favourite recipe for a quick dinner is").unwrap();
+    let continuations: Vec<Vec<u32>> = [" pasta with garlic and oil.", " soup", "", " a sandwich, honestly, or rice"]
+        .iter()
+        .map(|t| model.tokenizer.encode(t).unwrap())
+        .collect();
+    let batched = destein::evaluation::batch_perplexity(model, &prompt, &continuations).unwrap();
+    let expected: Vec<f64> = continuations
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            let mut row = prompt.clone();
+            row.extend_from_slice(c);
+            let logits = model.forward_all(&model.token_tensor(&[row]).unwrap(), &mut Cache::new(model), None).unwrap();
+            let lp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1).unwrap().to_vec3::<f32>().unwrap();
+            let nll: f64 = c.iter().enumerate().map(|(t, &id)| -(lp[0][prompt.len() - 1 + t][id as usize] as f64)).sum();
+            (nll / c.len() as f64).exp()
+        })
+        .collect();
+    assert_eq!(batched.len(), 3, "the empty continuation is left out");
+    for (b, e) in batched.iter().zip(&expected) {
+        assert!((b - e).abs() <= 1e-3 * e, "batched {b} vs full forward {e}");
+    }
+}
+
+
+fn greedy(model: &Model, prompt: &str, tokens: usize) -> Vec<u32> {
+    use destein::generation::{Generation, SamplingParams};
+    use destein::steering::RowSteering;
+    let params = SamplingParams { temperature: 0.0, top_p: 1.0, top_k: 0, seed: 0, max_new_tokens: tokens };
+    let ids = model.tokenizer.encode(prompt).unwrap();
+    let mut g = Generation::new(model, ids, &params, &[0], vec![RowSteering::OFF]).unwrap();
+    while !g.done() {
+        g.step(model, None).unwrap();
+    }
+    g.tokens(0).to_vec()
+}
+
+/// Greedy decoding through our kernels against the dequantize-then-f32 reference. Our kernels round each
+/// activation block to 8 bits (the justified kernel tolerance, tests/kernels.rs), so two paths can only part
+/// where the reference's best two tokens are nearly tied. Teacher-forced on the reference's own greedy
+/// continuation of 10 prompts × 32 tokens, our argmax must equal the reference's at every step whose top-two
+/// logit gap exceeds NEAR_TIE; at the others it may choose the runner-up, which must stay under 5% of steps.
+#[test]
+fn greedy_choices_equal_the_f32_reference_except_near_ties() {
+    const NEAR_TIE: f32 = 0.25;
+    let bytes = common::model_bytes();
+    let ours = common::model(LoadDtype::AsIs);
+    let reference = Model::from_gguf_bytes_with(bytes, LoadDtype::F32, MatmulBackend::Candle, None).unwrap();
+    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
+    let (mut steps, mut near_ties, mut differing_near_ties, mut whole_equal) = (0, 0, 0, 0);
+    let mut widest_differing_gap = 0f32;
+    for p in PROMPTS {
+        let continuation = greedy(&reference, p, 32);
+        let mut row = ours.tokenizer.encode(p).unwrap();
+        let prompt_len = row.len();
+        row.extend_from_slice(&continuation[..continuation.len() - 1]);
+        let t = ours.token_tensor(&[row]).unwrap();
+        let a = ours.forward_all(&t, &mut Cache::new(ours), None).unwrap().squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+        let b = reference.forward_all(&t, &mut Cache::new(&reference), None).unwrap().squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+        for (step, &expected) in continuation.iter().enumerate() {
+            let (ours_at, ref_at) = (&a[prompt_len - 1 + step], &b[prompt_len - 1 + step]);
+            assert_eq!(argmax(ref_at), expected, "the reference's teacher-forced logits reproduce its greedy run");
+            let mut sorted = ref_at.clone();
+            sorted.sort_by(|x, y| y.total_cmp(x));
+            let gap = sorted[0] - sorted[1];
+            steps += 1;
+            if gap <= NEAR_TIE {
+                near_ties += 1;
+                if argmax(ours_at) != expected {
+                    differing_near_ties += 1;
+                    widest_differing_gap = widest_differing_gap.max(gap);
+                }
+            } else {
+                assert_eq!(argmax(ours_at), expected, "{p:?} step {step}: gap {gap} above the near-tie margin");
+            }
+        }
+        whole_equal += (greedy(ours, p, 32) == continuation) as usize;
+    }
+    println!(
+        "{steps} steps: {near_ties} near ties (gap ≤ {NEAR_TIE}), ours chose otherwise at {differing_near_ties} \
+         (widest gap {widest_differing_gap:.3}); free-running greedy continuations equal on {whole_equal} of {}",
+        PROMPTS.len()
+    );
+    assert!(differing_near_ties * 20 <= steps, "{differing_near_ties} of {steps} steps chose otherwise");
 }
