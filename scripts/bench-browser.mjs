@@ -29,16 +29,15 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   ROOT,
+  parseOptions,
   CHROMIUM,
   PROMPT,
   sha256File,
   median,
   summary,
-  startServer,
-  launchChromium,
+  openSession,
   chromiumPids,
   cpuMeter,
   workerCpu,
@@ -51,25 +50,7 @@ import {
 } from "./bench-common.mjs";
 
 function parseArgs(argv) {
-  const o = { rounds: 5, pageRounds: 3, tokens: 48, out: "reports/browser-bench.json", seed: 42 };
-  for (let i = 0; i < argv.length; i++) {
-    const [k, v] = [argv[i], argv[i + 1]];
-    const num = () => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`${k} needs a positive whole number`);
-      i++;
-      return n;
-    };
-    if (k === "--rounds") o.rounds = num();
-    else if (k === "--page-rounds") o.pageRounds = num();
-    else if (k === "--tokens") o.tokens = num();
-    else if (k === "--seed") o.seed = num();
-    else if (k === "--out") (o.out = v), i++;
-    else if (k === "-h" || k === "--help") {
-      console.log(fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\nimport ")[0]);
-      process.exit(0);
-    } else throw new Error(`unknown argument ${k}`);
-  }
+  const o = parseOptions(argv, { rounds: 5, pageRounds: 3, tokens: 48, out: "reports/browser-bench.json", seed: 42 }, import.meta.url);
   return o;
 }
 
@@ -92,15 +73,9 @@ async function main() {
   };
   const log = (...a) => console.error("[bench]", ...a);
 
-  const srv = await startServer();
-  const userDataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "destein-bench-"));
-  const context = await launchChromium(userDataDir);
-  const problems = [];
-  context.on("page", (p) => p.on("pageerror", (e) => problems.push(e.message)));
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("pageerror", (e) => problems.push(e.message));
-  page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
-  env.chromium = context.browser()?.version() || (await page.evaluate(() => navigator.userAgent));
+  const session = await openSession("bench");
+  const { srv, userDataDir, context, page, problems, ours } = session;
+  env.chromium = session.chromium;
 
   const results = {
     env,
@@ -108,7 +83,6 @@ async function main() {
     page: { batch: { cold: [], warm: [] }, pair: { cold: [], warm: [] } },
     memory: {},
   };
-  const ours = () => [process.pid, srv.pid, ...chromiumPids(userDataDir)];
   try {
     // ---------------------------------------------------------------------------------------- 1. the page itself
     const waitReady = async () => {
@@ -259,9 +233,7 @@ async function main() {
     results.layouts.wasmMemory = await page.evaluate(() => globalThis.bench.memory());
   } finally {
     env.loadavgAfter = os.loadavg();
-    await context.close().catch(() => {});
-    await fsp.rm(userDataDir, { recursive: true, force: true });
-    await srv.close();
+    await session.close();
   }
   if (problems.length) results.problems = problems;
 

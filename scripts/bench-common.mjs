@@ -1,13 +1,40 @@
-// Helpers shared by the browser benchmarks (scripts/bench-browser.mjs, scripts/bench-wllama.mjs): the local server,
-// Chromium, the fixed prompt, statistics, and what /proc says about CPU time and memory (Linux; elsewhere the CPU
+// Helpers shared by the browser benchmarks (scripts/bench-browser.mjs, bench-wllama.mjs, bench-steering.mjs): options,
+// the local server, Chromium, the fixed prompt, statistics, and what /proc says about CPU time and memory (Linux; elsewhere the CPU
 // figures are null).
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import fsp from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import crypto from "node:crypto";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+/**
+ * Command-line options `--some-name value` over `defaults` ({someName: default}): numeric defaults take positive
+ * whole numbers, the others strings. `-h`/`--help` prints the header comment of the script at `scriptUrl` and exits.
+ */
+export function parseOptions(argv, defaults, scriptUrl) {
+  const o = { ...defaults };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    if (k === "-h" || k === "--help") {
+      console.log(fs.readFileSync(fileURLToPath(scriptUrl), "utf8").split("\nimport ")[0]);
+      process.exit(0);
+    }
+    const key = k.startsWith("--") ? k.slice(2).replace(/-([a-z])/g, (_, c) => c.toUpperCase()) : "";
+    if (!Object.hasOwn(defaults, key)) throw new Error(`unknown argument ${k}`);
+    const v = argv[++i];
+    if (v === undefined) throw new Error(`${k} needs a value`);
+    if (typeof defaults[key] === "number") {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`${k} needs a positive whole number`);
+      o[key] = n;
+    } else o[key] = v;
+  }
+  return o;
+}
 export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 export const CHROME_ARGS = [
   "--headless",
@@ -211,6 +238,37 @@ export const range = (s, f = f1) => (s && s.n > 1 ? `${f(s.min)}–${f(s.max)}` 
 export const withRange = (s, f = f1) => (s?.median == null ? "–" : `${f(s.median)}${s.n > 1 ? ` (${range(s, f)})` : ""}`);
 
 /** Chromium with a fresh profile in userDataDir (playwright-core's persistent context), as both benchmarks run it. */
+/**
+ * A benchmark's browser session: the local server, a fresh Chromium profile and its first page, with page errors
+ * collected in `problems`. `ours()` lists the processes that count as the benchmark's own (for cpuMeter);
+ * `close()` ends it all and removes the profile.
+ */
+export async function openSession(label) {
+  const srv = await startServer();
+  const userDataDir = await fsp.mkdtemp(path.join(os.tmpdir(), `destein-${label}-`));
+  const context = await launchChromium(userDataDir);
+  const problems = [];
+  context.on("page", (p) => p.on("pageerror", (e) => problems.push(e.message)));
+  const page = context.pages()[0] || (await context.newPage());
+  page.on("pageerror", (e) => problems.push(e.message));
+  page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
+  const chromium = context.browser()?.version() || (await page.evaluate(() => navigator.userAgent));
+  return {
+    srv,
+    userDataDir,
+    context,
+    page,
+    problems,
+    chromium,
+    ours: () => [process.pid, srv.pid, ...chromiumPids(userDataDir)],
+    async close() {
+      await context.close().catch(() => {});
+      await fsp.rm(userDataDir, { recursive: true, force: true });
+      await srv.close();
+    },
+  };
+}
+
 export async function launchChromium(userDataDir) {
   let chromium;
   try {

@@ -30,16 +30,15 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   ROOT,
+  parseOptions,
   CHROMIUM,
   PROMPT,
   sha256File,
   median,
   summary,
-  startServer,
-  launchChromium,
+  openSession,
   chromiumPids,
   cpuMeter,
   workerCpu,
@@ -54,24 +53,7 @@ const WLLAMA_PKG = "node_modules/@wllama/wllama";
 const ENGINES = ["ours", "wllama"];
 
 function parseArgs(argv) {
-  const o = { rounds: 7, tokens: 64, warmupTokens: 8, out: "reports/wllama-bench.json" };
-  for (let i = 0; i < argv.length; i++) {
-    const [k, v] = [argv[i], argv[i + 1]];
-    const num = () => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`${k} needs a positive whole number`);
-      i++;
-      return n;
-    };
-    if (k === "--rounds") o.rounds = num();
-    else if (k === "--tokens") o.tokens = num();
-    else if (k === "--warmup-tokens") o.warmupTokens = num();
-    else if (k === "--out") (o.out = v), i++;
-    else if (k === "-h" || k === "--help") {
-      console.log(fs.readFileSync(fileURLToPath(import.meta.url), "utf8").split("\nimport ")[0]);
-      process.exit(0);
-    } else throw new Error(`unknown argument ${k}`);
-  }
+  const o = parseOptions(argv, { rounds: 7, tokens: 64, warmupTokens: 8, out: "reports/wllama-bench.json" }, import.meta.url);
   if (o.tokens < 2) throw new Error("--tokens must be at least 2 (decode speed needs a token after the first)");
   return o;
 }
@@ -127,15 +109,9 @@ async function main() {
   const loadSamples = [];
   const sampler = setInterval(() => loadSamples.push(os.loadavg()[0]), 5000);
 
-  const srv = await startServer();
-  const userDataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "destein-wllama-bench-"));
-  const context = await launchChromium(userDataDir);
-  const problems = [];
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("pageerror", (e) => problems.push(e.message));
-  page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
-  env.chromium = context.browser()?.version() || (await page.evaluate(() => navigator.userAgent));
-  const ours = () => [process.pid, srv.pid, ...chromiumPids(userDataDir)];
+  const session = await openSession("wllama-bench");
+  const { srv, userDataDir, context, page, problems, ours } = session;
+  env.chromium = session.chromium;
 
   const params = { prompt: PROMPT, maxNewTokens: opts.tokens };
   const results = { env, options: { ...opts, prompt: PROMPT, greedy: true }, setup: null, warmup: {}, rounds: [] };
@@ -183,9 +159,7 @@ async function main() {
     clearInterval(sampler);
     env.loadavgAfter = os.loadavg();
     env.evalJobsAfter = evalJobs();
-    await context.close().catch(() => {});
-    await fsp.rm(userDataDir, { recursive: true, force: true });
-    await srv.close();
+    await session.close();
   }
   env.loadavg1During = summary(loadSamples);
   if (problems.length) results.problems = problems;

@@ -11,7 +11,10 @@ want=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print;
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$want" ]; then
   echo "installing wasm-bindgen-cli $want (found: ${have:-none})"
-  cargo install --locked wasm-bindgen-cli --version "$want"
+  # --locked first (the versions its authors tested); if one of those has since been yanked from crates.io (as
+  # webpki-roots 1.0.11 was), let cargo pick the newest compatible ones instead.
+  cargo install --locked wasm-bindgen-cli --version "$want" ||
+    cargo install wasm-bindgen-cli --version "$want"
 fi
 
 cargo build --release --lib --target wasm32-unknown-unknown

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::bail;
 use crate::error::Result;
 use crate::model::{Cache, Model};
+use crate::profile::{timed, Phase};
 use crate::steering::{validate_alpha, RowSteering, Steerer};
 use crate::tokenizer::StreamDecoder;
 use crate::vectors::DetoxVectors;
@@ -311,7 +312,7 @@ impl Generation {
             }
             None => (model.forward_last(&tokens, &mut self.cache, None)?, None),
         };
-        let mut logits: Vec<Vec<f32>> = logits.to_vec2::<f32>()?;
+        let mut logits: Vec<Vec<f32>> = timed(Phase::Sampling, || logits.to_vec2::<f32>())?;
         if shared_prefill {
             self.cache = self.cache.repeat_rows(n_rows)?;
             logits = vec![logits.swap_remove(0); n_rows];
@@ -326,7 +327,7 @@ impl Generation {
                 out.push(RowStep { text: String::new(), token_id: None, finished: true, stop_reason: row.stop, projection, alpha });
                 continue;
             }
-            let id = row.sampler.sample(&logits[r]);
+            let id = timed(Phase::Sampling, || row.sampler.sample(&logits[r]));
             let mut text = String::new();
             if model.tokenizer.stop_ids.contains(&id) {
                 row.stop = Some(StopReason::Eos);

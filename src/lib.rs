@@ -8,6 +8,7 @@ pub mod generation;
 pub mod judge;
 pub mod kernels;
 pub mod model;
+pub mod profile;
 pub mod steering;
 pub mod tokenizer;
 pub mod vectors;

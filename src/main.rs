@@ -182,6 +182,9 @@ mod cli {
             /// Also measure the steering overhead with this vector file (its recommended mode and α).
             #[arg(long)]
             vectors: Option<PathBuf>,
+            /// Then profile one decode per configuration: milliseconds per step in each phase of the forward.
+            #[arg(long)]
+            profile: bool,
         },
     }
 
@@ -248,7 +251,9 @@ mod cli {
                 println!("{}", pieces.join(" "));
                 Ok(())
             }
-            Command::Bench { common, repeats, decode_tokens, vectors } => bench(&common, repeats, decode_tokens, vectors.as_deref()),
+            Command::Bench { common, repeats, decode_tokens, vectors, profile } => {
+                bench(&common, repeats, decode_tokens, vectors.as_deref(), profile)
+            }
         }
     }
 
@@ -671,7 +676,7 @@ mod cli {
         v[v.len() / 2]
     }
 
-    fn bench(common: &Common, repeats: usize, decode_tokens: usize, vectors: Option<&Path>) -> Result<()> {
+    fn bench(common: &Common, repeats: usize, decode_tokens: usize, vectors: Option<&Path>, profile: bool) -> Result<()> {
         anyhow::ensure!(repeats > 0 && decode_tokens > 0, "--repeats and --decode-tokens must be at least 1");
         if common.threads.is_none() {
             // The thread pool is sized once per process, so each thread count runs in its own process.
@@ -686,6 +691,7 @@ mod cli {
                     .args(["--decode-tokens", &decode_tokens.to_string(), "--load-dtype", &common.load_dtype])
                     .args(["--matmul", &common.matmul])
                     .args(vectors.iter().flat_map(|v| [std::ffi::OsStr::new("--vectors"), v.as_os_str()]))
+                    .args(profile.then_some("--profile"))
                     .arg("--model")
                     .arg(&common.model)
                     .status()?;
@@ -728,34 +734,44 @@ mod cli {
                 steering: vec![RowSteering::OFF, steer],
             });
         }
+        // One prefill and decode of a configuration: (prefill tok/s, decode steps/s); with `profile`, the decode
+        // steps are profiled by phase.
+        let one_run = |config: &Config, profile: bool| -> Result<(f64, f64)> {
+            let batch = config.steering.len();
+            let steered = config.steering.iter().any(|s| s.alpha > 0.0);
+            let run = |tokens: &candle_core::Tensor, cache: &mut destein::model::Cache| -> Result<candle_core::Tensor> {
+                Ok(match (&vectors, steered) {
+                    (Some(v), true) => {
+                        let mut steerer = Steerer::new(v, &config.steering);
+                        model.forward_last(tokens, cache, Some(&mut steerer))?
+                    }
+                    _ => model.forward_last(tokens, cache, None)?,
+                })
+            };
+            let rows = vec![ids.clone(); batch];
+            let mut cache = destein::model::Cache::new(&model);
+            let t = Instant::now();
+            let logits = run(&model.token_tensor(&rows)?, &mut cache)?;
+            let prefill = (ids.len() * batch) as f64 / t.elapsed().as_secs_f64();
+            let mut next: Vec<u32> = logits.argmax(1)?.to_vec1()?;
+            destein::profile::enable(profile);
+            let t = Instant::now();
+            for _ in 0..decode_tokens {
+                let step: Vec<Vec<u32>> = next.iter().map(|&i| vec![i]).collect();
+                next = run(&model.token_tensor(&step)?, &mut cache)?.argmax(1)?.to_vec1()?;
+            }
+            let decode = decode_tokens as f64 / t.elapsed().as_secs_f64();
+            destein::profile::enable(false);
+            Ok((prefill, decode))
+        };
         let mut prefill = vec![Vec::new(); configs.len()];
         let mut decode = vec![Vec::new(); configs.len()];
         for _ in 0..repeats {
             // Alternate the configurations within each round, so a busy moment of the machine hits all of them.
             for (c, config) in configs.iter().enumerate() {
-                let batch = config.steering.len();
-                let steered = config.steering.iter().any(|s| s.alpha > 0.0);
-                let run = |tokens: &candle_core::Tensor, cache: &mut destein::model::Cache| -> Result<candle_core::Tensor> {
-                    Ok(match (&vectors, steered) {
-                        (Some(v), true) => {
-                            let mut steerer = Steerer::new(v, &config.steering);
-                            model.forward_last(tokens, cache, Some(&mut steerer))?
-                        }
-                        _ => model.forward_last(tokens, cache, None)?,
-                    })
-                };
-                let rows = vec![ids.clone(); batch];
-                let mut cache = destein::model::Cache::new(&model);
-                let t = Instant::now();
-                let logits = run(&model.token_tensor(&rows)?, &mut cache)?;
-                prefill[c].push((ids.len() * batch) as f64 / t.elapsed().as_secs_f64());
-                let mut next: Vec<u32> = logits.argmax(1)?.to_vec1()?;
-                let t = Instant::now();
-                for _ in 0..decode_tokens {
-                    let step: Vec<Vec<u32>> = next.iter().map(|&i| vec![i]).collect();
-                    next = run(&model.token_tensor(&step)?, &mut cache)?.argmax(1)?.to_vec1()?;
-                }
-                decode[c].push(decode_tokens as f64 / t.elapsed().as_secs_f64());
+                let (p, d) = one_run(config, false)?;
+                prefill[c].push(p);
+                decode[c].push(d);
             }
         }
         println!("| configuration | prefill tok/s | decode steps/s | decode tok/s |");
@@ -770,6 +786,37 @@ mod cli {
         println!("batch 2 step time / batch 1 step time: {:.2}", steps_per_s[0] / steps_per_s[1]);
         if steps_per_s.len() == 3 {
             println!("steering overhead (steered / unsteered batch-2 step time): {:+.1}%", (steps_per_s[1] / steps_per_s[2] - 1.0) * 100.0);
+        }
+        if profile {
+            // Where a decoding step's time goes, per configuration (argmax instead of sampling here).
+            let mut columns = Vec::new();
+            for config in &configs {
+                let (_, steps) = one_run(config, true)?;
+                columns.push((destein::profile::totals_ms(), 1000.0 / steps));
+            }
+            println!("\nprofile of one decode of {decode_tokens} tokens, ms per step (share of the step)");
+            println!("| phase | {} |", configs.iter().map(|c| c.label.as_str()).collect::<Vec<_>>().join(" | "));
+            println!("|---|{}", "---|".repeat(configs.len()));
+            for (i, (phase, _)) in columns[0].0.iter().enumerate() {
+                let cells: Vec<String> = columns
+                    .iter()
+                    .map(|(totals, step_ms)| {
+                        let ms = totals[i].1 / decode_tokens as f64;
+                        format!("{ms:.3} ({:.0}%)", ms / step_ms * 100.0)
+                    })
+                    .collect();
+                println!("| {phase} | {} |", cells.join(" | "));
+            }
+            let rest: Vec<String> = columns
+                .iter()
+                .map(|(totals, step_ms)| {
+                    let ms = step_ms - totals.iter().map(|t| t.1).sum::<f64>() / decode_tokens as f64;
+                    format!("{ms:.3} ({:.0}%)", ms / step_ms * 100.0)
+                })
+                .collect();
+            println!("| other (tensor glue, argmax, outside the phases) | {} |", rest.join(" | "));
+            let totals: Vec<String> = columns.iter().map(|(_, step_ms)| format!("{step_ms:.3}")).collect();
+            println!("| whole step | {} |", totals.join(" | "));
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::bail;
 use crate::error::{Error, Result};
 use crate::kernels::{QuantizedMatrix, WeightFormat};
+use crate::profile::{timed, Phase};
 use crate::tokenizer::Tokenizer;
 
 /// Where DeStein reads and writes activations inside each block.
@@ -555,54 +556,68 @@ impl Model {
         let sin = self.sin.narrow(0, start, seq)?;
         let scale = 1.0 / (c.head_dim as f64).sqrt();
 
-        let mut x = self.embeddings.lookup(tokens, c.vocab, c.hidden)?;
+        let eps = c.rms_eps as f32;
+        let mut x = timed(Phase::Embed, || self.embeddings.lookup(tokens, c.vocab, c.hidden))?;
         for (layer, block) in self.blocks.iter().enumerate() {
             let residual = x.clone();
-            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, c.rms_eps as f32)?;
+            let h = timed(Phase::Norm, || candle_nn::ops::rms_norm(&x, &block.attn_norm, eps))?;
 
-            let q = block.wq.forward(&h)?.reshape((batch, seq, c.n_heads, c.head_dim))?.transpose(1, 2)?;
-            let k = block.wk.forward(&h)?.reshape((batch, seq, c.n_kv_heads, c.head_dim))?.transpose(1, 2)?;
-            let v = block.wv.forward(&h)?.reshape((batch, seq, c.n_kv_heads, c.head_dim))?.transpose(1, 2)?;
-            let q = candle_nn::rotary_emb::rope_i(&q.contiguous()?, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&k.contiguous()?, &cos, &sin)?;
-            let v = v.contiguous()?;
+            let (q, k, v) = timed(Phase::Matmul, || -> Result<_> {
+                Ok((block.wq.forward(&h)?, block.wk.forward(&h)?, block.wv.forward(&h)?))
+            })?;
+            let q = q.reshape((batch, seq, c.n_heads, c.head_dim))?.transpose(1, 2)?;
+            let k = k.reshape((batch, seq, c.n_kv_heads, c.head_dim))?.transpose(1, 2)?;
+            let v = v.reshape((batch, seq, c.n_kv_heads, c.head_dim))?.transpose(1, 2)?;
+            let (q, k) = timed(Phase::Rope, || -> Result<_> {
+                Ok((
+                    candle_nn::rotary_emb::rope_i(&q.contiguous()?, &cos, &sin)?,
+                    candle_nn::rotary_emb::rope_i(&k.contiguous()?, &cos, &sin)?,
+                ))
+            })?;
 
-            let (k, v) = match &cache.kv[layer] {
-                Some((k_prev, v_prev)) => (Tensor::cat(&[k_prev, &k], 2)?, Tensor::cat(&[v_prev, &v], 2)?),
-                None => (k, v),
-            };
-            cache.kv[layer] = Some((k.clone(), v.clone()));
+            let heads = timed(Phase::Attention, || -> Result<Tensor> {
+                let v = v.contiguous()?;
+                let (k, v) = match &cache.kv[layer] {
+                    Some((k_prev, v_prev)) => (Tensor::cat(&[k_prev, &k], 2)?, Tensor::cat(&[v_prev, &v], 2)?),
+                    None => (k, v),
+                };
+                cache.kv[layer] = Some((k.clone(), v.clone()));
 
-            // Grouped-query attention: each kv head serves n_heads / n_kv_heads query heads.
-            let k = repeat_kv(&k, c.n_heads / c.n_kv_heads)?;
-            let v = repeat_kv(&v, c.n_heads / c.n_kv_heads)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?;
-            let scores = match &mask {
-                Some(mask) => scores.broadcast_add(mask)?,
-                None => scores,
-            };
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let heads = probs.matmul(&v)?.transpose(1, 2)?; // [batch, seq, n_heads, head_dim]
+                // Grouped-query attention: each kv head serves n_heads / n_kv_heads query heads.
+                let k = repeat_kv(&k, c.n_heads / c.n_kv_heads)?;
+                let v = repeat_kv(&v, c.n_heads / c.n_kv_heads)?;
+                let scores = (q.matmul(&k.t()?)? * scale)?;
+                let scores = match &mask {
+                    Some(mask) => scores.broadcast_add(mask)?,
+                    None => scores,
+                };
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+                Ok(probs.matmul(&v)?.transpose(1, 2)?) // [batch, seq, n_heads, head_dim]
+            })?;
 
             let heads = match hook.as_deref_mut() {
-                Some(hook) if hook.site() == Site::Heads => hook.on_activation(layer, heads.contiguous()?)?,
+                Some(hook) if hook.site() == Site::Heads => {
+                    timed(Phase::Hook, || hook.on_activation(layer, heads.contiguous()?))?
+                }
                 _ => heads,
             };
-            let attn_out = block.wo.forward(&heads.reshape((batch, seq, c.hidden))?)?;
+            let attn_out = timed(Phase::Matmul, || block.wo.forward(&heads.reshape((batch, seq, c.hidden))?))?;
             let attn_out = match hook.as_deref_mut() {
-                Some(hook) if hook.site() == Site::AttnOut => hook.on_activation(layer, attn_out)?,
+                Some(hook) if hook.site() == Site::AttnOut => timed(Phase::Hook, || hook.on_activation(layer, attn_out))?,
                 _ => attn_out,
             };
-            x = (attn_out + residual)?;
+            x = timed(Phase::Elementwise, || attn_out + residual)?;
 
             let residual = x.clone();
-            let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, c.rms_eps as f32)?;
-            let gate = candle_nn::ops::silu(&block.w_gate.forward(&h)?)?;
-            let mlp = block.w_down.forward(&(gate * block.w_up.forward(&h)?)?)?;
-            x = (mlp + residual)?;
+            let h = timed(Phase::Norm, || candle_nn::ops::rms_norm(&x, &block.ffn_norm, eps))?;
+            let (gate, up) =
+                timed(Phase::Matmul, || -> Result<_> { Ok((block.w_gate.forward(&h)?, block.w_up.forward(&h)?)) })?;
+            let product = timed(Phase::Elementwise, || candle_nn::ops::silu(&gate)? * up)?;
+            let mlp = timed(Phase::Matmul, || block.w_down.forward(&product))?;
+            x = timed(Phase::Elementwise, || mlp + residual)?;
         }
         cache.len += seq;
-        Ok(candle_nn::ops::rms_norm(&x, &self.final_norm, c.rms_eps as f32)?)
+        Ok(timed(Phase::Norm, || candle_nn::ops::rms_norm(&x, &self.final_norm, eps))?)
     }
 
     /// Logits at the last position of every row: `[batch, vocab]`.
@@ -616,7 +631,7 @@ impl Model {
         let seq = hidden.dim(1)?;
         // The slice must be made contiguous before the quantized matmul (batch > 1 would otherwise fail).
         let last = hidden.narrow(1, seq - 1, 1)?.squeeze(1)?.contiguous()?;
-        Ok(self.lm_head.forward(&last)?)
+        timed(Phase::LmHead, || self.lm_head.forward(&last))
     }
 
     /// Logits at every position: `[batch, seq, vocab]` (for perplexity).
@@ -627,7 +642,7 @@ impl Model {
         hook: Option<&mut dyn ActivationHook>,
     ) -> Result<Tensor> {
         let hidden = self.forward_hidden(tokens, cache, hook)?;
-        Ok(self.lm_head.forward(&hidden)?)
+        timed(Phase::LmHead, || self.lm_head.forward(&hidden))
     }
 
     /// A `[batch, seq]` token tensor from rows of equal length.

@@ -17,8 +17,9 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// `performance.now()`: microsecond resolution (`Date.now()` counts whole milliseconds, too coarse for a step).
 fn now_ms() -> f64 {
-    js_sys::Date::now()
+    crate::profile::now_ms()
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
@@ -362,6 +363,14 @@ impl Engine {
 
     pub fn stop(&mut self) {
         self.generation = None;
+    }
+
+    /// Turn the per-phase profile of the forward pass on (clearing it) or off. Returns what it held before the
+    /// call: `[[phase, milliseconds], …]` since it was last turned on.
+    pub fn profile(&self, on: bool) -> Result<JsValue, JsError> {
+        let totals = crate::profile::totals_ms();
+        crate::profile::enable(on);
+        to_js(&totals)
     }
 }
 

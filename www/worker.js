@@ -14,6 +14,8 @@
 //                                        (data/judges/tox_block.safetensors, tox_block_vocab.json); once loaded, every
 //                                        step message carries its score of each row's continuation so far
 //   {type:"memory",      id}            -> {wasmBytes}: the size of the engine's wasm memory
+//   {type:"profile",     id, on}        turn the engine's per-phase profile on (cleared) or off -> what it held:
+//                                        [[phase, ms], …] (for the benchmarks, src/profile.rs)
 //   {type:"crash",       id}            (testing aid: throws an uncaught error, as a dying engine would)
 // Replies (worker → page):
 //   {type:"hello", ok: true} | {type:"hello", ok: false, error}           once, when the engine module is loaded
@@ -183,6 +185,10 @@ const handlers = {
     await enginePromise;
     stopRun("stopped");
     return requireEngine().loadVectors(new Uint8Array(bytes));
+  },
+  async profile({ on }) {
+    await enginePromise;
+    return requireEngine().profile(!!on);
   },
   async clearVectors() {
     await enginePromise;

@@ -12,8 +12,12 @@
 //                       workers -> {modelSource, info: [engine info ×2], vectors: {recommendedAlpha, …}, loadMs}
 //   batch(params)       one generation, batch layout   -> {layout, wallMs, panes: [paneStats raw, paneStats steered]}
 //   pair(params)        one generation, pair layout    -> same shape
+//   single(layout, p)   one row in one worker, layout "steered" | "readout" | "plain" (see SINGLE below)
+//                                                      -> {layout, wallMs, panes: [paneStats]}
+//   clearVectors(i)     drop worker i's vectors (for "plain")
+//   profiled(layout, p) single() with the engine's per-phase profile on -> {result, phases: [[phase, ms], …]}
 //   memory()            wasm memory of each worker     -> [{wasmBytes}, {wasmBytes}]
-//   begin(layout, params), then firstToken() -> [steps received so far, per worker], once every row has its first
+//   begin(layout, params) (any layout above), then firstToken() -> [steps received so far, per worker], once every row has its first
 //   token, then
 //   finish() -> the result of batch/pair: the same generation in three calls, so that a tool can take measurements
 //   (scripts/bench-browser.mjs: the workers' CPU time) between the prefill and the rest of the decoding.
@@ -79,11 +83,36 @@ async function pair(params) {
   };
 }
 
+// One row in one worker, for the steering-overhead benchmark (scripts/bench-steering.mjs): worker 0 keeps the
+// vectors, worker 1 has them cleared (clearVectors(1)), so that "plain" runs the forward without any hook.
+const SINGLE = {
+  steered: { worker: 0, rows: "steered" }, // the hook fuses z at the given α and reads the projection
+  readout: { worker: 0, rows: "raw" }, // the hook at α = 0: the projection read-out only (the demo's raw pane)
+  plain: { worker: 1, rows: "raw" }, // no vectors: no hook
+};
+async function single(layout, params) {
+  const { worker, rows } = SINGLE[layout];
+  // A raw row is never steered; α 0 also lets the engine without vectors start.
+  const gen = await workers[worker].generate({ ...params, rows, ...(rows === "raw" ? { alpha: 0 } : {}) });
+  return { layout, wallMs: gen.end - gen.t0, stepsPerWorker: [gen.steps.length], panes: [paneStats(gen, 0)] };
+}
+const clearVectors = (i) => workers[i].call("clearVectors");
+
+// One run of `layout` with worker i's per-phase profile on -> {result, phases: [[phase, ms], …]}.
+async function profiled(layout, params) {
+  const w = workers[SINGLE[layout].worker];
+  await w.call("profile", { on: true });
+  const result = await single(layout, params);
+  return { result, phases: await w.call("profile", { on: false }) };
+}
+
 let current = null;
 function begin(layout, params) {
-  const result = (layout === "pair" ? pair : batch)(params);
+  const run = layout === "pair" ? pair : layout === "batch" ? batch : (p) => single(layout, p);
+  const result = run(params);
   result.catch(() => {});
-  current = { result, workers: layout === "pair" ? workers : [workers[0]] };
+  const busy = layout === "pair" ? workers : [workers[SINGLE[layout]?.worker ?? 0]];
+  current = { result, workers: busy };
   return true;
 }
 async function firstToken() {
@@ -99,6 +128,6 @@ async function memory() {
   return Promise.all(workers.map((w) => w.call("memory")));
 }
 
-globalThis.bench = { setup, batch, pair, memory, begin, firstToken, finish };
+globalThis.bench = { setup, batch, pair, single, clearVectors, profiled, memory, begin, firstToken, finish };
 status.textContent = "Idle: call bench.setup().";
 document.body.dataset.ready = "1";
