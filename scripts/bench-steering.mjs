@@ -90,16 +90,26 @@ async function main() {
         );
       }
     }
-    // The profile: each phase's time over a whole run minus over a prompt-only run (1 token), per decoding step.
+    // The profile: each phase's time over a whole run minus over a prompt-only run (1 token), per decoding step;
+    // medians of three such pairs, alternating the variants.
+    const profiles = { plain: [], steered: [] };
+    for (let i = 0; i < 3; i++) {
+      for (const variant of ["plain", "steered"]) {
+        const whole = await page.evaluate(([l, p]) => globalThis.bench.profiled(l, p), [variant, params]);
+        const prompt = await page.evaluate(([l, p]) => globalThis.bench.profiled(l, { ...p, maxNewTokens: 1 }), [variant, params]);
+        const steps = whole.result.panes[0].tokens - 1;
+        profiles[variant].push({
+          engineStepMs: whole.result.panes[0].engineStepMs,
+          phases: whole.phases.map(([phase, ms], k) => [phase, (ms - prompt.phases[k][1]) / steps]),
+        });
+      }
+    }
     results.profile = {};
-    for (const variant of ["plain", "steered"]) {
-      const whole = await page.evaluate(([l, p]) => globalThis.bench.profiled(l, p), [variant, params]);
-      const prompt = await page.evaluate(([l, p]) => globalThis.bench.profiled(l, { ...p, maxNewTokens: 1 }), [variant, params]);
-      const steps = whole.result.panes[0].tokens - 1;
+    for (const [variant, runs] of Object.entries(profiles)) {
       results.profile[variant] = {
-        steps,
-        engineStepMs: whole.result.panes[0].engineStepMs,
-        phases: whole.phases.map(([phase, ms], i) => [phase, (ms - prompt.phases[i][1]) / steps]),
+        runs,
+        engineStepMs: B.median(runs.map((r) => r.engineStepMs)),
+        phases: runs[0].phases.map(([phase], k) => [phase, B.median(runs.map((r) => r.phases[k][1]))]),
       };
     }
   } finally {
@@ -126,8 +136,9 @@ async function main() {
   }
   const same = new Set(results.rounds.filter((r) => r.variant !== "steered").map((r) => r.text)).size === 1;
   S.plainEqualsReadout = same;
-  fs.mkdirSync(path.dirname(path.join(B.ROOT, opts.out)), { recursive: true });
-  fs.writeFileSync(path.join(B.ROOT, opts.out), JSON.stringify(results, null, 2) + "\n");
+  const outPath = path.resolve(B.ROOT, opts.out);
+  fs.mkdirSync(path.dirname(outPath), { recursive: true });
+  fs.writeFileSync(outPath, JSON.stringify(results, null, 2) + "\n");
 
   const pct = (s) => `${((s.median - 1) * 100).toFixed(1)}% (${((s.min - 1) * 100).toFixed(1)} … ${((s.max - 1) * 100).toFixed(1)}%)`;
   const lines = [

@@ -6,8 +6,30 @@ use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use destein::model::{ActivationHook, Cache, LoadDtype, MatmulBackend, Model, Site};
 
-fn reference_model() -> ModelWeights {
+/// The real model with every tensor dequantized to f32, as GGUF bytes. With f32 weights neither side quantizes
+/// activations, so the comparison below sees only float rounding, not 8-bit rounding steps that a 1e-6
+/// difference upstream can tip one way or the other.
+fn f32_gguf() -> Vec<u8> {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
     let mut reader = std::io::Cursor::new(common::model_bytes());
+    let ct = gguf_file::Content::read(&mut reader).unwrap();
+    let tensors: Vec<(String, QTensor)> = ct
+        .tensor_infos
+        .keys()
+        .map(|name| {
+            let t = ct.tensor(&mut reader, name, &Device::Cpu).unwrap().dequantize(&Device::Cpu).unwrap();
+            (name.clone(), QTensor::quantize(&t, GgmlDType::F32).unwrap())
+        })
+        .collect();
+    let metadata: Vec<(&str, &gguf_file::Value)> = ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &metadata, &tensor_refs).unwrap();
+    out.into_inner()
+}
+
+fn reference_model(gguf: &[u8]) -> ModelWeights {
+    let mut reader = std::io::Cursor::new(gguf);
     let ct = candle_core::quantized::gguf_file::Content::read(&mut reader).unwrap();
     ModelWeights::from_gguf(ct, &mut reader, &Device::Cpu).unwrap()
 }
@@ -18,11 +40,13 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 const PROMPT: &str = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
 
-/// Our forward with candle's matmul, weights as stored: must equal candle-transformers' quantized_llama.
+/// Our forward (attention, RoPE, norms, cache) with f32 weights through candle's matmul must equal
+/// candle-transformers' quantized_llama on the same weights.
 #[test]
-fn logits_match_candle_reference_as_is() {
-    let model = &Model::from_gguf_bytes_with(common::model_bytes(), LoadDtype::AsIs, MatmulBackend::Candle, None).unwrap();
-    let mut reference = reference_model();
+fn logits_match_candle_reference_in_f32() {
+    let gguf = f32_gguf();
+    let model = &Model::from_gguf_bytes_with(&gguf, LoadDtype::AsIs, MatmulBackend::Candle, None).unwrap();
+    let mut reference = reference_model(&gguf);
     let ids = model.tokenizer.encode(PROMPT).unwrap();
     let tokens = model.token_tensor(&[ids.clone()]).unwrap();
     let mut cache = Cache::new(model);
@@ -309,4 +333,13 @@ fn greedy_choices_equal_the_f32_reference_except_near_ties() {
         PROMPTS.len()
     );
     assert!(differing_near_ties * 20 <= steps, "{differing_near_ties} of {steps} steps chose otherwise");
+}
+
+#[test]
+fn a_cache_keeps_its_batch_size() {
+    let model = common::model(LoadDtype::AsIs);
+    let mut cache = Cache::new(model);
+    model.forward_last(&model.token_tensor(&[vec![1, 2]]).unwrap(), &mut cache, None).unwrap();
+    let err = model.forward_last(&model.token_tensor(&[vec![3], vec![3]]).unwrap(), &mut cache, None).unwrap_err();
+    assert!(err.to_string().contains("the cache holds a batch of 1, not 2"), "{err}");
 }
