@@ -168,9 +168,27 @@ pub enum Isa {
     Simd128,
 }
 
+thread_local! {
+    /// An instruction set forced on this thread by [`Isa::with_forced`].
+    static FORCED: std::cell::Cell<Option<Isa>> = const { std::cell::Cell::new(None) };
+}
+
 impl Isa {
-    /// The fastest instruction set available on this machine / build.
+    /// Run `f` with every kernel call that picks its instruction set on this thread using `isa` (for tests: the
+    /// whole model on the scalar path). Panics if `isa` is not available here.
+    pub fn with_forced<T>(isa: Isa, f: impl FnOnce() -> T) -> T {
+        assert!(isa.is_available(), "{isa:?} is not available here");
+        let previous = FORCED.replace(Some(isa));
+        let out = f();
+        FORCED.set(previous);
+        out
+    }
+
+    /// The fastest instruction set available on this machine / build (or the one forced on this thread).
     pub fn detect() -> Isa {
+        if let Some(isa) = FORCED.get() {
+            return isa;
+        }
         if Isa::Avx2.is_available() {
             Isa::Avx2
         } else if Isa::Simd128.is_available() {

@@ -343,3 +343,24 @@ fn a_cache_keeps_its_batch_size() {
     let err = model.forward_last(&model.token_tensor(&[vec![3], vec![3]]).unwrap(), &mut cache, None).unwrap_err();
     assert!(err.to_string().contains("the cache holds a batch of 1, not 2"), "{err}");
 }
+
+/// Every kernel path (scalar, AVX2 here; wasm simd128 is checked against the same scalar bits by
+/// tests/wasm_kernels.sh) gives bit-identical logits, so greedy decoding of the real model over the ten prompts is
+/// token for token the same on each.
+#[test]
+fn greedy_continuations_are_identical_on_every_kernel_path() {
+    use destein::kernels::Isa;
+    let model = common::model(LoadDtype::AsIs);
+    let t = model.token_tensor(&[model.tokenizer.encode(PROMPTS[0]).unwrap()]).unwrap();
+    let logits = |isa| {
+        Isa::with_forced(isa, || model.forward_last(&t, &mut Cache::new(model), None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+    };
+    let scalar_logits = logits(Isa::Scalar);
+    let scalar: Vec<Vec<u32>> = PROMPTS.iter().map(|p| Isa::with_forced(Isa::Scalar, || greedy(model, p, 16))).collect();
+    for isa in Isa::available() {
+        assert!(logits(isa).iter().zip(&scalar_logits).all(|(a, b)| a.to_bits() == b.to_bits()), "{isa:?} logits");
+        for (p, expected) in PROMPTS.iter().zip(&scalar) {
+            assert_eq!(&Isa::with_forced(isa, || greedy(model, p, 16)), expected, "{isa:?}: {p:?}");
+        }
+    }
+}
