@@ -18,5 +18,5 @@ if [ "$have" != "$want" ]; then
 fi
 
 cargo build --release --lib --target wasm32-unknown-unknown
-wasm-bindgen --target web --out-dir pkg --no-typescript target/wasm32-unknown-unknown/release/destein.wasm
+wasm-bindgen --target web --out-dir pkg --no-typescript "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/destein.wasm"
 ls -l pkg/destein_bg.wasm | awk '{printf "pkg/destein_bg.wasm: %.1f MB\n", $5/1e6}'
