@@ -148,6 +148,7 @@ impl Sampler {
         (order, probs)
     }
 
+    /// One token from `order`, drawn with `probs` (which sum to 1) by this row's generator.
     fn draw(&mut self, order: &[u32], probs: &[f64]) -> u32 {
         let mut r: f64 = self.rng.random::<f64>();
         for (i, p) in probs.iter().enumerate() {

@@ -645,7 +645,6 @@ impl Model {
     }
 }
 
-/// Additive mask `[seq, start + seq]`: 0 where a query may attend, -inf for future positions.
 /// Causal self-attention of `seq` new positions after `start` cached ones, with grouped-query heads (each kv head
 /// serves n_heads / n_kv_heads adjacent query heads, as llama.cpp orders them). `q` is `[batch, n_heads, seq, d]`,
 /// `k` and `v` `[batch, n_kv_heads, seq, d]`; k and v are appended to the layer's cache. Returns the heads before
@@ -653,6 +652,7 @@ impl Model {
 /// 64, a few hundred positions) they beat tensor ops, which copy the cache and spawn work for tiny matmuls.
 fn attention(c: &Config, q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerCache, start: usize) -> Result<Tensor> {
     let (batch, n_heads, seq, d) = q.dims4()?;
+    let device = q.device().clone();
     let n_kv = c.n_kv_heads;
     let group = n_heads / n_kv;
     let values = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.contiguous()?.flatten_all()?.to_vec1::<f32>()?) };
@@ -697,10 +697,11 @@ fn attention(c: &Config, q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerCa
             }
         }
     }
-    Ok(Tensor::from_vec(out, (batch, seq, n_heads, d), &Device::Cpu)?)
+    Ok(Tensor::from_vec(out, (batch, seq, n_heads, d), &device)?)
 }
 
-/// Dot product with eight partial sums, which the compiler turns into SIMD (AVX2 natively, simd128 in wasm).
+/// Dot product with eight independent partial sums, a shape the compiler vectorizes (AVX2 natively, simd128 in
+/// wasm) without reassociating a single running sum.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
