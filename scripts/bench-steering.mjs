@@ -1,18 +1,15 @@
 #!/usr/bin/env node
-// What steering costs in the browser — one pane's engine with the detox vectors fused at the recommended α, against
-// the same engine without vectors — and what the relaxed-SIMD engine build gains over the simd128 one, measured in
-// one headless Chromium session, with a profile of where a step's time goes.
+// What steering costs in the browser: one pane's engine with the detox vectors fused at the recommended α, against
+// the same engine without vectors, measured in one headless Chromium session.
 //
 //   node scripts/bench-steering.mjs [--rounds 9] [--tokens 64] [--out reports/steering-bench.json]
 //
 // Needs what scripts/bench-browser.mjs needs. It opens www/bench/index.html (the demo's worker, no page rendering, no
-// judge), loads the model and the heads vectors into two workers, clears the vectors of the second, starts a third
-// worker on the simd128 build, and alternates, one generation at a time (the order rotating every round), same
-// prompt, greedy, --tokens tokens:
-//   plain     no vectors: the forward has no hook at all (the engine build the page picks: relaxed SIMD in Chromium)
+// judge), loads the model and the heads vectors into two workers, clears the vectors of the second, and alternates,
+// one generation at a time (one core each, the order rotating every round), same prompt, greedy, --tokens tokens:
+//   plain     no vectors: the forward has no hook at all
 //   readout   vectors loaded, α = 0: the hook only reads the projection onto z (what the demo's raw pane does)
 //   steered   vectors loaded, the vectors' recommended mode and α: the hook fuses z into every layer
-//   baseline  as plain, on the simd128 engine build (?simd=baseline)
 // and reports per variant the engine's mean step time after the first token, the received decode tok/s, the prefill
 // (prompt + first token) and the worker thread's CPU ms per step; medians, min–max, and the ratio to `plain`.
 import fs from "node:fs";
@@ -20,7 +17,7 @@ import os from "node:os";
 import path from "node:path";
 import * as B from "./bench-common.mjs";
 
-const VARIANTS = ["plain", "readout", "steered", "baseline"];
+const VARIANTS = ["plain", "readout", "steered"];
 
 function parseArgs(argv) {
   const o = B.parseOptions(argv, { rounds: 9, tokens: 64, out: "reports/steering-bench.json" }, import.meta.url);
@@ -52,7 +49,6 @@ async function main() {
     await page.waitForSelector("body[data-ready]", { state: "attached" });
     const setup = await page.evaluate(() => globalThis.bench.setup({ loadDtype: "as-is" }));
     await page.evaluate(() => globalThis.bench.clearVectors(1));
-    const baseline = await page.evaluate(() => globalThis.bench.setupBaseline({ loadDtype: "as-is" }));
     const params = {
       prompt: B.PROMPT,
       chat: false,
@@ -64,10 +60,7 @@ async function main() {
       alpha: Number(setup.vectors.recommendedAlpha.toPrecision(6)),
       mode: setup.vectors.recommendedMode,
     };
-    results.setup = { ...setup, baselineBuild: baseline.build, mode: params.mode, alpha: params.alpha };
-    if (setup.builds[0] !== "relaxed-simd" || baseline.build !== "simd128") {
-      log(`note: engine builds ${setup.builds.join(", ")} and ${baseline.build} (relaxed SIMD missing?)`);
-    }
+    results.setup = { ...setup, mode: params.mode, alpha: params.alpha };
     log(`model ${setup.modelSource}; steering: heads, ${params.mode} α ${params.alpha}`);
     for (const v of VARIANTS) await page.evaluate(([l, p]) => globalThis.bench.single(l, { ...p, maxNewTokens: 8 }), [v, params]);
     for (let i = 0; i < opts.rounds; i++) {
@@ -99,9 +92,9 @@ async function main() {
     }
     // The profile: each phase's time over a whole run minus over a prompt-only run (1 token), per decoding step;
     // medians of three such pairs, alternating the variants.
-    const profiles = { plain: [], steered: [], baseline: [] };
+    const profiles = { plain: [], steered: [] };
     for (let i = 0; i < 3; i++) {
-      for (const variant of Object.keys(profiles)) {
+      for (const variant of ["plain", "steered"]) {
         const whole = await page.evaluate(([l, p]) => globalThis.bench.profiled(l, p), [variant, params]);
         const prompt = await page.evaluate(([l, p]) => globalThis.bench.profiled(l, { ...p, maxNewTokens: 1 }), [variant, params]);
         const steps = whole.result.panes[0].tokens - 1;
@@ -141,7 +134,6 @@ async function main() {
     }
     S[v].stepRatioToPlain = B.summary(ratios);
   }
-  // plain, readout and baseline run the same row unsteered: the same text, whichever engine build.
   const same = new Set(results.rounds.filter((r) => r.variant !== "steered").map((r) => r.text)).size === 1;
   S.plainEqualsReadout = same;
   const outPath = path.resolve(B.ROOT, opts.out);
@@ -150,7 +142,7 @@ async function main() {
 
   const pct = (s) => `${((s.median - 1) * 100).toFixed(1)}% (${((s.min - 1) * 100).toFixed(1)} … ${((s.max - 1) * 100).toFixed(1)}%)`;
   const lines = [
-    `Chromium ${env.chromium}, ${opts.rounds} rounds × ${opts.tokens} greedy tokens, heads vectors, ${results.setup.mode} α ${results.setup.alpha}; engine builds: ${results.setup.builds[0]} (plain, readout, steered), ${results.setup.baselineBuild} (baseline); medians (min–max)`,
+    `Chromium ${env.chromium}, ${opts.rounds} rounds × ${opts.tokens} greedy tokens, heads vectors, ${results.setup.mode} α ${results.setup.alpha}; medians (min–max)`,
     "",
     "| | engine ms / step | decode tok/s (received) | prefill ms | CPU ms / step | step time vs plain, paired by round |",
     "|---|---|---|---|---|---|",
@@ -162,18 +154,18 @@ async function main() {
         `${B.withRange(s.cpuMsPerStep)} | ${v === "plain" ? "–" : pct(s.stepRatioToPlain)} |`,
     );
   }
-  lines.push("", `plain, readout and baseline continuations identical: ${same}; other processes used a median ${B.f1(S.plain.foreignCores.median)} cores`);
+  lines.push("", `plain and readout continuations identical: ${same}; other processes used a median ${B.f1(S.plain.foreignCores.median)} cores`);
   const P = results.profile;
   lines.push("", "Where a decoding step's time goes (engine profile, src/profile.rs; ms per step and share of the engine's step):", "");
-  lines.push("| phase | plain | steered | baseline (simd128 build) |", "|---|---|---|---|");
+  lines.push("| phase | plain | steered |", "|---|---|---|");
   const cell = (v, i) => `${P[v].phases[i][1].toFixed(3)} (${((P[v].phases[i][1] / P[v].engineStepMs) * 100).toFixed(0)}%)`;
-  P.plain.phases.forEach(([phase], i) => lines.push(`| ${phase} | ${cell("plain", i)} | ${cell("steered", i)} | ${cell("baseline", i)} |`));
+  P.plain.phases.forEach(([phase], i) => lines.push(`| ${phase} | ${cell("plain", i)} | ${cell("steered", i)} |`));
   const rest = (v) => {
     const ms = P[v].engineStepMs - P[v].phases.reduce((a, [, x]) => a + x, 0);
     return `${ms.toFixed(3)} (${((ms / P[v].engineStepMs) * 100).toFixed(0)}%)`;
   };
-  lines.push(`| other (tensor glue, results to JavaScript) | ${rest("plain")} | ${rest("steered")} | ${rest("baseline")} |`);
-  lines.push(`| engine step | ${P.plain.engineStepMs.toFixed(3)} | ${P.steered.engineStepMs.toFixed(3)} | ${P.baseline.engineStepMs.toFixed(3)} |`);
+  lines.push(`| other (tensor glue, results to JavaScript) | ${rest("plain")} | ${rest("steered")} |`);
+  lines.push(`| engine step | ${P.plain.engineStepMs.toFixed(3)} | ${P.steered.engineStepMs.toFixed(3)} |`);
   console.log(lines.join("\n"));
   log(`wrote ${opts.out}`);
 }

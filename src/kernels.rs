@@ -1195,62 +1195,6 @@ mod simd128 {
     // two rows each. The activation block of a row is eight `i16x8`, vector `t` holding inputs
     // `4t..4t+4` twice, so `i32x4_dot_i16x8` leaves `[row a, row a, row b, row b]` partial sums.
 
-    /// The relaxed-SIMD build's Q4_1 kernel (`-C target-feature=+simd128,+relaxed-simd`, picked at run time by
-    /// the page): `i32x4_relaxed_dot_i8x16_i7x16_add` multiplies 16 signed activation bytes by 16 weight nibbles
-    /// and adds each group of four products into one `i32` lane — one output row per lane, no widening, no
-    /// shuffle. The instruction is only "relaxed" when its second operand has the high bit set; nibbles (0..15)
-    /// never do, so the sums are exact integers and the result the same bits as the other paths.
-    #[cfg(target_feature = "relaxed-simd")]
-    unsafe fn q4_1<const R: usize>(
-        wq: &[u8],
-        ws: &[u16],
-        nb: usize,
-        x: &[u8],
-        dx: &[f32],
-        sx: &[f32],
-        out: &mut [[f32; GROUP]; ROW_TILE],
-    ) {
-        let nib = u8x16_splat(0x0F);
-        let mut acc = [[f32x4_splat(0.0); 2]; R];
-        for b in 0..nb {
-            let d = f16x8_to_f32(ws.as_ptr().add(b * 16));
-            let m = f16x8_to_f32(ws.as_ptr().add(b * 16 + 8));
-            let q = wq.as_ptr().add(b * 128) as *const v128;
-            // Each row's activations of this block as bytes: vector t holds inputs 4t..4t+4 four times.
-            let mut xb = [[i32x4_splat(0); 8]; R];
-            for (r, xb) in xb.iter_mut().enumerate() {
-                let xr = x.as_ptr().add((r * nb + b) * 128) as *const v128;
-                for (t, v) in xb.iter_mut().enumerate() {
-                    let x16 = v128_load(xr.add(t));
-                    *v = i8x16_narrow_i16x8(x16, x16);
-                }
-            }
-            for h in 0..2 {
-                let mut ia = [i32x4_splat(0); R];
-                for t in 0..4 {
-                    let v = v128_load(q.add(2 * t + h));
-                    let (lo, hi) = (v128_and(v, nib), v128_and(u16x8_shr(v, 4), nib));
-                    for (ia, xb) in ia.iter_mut().zip(&xb) {
-                        *ia = i32x4_relaxed_dot_i8x16_i7x16_add(xb[t], lo, *ia);
-                        *ia = i32x4_relaxed_dot_i8x16_i7x16_add(xb[t + 4], hi, *ia);
-                    }
-                }
-                for (r, (acc, ia)) in acc.iter_mut().zip(ia).enumerate() {
-                    let isum = f32x4_convert_i32x4(ia);
-                    let dxv = f32x4_splat(dx[r * nb + b]);
-                    let sxv = f32x4_splat(sx[r * nb + b]);
-                    let t = f32x4_add(f32x4_mul(f32x4_mul(d[h], dxv), isum), f32x4_mul(m[h], sxv));
-                    acc[h] = f32x4_add(acc[h], t);
-                }
-            }
-        }
-        for (o, a) in out.iter_mut().zip(acc) {
-            v128_store(o.as_mut_ptr() as *mut v128, a[0]);
-            v128_store(o.as_mut_ptr().add(4) as *mut v128, a[1]);
-        }
-    }
-
-    #[cfg(not(target_feature = "relaxed-simd"))]
     unsafe fn q4_1<const R: usize>(
         wq: &[u8],
         ws: &[u16],

@@ -241,12 +241,10 @@ const PARTS = LAYOUT === "pair" ? [{ rows: "raw", panes: [0] }, { rows: "steered
 const STEERED_WORKER = PARTS.findIndex((p) => p.panes.includes(1));
 
 function spawnWorkers() {
-  const url = new URL("./worker.js", import.meta.url);
-  // ?simd=baseline: the simd128 engine build even where relaxed SIMD is available (tests compare the two).
-  if (params.get("simd") === "baseline") url.searchParams.set("simd", "baseline");
+  const url = new URL("./worker.js", import.meta.url).href;
   state.engineOk = null;
   state.workers = PARTS.map((part, i) => {
-    const w = new Worker(ttPolicy ? ttPolicy.createScriptURL(url.href) : url.href, {
+    const w = new Worker(ttPolicy ? ttPolicy.createScriptURL(url) : url, {
       type: "module",
       name: PARTS.length > 1 ? `destein-engine-${part.rows}` : "destein-engine",
     });
@@ -291,7 +289,6 @@ function onWorkerMessage(w, msg) {
   switch (msg.type) {
     case "hello":
       w.hello = msg.ok;
-      if (msg.ok) document.body.dataset.engineBuild = msg.build;
       if (!msg.ok) {
         state.engineOk = false;
         state.engineError = msg.error.message;
@@ -548,8 +545,7 @@ async function loadModel(source, { quiet = false } = {}) {
   el.modelShape.textContent =
     `${info.architecture} · ${info.layers} layers × ${info.heads} heads (${info.kvHeads} KV) × ${info.headDim} · ` +
     `hidden ${info.hidden} · vocab ${info.vocab} · context ${info.contextLength} · ${info.loadDtype}` +
-    (info.loadMs != null ? ` · loaded in ${(info.loadMs / 1000).toFixed(1)} s` : "") +
-    (document.body.dataset.engineBuild === "relaxed-simd" ? " · WebAssembly relaxed SIMD" : " · WebAssembly SIMD");
+    (info.loadMs != null ? ` · loaded in ${(info.loadMs / 1000).toFixed(1)} s` : "");
   showProgress({ label: "Ready", value: 1, text: `${formatBytes(size)} · ${origin}` });
 
   // Vectors: reuse the ones in hand when the model did not change (worker restart, dtype change), else fetch the

@@ -18,8 +18,7 @@
 //                                        [[phase, ms], …] (for the benchmarks, src/profile.rs)
 //   {type:"crash",       id}            (testing aid: throws an uncaught error, as a dying engine would)
 // Replies (worker → page):
-//   {type:"hello", ok: true, build} | {type:"hello", ok: false, error}    once, when the engine module is loaded;
-//                                        build: "relaxed-simd" or "simd128" (which engine build runs, see below)
+//   {type:"hello", ok: true} | {type:"hello", ok: false, error}           once, when the engine module is loaded
 //   {type:"result", id, ok: true, value} | {type:"result", id, ok: false, error: {message, name, fatal}}
 //   {type:"step", runId, index, rows, stepMs, wallMs, mode, judge, judgeMs}
 //                                        one per decoding step of run `runId` (runId is the id of its start request);
@@ -36,37 +35,12 @@ let judge = null; // the tox-block Judge, once loaded
 let run = null; // {runId, stopRequested, steps, texts, scores}
 let currentMode = "rotate";
 
-// Two builds of the engine (scripts/build-wasm.sh): pkg/relaxed/ also uses relaxed SIMD (a faster Q4_1 kernel, the
-// same bits), pkg/ only simd128. The relaxed one when this browser validates a relaxed-SIMD instruction, unless the
-// worker's URL says ?simd=baseline; the baseline when the relaxed build is missing or fails to load.
-const RELAXED_SIMD_PROBE = new Uint8Array([
-  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11,
-]); // (module (func (result v128) (i8x16.relaxed_swizzle (i8x16.splat (i32.const 1)) (i8x16.splat (i32.const 2)))))
-let engineBuild = null; // "relaxed-simd" | "simd128"
-
-async function importEngine() {
-  const wantRelaxed =
-    new URL(self.location.href).searchParams.get("simd") !== "baseline" && WebAssembly.validate(RELAXED_SIMD_PROBE);
-  if (wantRelaxed) {
-    try {
-      const m = await import("../pkg/relaxed/destein.js");
-      wasmExports = await m.default();
-      engineBuild = "relaxed-simd";
-      return m;
-    } catch {
-      /* not built, or refused: the baseline below */
-    }
-  }
-  const m = await import("../pkg/destein.js");
-  wasmExports = await m.default();
-  engineBuild = "simd128";
-  return m;
-}
-
 const enginePromise = (async () => {
   try {
-    mod = await importEngine();
-    postMessage({ type: "hello", ok: true, build: engineBuild });
+    const m = await import("../pkg/destein.js");
+    wasmExports = await m.default();
+    mod = m;
+    postMessage({ type: "hello", ok: true });
   } catch (err) {
     const message =
       `The inference engine (pkg/destein.js) could not be loaded: ${err?.message || err}. ` +

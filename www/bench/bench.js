@@ -9,12 +9,10 @@
 //
 // API (globalThis.bench), all async:
 //   setup({loadDtype})  load the model (from Cache Storage if the demo cached it) and the heads vectors into both
-//                       workers -> {modelSource, info: [engine info ×2], vectors: {recommendedAlpha, …}, loadMs,
-//                       builds: [engine build ×2]}
+//                       workers -> {modelSource, info: [engine info ×2], vectors: {recommendedAlpha, …}, loadMs}
 //   batch(params)       one generation, batch layout   -> {layout, wallMs, panes: [paneStats raw, paneStats steered]}
 //   pair(params)        one generation, pair layout    -> same shape
-//   setupBaseline()     a third worker on the simd128 engine build (no vectors), for single("baseline", …)
-//   single(layout, p)   one row in one worker, layout "steered" | "readout" | "plain" | "baseline" (SINGLE below)
+//   single(layout, p)   one row in one worker, layout "steered" | "readout" | "plain" (see SINGLE below)
 //                                                      -> {layout, wallMs, panes: [paneStats]}
 //   clearVectors(i)     drop worker i's vectors (for "plain")
 //   profiled(layout, p) single() with the engine's per-phase profile on -> {result, phases: [[phase, ms], …]}
@@ -34,7 +32,6 @@ const VECTORS_URL = new URL("../vectors/smollm2-135m.heads.safetensors", import.
 const status = document.getElementById("status");
 
 const workers = [];
-let modelBytes = null; // what setup() read, for setupBaseline()
 
 async function setup({ loadDtype = "as-is" } = {}) {
   status.textContent = "Reading the model…";
@@ -59,18 +56,7 @@ async function setup({ loadDtype = "as-is" } = {}) {
   }
   status.textContent = "Ready.";
   const { probeAccuracy, layerNorms, ...vectorFacts } = vectors;
-  modelBytes = model;
-  return { modelSource: model.source, info, vectors: vectorFacts, loadMs, builds: workers.map((w) => w.build) };
-}
-
-// A third worker on the simd128 engine build, without vectors, for the "baseline" layout (after setup()).
-async function setupBaseline({ loadDtype = "as-is" } = {}) {
-  const w = new EngineWorker("bench-baseline", { baseline: true });
-  await w.hello;
-  const bytes = modelBytes.bytes.slice();
-  await w.call("loadModel", { bytes: bytes.buffer, sha256: modelBytes.sha256, loadDtype }, [bytes.buffer]);
-  workers[2] = w;
-  return { build: w.build };
+  return { modelSource: model.source, info, vectors: vectorFacts, loadMs };
 }
 
 async function batch(params) {
@@ -103,7 +89,6 @@ const SINGLE = {
   steered: { worker: 0, rows: "steered" }, // the hook fuses z at the given α and reads the projection
   readout: { worker: 0, rows: "raw" }, // the hook at α = 0: the projection read-out only (the demo's raw pane)
   plain: { worker: 1, rows: "raw" }, // no vectors: no hook
-  baseline: { worker: 2, rows: "raw" }, // as plain, on the simd128 build (setupBaseline())
 };
 async function single(layout, params) {
   const { worker, rows } = SINGLE[layout];
@@ -143,6 +128,6 @@ async function memory() {
   return Promise.all(workers.map((w) => w.call("memory")));
 }
 
-globalThis.bench = { setup, setupBaseline, batch, pair, single, clearVectors, profiled, memory, begin, firstToken, finish };
+globalThis.bench = { setup, batch, pair, single, clearVectors, profiled, memory, begin, firstToken, finish };
 status.textContent = "Idle: call bench.setup().";
 document.body.dataset.ready = "1";

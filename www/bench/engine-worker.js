@@ -1,8 +1,7 @@
 // The demo's inference worker (www/worker.js, protocol in its header) as the benchmark pages drive it
 // (www/bench/bench.js, www/bench/wllama-bench.js; not part of the demo).
 //
-//   new EngineWorker(name, {baseline}) starts a worker (baseline: the simd128 engine build even where relaxed SIMD
-//                                    exists); await .hello before the first call; .build then names the build
+//   new EngineWorker(name)           starts a worker; await .hello before the first call
 //   .call(type, payload, transfer)   one request -> its result value
 //   .generate(params, t0?)           one generation (Engine.start options) -> {t0, end, steps: [{at, index, stepMs,
 //                                    rows}], started: {promptTokens}}; .lastSteps grows while it runs
@@ -11,22 +10,20 @@
 const WORKER_URL = new URL("../worker.js", import.meta.url).href;
 
 // Trusted Types: like the demo, a benchmark page only ever creates this worker's script URL.
-const BASELINE_URL = `${WORKER_URL}?simd=baseline`; // the simd128 engine build even where relaxed SIMD exists
 const policy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
   createScriptURL: (url) => {
-    if (url !== WORKER_URL && url !== BASELINE_URL) throw new TypeError(`refusing worker URL ${url}`);
+    if (url !== WORKER_URL) throw new TypeError(`refusing worker URL ${url}`);
     return url;
   },
 });
 
 export class EngineWorker {
-  constructor(name, { baseline = false } = {}) {
+  constructor(name) {
     this.nextId = 1;
     this.pending = new Map();
     this.runs = new Map();
     this.hello = new Promise((resolve, reject) => (this.helloWaiter = { resolve, reject }));
-    const url = baseline ? BASELINE_URL : WORKER_URL;
-    this.worker = new Worker(policy ? policy.createScriptURL(url) : url, { type: "module", name });
+    this.worker = new Worker(policy ? policy.createScriptURL(WORKER_URL) : WORKER_URL, { type: "module", name });
     this.worker.onmessage = (ev) => this.onMessage(ev.data, performance.now());
     this.worker.onerror = (ev) => {
       const err = new Error(`worker ${name}: ${ev.message || "error"}`);
@@ -39,7 +36,6 @@ export class EngineWorker {
   onMessage(msg, now) {
     switch (msg.type) {
       case "hello":
-        this.build = msg.build; // which engine build the worker runs: "relaxed-simd" | "simd128"
         if (msg.ok) this.helloWaiter.resolve();
         else this.helloWaiter.reject(new Error(msg.error.message));
         break;
