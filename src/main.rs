@@ -637,14 +637,15 @@ mod cli {
         let mut table = String::new();
         if let Some(m) = &on_all_prompts {
             table.push_str(&format!(
-                "## All {} prompts, the settings done on every prompt so far\n\n{}\n\
-                 ## The whole sweep, on the {} prompts done for every setting\n\n",
+                "## All {} prompts, the settings done on every prompt so far\n\n{}\n",
                 prompts.len(),
-                ev::markdown_table(m),
-                complete.len()
+                ev::markdown_table(m)
             ));
         }
         if !complete.is_empty() {
+            if on_all_prompts.is_some() {
+                table.push_str(&format!("## The whole sweep, on the {} prompts done for every setting\n\n", complete.len()));
+            }
             table.push_str(&ev::markdown_table(&metrics));
         }
         let (plotted, title) = match (&on_all_prompts, complete.is_empty()) {
