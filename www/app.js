@@ -220,9 +220,9 @@ const ttPolicy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
 
 // The panes run in one of two layouts (scripts/bench-browser.mjs measures both; see README "Browser performance"):
 //   pair:  two workers, one Engine each: worker 0 decodes the raw row, worker 1 the steered row, in parallel. A
-//          single-row step costs about 64 % of a batch-of-two step, so with a core per worker each pane streams about
-//          1.4 times faster and the prompt is read in about 60 % of the time (measured: the workers alone). It costs
-//          a second engine (about 145 MB of wasm memory) and a little more loading. The default.
+//          single-row step costs about 70 % of a batch-of-two step, so with a core per worker each pane streams about
+//          1.4 times faster and the prompt is read in about 56 % of the time (measured: the workers alone). It costs
+//          a second engine (about 138 MB of wasm memory) and a little more loading. The default.
 //   batch: one worker decodes both rows as a batch of two: the least CPU in all and half the memory. Used on one
 //          core (two workers would share it: two single-row steps cost more than one batch step), when the browser
 //          reports under 4 GB of memory, and with ?workers=1 (?workers=2 forces pair).
