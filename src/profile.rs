@@ -17,7 +17,7 @@ pub enum Phase {
     Matmul,
     /// Rotary position embedding of q and k.
     Rope,
-    /// KV cache append, q·kᵀ, mask, softmax, ·v.
+    /// KV cache append, q·kᵀ over the visible positions, softmax, ·v.
     Attention,
     /// The activation hook: steering fusion and the projection read-out.
     Hook,
@@ -58,7 +58,7 @@ impl Phase {
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
-static NANOS: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+static NANOS: [AtomicU64; Phase::ALL.len()] = [const { AtomicU64::new(0) }; Phase::ALL.len()];
 
 /// Turn profiling on or off; turning it on clears the totals.
 pub fn enable(on: bool) {
