@@ -165,6 +165,11 @@ mod cli {
             /// nothing: for a look at a run still in progress or cut short.
             #[arg(long)]
             report_only: bool,
+            /// Prompt×setting batches to run at once, each on its own thread (default 1). Everything outside
+            /// the matrix products runs on one thread per batch, so on several cores `--jobs 2 --threads 1`
+            /// keeps them busier than `--threads 2`. The records are the same bits either way.
+            #[arg(long, default_value_t = 1)]
+            jobs: usize,
         },
         /// Work with vector files.
         Vectors {
@@ -237,10 +242,10 @@ mod cli {
             Command::Vectors { command: VectorsCommand::Inspect { file } } => inspect(&file),
             Command::Eval {
                 common, prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed, name,
-                reports_dir, judges, resume, report_only,
+                reports_dir, judges, resume, report_only, jobs,
             } => {
                 let plan = EvalPlan { prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed };
-                eval(&common, &plan, &reports_dir.join(&name), &judges, resume, report_only)
+                eval(&common, &plan, &reports_dir.join(&name), &judges, resume, report_only, jobs)
             }
             Command::Tokenize { common, text } => {
                 let (model, _) = load_model(&common)?;
@@ -468,8 +473,24 @@ mod cli {
         seed: u64,
     }
 
-    fn eval(common: &Common, plan: &EvalPlan, dir: &Path, judges_dir: &Path, resume: bool, report_only: bool) -> Result<()> {
+    fn eval(
+        common: &Common,
+        plan: &EvalPlan,
+        dir: &Path,
+        judges_dir: &Path,
+        resume: bool,
+        report_only: bool,
+        jobs: usize,
+    ) -> Result<()> {
         let resume = resume || report_only;
+        anyhow::ensure!(jobs >= 1, "--jobs must be at least 1");
+        // Several jobs share the cores: unless told otherwise, each one's matrix products get cores / jobs.
+        let mut common = common.clone();
+        if jobs > 1 && common.threads.is_none() {
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            common.threads = Some((cores / jobs).max(1));
+        }
+        let common = &common;
         use destein::evaluation::{self as ev, EvalParams, PromptRecord, Setting};
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
@@ -531,15 +552,18 @@ mod cli {
             })?)?;
             anyhow::ensure!(old == config, "--resume: {} holds a run with other settings", dir.display());
             let text = std::fs::read_to_string(&records_path).unwrap_or_default();
+            let mut clean = String::new();
             for line in text.lines() {
                 // A line cut by the interruption is dropped and redone.
                 if let Ok(r) = serde_json::from_str::<PromptRecord>(line) {
                     records.push(r);
+                    clean.push_str(line);
+                    clean.push('\n');
                 }
             }
-            if !report_only {
-                // Rewrite the records file without any partial line.
-                let clean: String = records.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+            if !report_only && clean.len() != text.len() {
+                // Rewrite the records file without any partial line. The kept lines stay as they were written:
+                // a parse-and-print round trip could change a float's last digit.
                 destein::write_atomically(&records_path, clean.as_bytes())?;
             }
             eprintln!("resuming: {} of {} prompt×setting results already done", records.len(), prompts.len() * settings.len());
@@ -581,21 +605,60 @@ mod cli {
             settings.iter().filter(|s| first_pass(s)).collect(),
             settings.iter().filter(|s| !first_pass(s)).collect(),
         ];
-        for pass in &passes {
-            for (p, prompt) in prompts.iter().enumerate() {
-                for &setting in pass {
-                    if report_only || done.contains(&(p, setting.label())) {
-                        continue;
+        // The batches still to do, in order; `jobs` threads take them one at a time and send each record back
+        // here, where it is written as soon as it is done (so an interruption keeps every finished batch).
+        let todo: Vec<(usize, &Setting)> = match report_only {
+            true => Vec::new(),
+            false => passes
+                .iter()
+                .flat_map(|pass| {
+                    (0..prompts.len()).flat_map(move |p| pass.iter().map(move |&s| (p, s)))
+                })
+                .filter(|(p, s)| !done.contains(&(*p, s.label())))
+                .collect(),
+        };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let (tx, rx) = std::sync::mpsc::channel::<Result<PromptRecord>>();
+        let mut first_error = None;
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.min(todo.len()) {
+                let tx = tx.clone();
+                let (todo, next, failed) = (&todo, &next, &failed);
+                let (model, judges, prompts, vector_sets, params) = (&model, &judges, &prompts, &vector_sets, &params);
+                scope.spawn(move || {
+                    use std::sync::atomic::Ordering;
+                    while !failed.load(Ordering::Relaxed) {
+                        let Some(&(p, setting)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                        let vectors = vector_sets.iter().find(|v| v.meta.site.name() == setting.site);
+                        let result = ev::evaluate_prompt(model, judges, vectors, p, &prompts[p], setting, params);
+                        if result.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        if tx.send(result.map_err(anyhow::Error::from)).is_err() {
+                            break;
+                        }
                     }
-                    bar.set_message(setting.label());
-                    let vectors = vector_sets.iter().find(|v| v.meta.site.name() == setting.site);
-                    let record = ev::evaluate_prompt(&model, &judges, vectors, p, prompt, setting, &params)?;
+                });
+            }
+            drop(tx);
+            for result in rx {
+                let written = result.and_then(|record| {
                     writeln!(out, "{}", serde_json::to_string(&record)?)?;
                     out.flush()?;
+                    bar.set_message(record.setting.label());
                     records.push(record);
                     bar.inc(1);
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    first_error.get_or_insert(e);
                 }
             }
+        });
+        if let Some(e) = first_error {
+            return Err(e);
         }
         bar.finish();
 
