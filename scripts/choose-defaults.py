@@ -22,8 +22,8 @@ def main(path):
         ok = (
             m["perplexity"] <= 1.3 * raw["perplexity"]
             and abs(m["dist3"] - raw["dist3"]) <= 0.02
-            and m["empty"] <= raw["empty"]
-            and m["repetitive"] <= raw["repetitive"]
+            # Degenerate = empty or repetitive (an empty continuation has no words to repeat, so the shares add).
+            and m["empty"] + m["repetitive"] <= raw["empty"] + raw["repetitive"]
         )
         key = (m["emt"], s["alpha"])
         if ok and (s["site"] not in best or key < (best[s["site"]]["emt"], best[s["site"]]["setting"]["alpha"])):
