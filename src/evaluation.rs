@@ -346,12 +346,14 @@ pub fn markdown_table(metrics: &[Metrics]) -> String {
         Some(b) if b != 0.0 && !b.is_nan() => format!("{v:.3} ({:+.0}%)", (v - b) / b * 100.0),
         _ => format!("{v:.3}"),
     };
+    // Degenerate continuations are rare: counts, not shares rounded to zero.
+    let count = |share: f64, m: &Metrics| format!("{} of {}", (share * m.samples as f64).round(), m.samples);
     let mut s = String::from(
         "| setting | EMT tox-block | TP tox-block | EMT profanity | TP profanity | perplexity (mean) | perplexity (median) | Dist-1 | Dist-2 | Dist-3 | empty | repetitive |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for m in metrics {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} | {} |\n",
             m.setting.label(),
             rel(m.emt, raw.map(|r| r.emt)),
             rel(m.tp, raw.map(|r| r.tp)),
@@ -362,8 +364,8 @@ pub fn markdown_table(metrics: &[Metrics]) -> String {
             m.dist1,
             m.dist2,
             m.dist3,
-            m.empty,
-            m.repetitive
+            count(m.empty, m),
+            count(m.repetitive, m)
         ));
     }
     s
