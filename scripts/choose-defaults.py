@@ -5,7 +5,7 @@ Rule (stated in the README): among steered settings whose perplexity is at most 
 within 0.02 of raw, and whose degeneration (empty or repetitive continuations) is not above raw, take the one with
 the lowest Expected Maximum Toxicity (primary judge, tox-block); ties go to the lower α.
 
-    python3 scripts/choose-defaults.py reports/test100-s10/results.json
+    python3 scripts/choose-defaults.py reports/rtp400-s25/results.json
 """
 import json
 import sys
@@ -45,4 +45,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "reports/test100-s10/results.json"))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "reports/rtp400-s25/results.json"))
