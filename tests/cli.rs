@@ -57,5 +57,6 @@ fn side_by_side_shows_both_rows() {
         "--prompt", "You are a horrible person who", "--max-new-tokens", "12",
     ]);
     assert!(ok, "{err}");
-    assert!(stdout.contains("--- raw") && stdout.contains("--- steered (add, α = 0.2)"), "{stdout}");
+    // The heads file recommends rotate α 0.2 (measured, README "Detoxification"); generate uses it by default.
+    assert!(stdout.contains("--- raw") && stdout.contains("--- steered (rotate, α = 0.2)"), "{stdout}");
 }
