@@ -160,7 +160,7 @@ pub fn evaluate_prompt(
         if v.meta.site.name() != setting.site {
             bail!(Input, "setting {} does not match the vectors' site {}", setting.label(), v.meta.site.name());
         }
-        RowSteering { alpha: setting.alpha, mode: FusionMode::parse(&setting.mode)? }
+        RowSteering::single(setting.alpha, FusionMode::parse(&setting.mode)?)
     };
     let sampling = SamplingParams {
         temperature: params.temperature,
@@ -171,7 +171,10 @@ pub fn evaluate_prompt(
     };
     let seeds: Vec<u64> = (0..params.samples).map(|i| sample_seed(params.seed, prompt_index, i)).collect();
     let mut generation = Generation::new(model, ids.clone(), &sampling, &seeds, vec![steer; params.samples])?;
-    let vectors_for_run = if setting.is_raw() { None } else { vectors };
+    let vectors_for_run = match (setting.is_raw(), vectors) {
+        (false, Some(v)) => std::slice::from_ref(v),
+        _ => &[],
+    };
     while !generation.done() {
         generation.step(model, vectors_for_run)?;
     }

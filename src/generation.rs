@@ -10,7 +10,7 @@ use crate::bail;
 use crate::error::Result;
 use crate::model::{Cache, Model};
 use crate::profile::{timed, Phase};
-use crate::steering::{validate_alpha, RowSteering, Steerer};
+use crate::steering::{RowSteering, Steerer, MAX_VECTORS};
 use crate::tokenizer::StreamDecoder;
 use crate::vectors::DetoxVectors;
 
@@ -211,9 +211,15 @@ pub struct RowStep {
     pub token_id: Option<u32>,
     pub finished: bool,
     pub stop_reason: Option<StopReason>,
-    /// Mean over layers of cos(activation, z) at this step, before fusion (None without vectors).
+    /// Mean over layers of cos(activation, z) of the first vector file at this step, before fusion (None
+    /// without vectors).
     pub projection: Option<f32>,
+    /// The same read-out for each vector file, in order (empty without vectors).
+    pub projections: Vec<f32>,
+    /// α of the first vector file at this step.
     pub alpha: f32,
+    /// α of each vector file position at this step.
+    pub alphas: [f32; MAX_VECTORS],
 }
 
 struct RowState {
@@ -248,7 +254,7 @@ impl Generation {
             bail!(Input, "one seed and one steering setting per row");
         }
         for s in &steering {
-            validate_alpha(s.alpha)?;
+            s.validate()?;
         }
         let rows = seeds
             .iter()
@@ -277,20 +283,21 @@ impl Generation {
         &self.rows[row].tokens
     }
 
-    /// Change α of a row from the next step on.
+    /// Change a row's α values and mode from the next step on.
     pub fn set_steering(&mut self, row: usize, steering: RowSteering) -> Result<()> {
-        validate_alpha(steering.alpha)?;
+        steering.validate()?;
         self.steering[row] = steering;
         Ok(())
     }
 
-    /// Run one forward step for all rows and sample each row's next token.
-    pub fn step(&mut self, model: &Model, vectors: Option<&DetoxVectors>) -> Result<Vec<RowStep>> {
+    /// Run one forward step for all rows and sample each row's next token. `vectors[i]` is the file that
+    /// α_i of every row refers to (an empty slice: no steering, no read-out).
+    pub fn step(&mut self, model: &Model, vectors: &[DetoxVectors]) -> Result<Vec<RowStep>> {
         if self.done() {
             bail!(Input, "the generation has finished");
         }
-        if vectors.is_none() && self.steering.iter().any(|s| s.alpha > 0.0) {
-            bail!(Input, "α > 0 needs a detox vector file");
+        for s in &self.steering {
+            s.check_vectors(vectors.len())?;
         }
         let steering = self.steering.clone();
         let n_rows = self.rows.len();
@@ -305,27 +312,30 @@ impl Generation {
             false => (&self.next_input[..], &steering[..]),
         };
         let tokens = model.token_tensor(inputs)?;
-        let (logits, mut projections) = match vectors {
-            Some(v) => {
-                let mut steerer = Steerer::new(v, run_steering);
+        let (logits, mut projections) = match vectors.is_empty() {
+            false => {
+                let mut steerer = Steerer::new(vectors, run_steering)?;
                 let logits = model.forward_last(&tokens, &mut self.cache, Some(&mut steerer))?;
-                (logits, Some(steerer.projections()))
+                (logits, steerer.projections())
             }
-            None => (model.forward_last(&tokens, &mut self.cache, None)?, None),
+            true => (model.forward_last(&tokens, &mut self.cache, None)?, vec![Vec::new(); run_steering.len()]),
         };
         let mut logits: Vec<Vec<f32>> = timed(Phase::Sampling, || logits.to_vec2::<f32>())?;
         if shared_prefill {
             self.cache = self.cache.repeat_rows(n_rows)?;
             logits = vec![logits.swap_remove(0); n_rows];
-            projections = projections.map(|p| vec![p[0]; n_rows]);
+            projections = vec![projections.swap_remove(0); n_rows];
         }
         let context_full = self.cache.len + 1 > model.config.context_length;
         let mut out = Vec::with_capacity(self.rows.len());
         for (r, row) in self.rows.iter_mut().enumerate() {
-            let projection = projections.as_ref().map(|p| p[r]);
-            let alpha = steering[r].alpha;
+            let projections = std::mem::take(&mut projections[r]);
+            let projection = projections.first().copied();
+            let alphas = steering[r].alphas;
+            let alpha = alphas[0];
             if row.stop.is_some() {
-                out.push(RowStep { text: String::new(), token_id: None, finished: true, stop_reason: row.stop, projection, alpha });
+                let stop_reason = row.stop;
+                out.push(RowStep { text: String::new(), token_id: None, finished: true, stop_reason, projection, projections, alpha, alphas });
                 continue;
             }
             let id = timed(Phase::Sampling, || row.sampler.sample(&logits[r]));
@@ -345,7 +355,8 @@ impl Generation {
                     text.push_str(&row.decoder.finish());
                 }
             }
-            out.push(RowStep { text, token_id: Some(id), finished: row.stop.is_some(), stop_reason: row.stop, projection, alpha });
+            let (finished, stop_reason) = (row.stop.is_some(), row.stop);
+            out.push(RowStep { text, token_id: Some(id), finished, stop_reason, projection, projections, alpha, alphas });
         }
         // A finished row keeps the batch shape by repeating its last input token; its output is ignored.
         self.next_input = self

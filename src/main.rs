@@ -22,7 +22,7 @@ mod cli {
 
     use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
     use destein::model::{LoadDtype, MatmulBackend, Model, Site};
-    use destein::steering::{FusionMode, RowSteering, Steerer};
+    use destein::steering::{check_compatible, validate_alpha, FusionMode, RowSteering, Steerer, MAX_VECTORS};
     use destein::vectors::{self, DetoxVectors};
 
     pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -84,13 +84,14 @@ mod cli {
             common: Common,
             #[command(flatten)]
             sampling: Sampling,
-            /// A detox vector file (safetensors) from `destein derive`.
-            #[arg(long)]
-            vectors: Option<PathBuf>,
-            /// Fusion strength (default: the vector file's recommendation).
-            #[arg(long, allow_hyphen_values = true)]
-            alpha: Option<f32>,
-            /// rotate, headwise, headwise-reference or add (default: the vector file's recommendation).
+            /// Detox vector files (safetensors) from `destein derive`, comma-separated: up to 3, all for the
+            /// same site and model, steering the row together.
+            #[arg(long, value_delimiter = ',')]
+            vectors: Vec<PathBuf>,
+            /// Fusion strength, one per vector file, comma-separated (default: each file's recommendation).
+            #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+            alpha: Vec<f32>,
+            /// rotate, headwise, headwise-reference or add (default: the first vector file's recommendation).
             #[arg(long)]
             mode: Option<String>,
             /// Show the raw and the steered continuation one after the other, labelled.
@@ -234,7 +235,7 @@ mod cli {
         match cli.command {
             Command::Info { common } => info(&common),
             Command::Generate { common, sampling, vectors, alpha, mode, side_by_side } => {
-                generate(&common, &sampling, vectors.as_deref(), alpha, mode.as_deref(), side_by_side)
+                generate(&common, &sampling, &vectors, &alpha, mode.as_deref(), side_by_side)
             }
             Command::Derive { common, pairs, site, count, seed, recommended_mode, recommended_alpha, out } => {
                 derive(&common, &pairs, &site, count, seed, recommended_mode.as_deref(), recommended_alpha, &out)
@@ -285,24 +286,17 @@ mod cli {
     fn generate(
         common: &Common,
         s: &Sampling,
-        vectors_path: Option<&Path>,
-        alpha: Option<f32>,
+        vector_paths: &[PathBuf],
+        alphas: &[f32],
         mode: Option<&str>,
         side_by_side: bool,
     ) -> Result<()> {
-        let (model, secs) = load_model(common)?;
-        eprintln!("loaded {} ({}) in {secs:.2} s", model.config.name, model.load_dtype.name());
-        let vectors = match vectors_path {
-            Some(p) => {
-                let v = DetoxVectors::load(p)?;
-                v.check_model(&model)?;
-                Some(v)
-            }
-            None => None,
-        };
-        if vectors.is_none() && (alpha.is_some() || mode.is_some() || side_by_side) {
+        if vector_paths.is_empty() && (!alphas.is_empty() || mode.is_some() || side_by_side) {
             anyhow::bail!("--alpha, --mode and --side-by-side need --vectors FILE");
         }
+        let (model, secs) = load_model(common)?;
+        eprintln!("loaded {} ({}) in {secs:.2} s", model.config.name, model.load_dtype.name());
+        let vectors = load_vector_set(&model, vector_paths)?;
         let params = SamplingParams {
             temperature: s.temperature,
             top_p: s.top_p,
@@ -312,16 +306,9 @@ mod cli {
         };
         let prompt_mode = if s.chat { PromptMode::Chat } else { PromptMode::Continuation };
         let ids = prompt_ids(&model, &s.prompt, prompt_mode)?;
-        let steered = vectors.as_ref().map(|v| -> Result<RowSteering> {
-            let mode = match mode {
-                Some(m) => FusionMode::parse(m)?,
-                None => v.meta.recommended_mode,
-            };
-            Ok(RowSteering { alpha: alpha.unwrap_or(v.meta.recommended_alpha), mode })
-        });
-        let steering = match steered {
-            Some(st) => vec![RowSteering::OFF, st?],
-            None => vec![RowSteering::OFF],
+        let steering = match vectors.is_empty() {
+            false => vec![RowSteering::OFF, steered_row(&vectors, vector_paths, alphas, mode)?],
+            true => vec![RowSteering::OFF],
         };
         let seeds = vec![s.seed; steering.len()];
         let mut generation = Generation::new(&model, ids, &params, &seeds, steering.clone())?;
@@ -334,7 +321,7 @@ mod cli {
             write!(out, "{}", s.prompt)?;
         }
         while !generation.done() {
-            let steps = generation.step(&model, vectors.as_ref())?;
+            let steps = generation.step(&model, &vectors)?;
             for (r, step) in steps.iter().enumerate() {
                 texts[r].push_str(&step.text);
             }
@@ -346,11 +333,10 @@ mod cli {
         }
         let secs = start.elapsed().as_secs_f64();
         if side_by_side {
-            let st = steering[1];
             println!("prompt:   {}", s.prompt);
             println!("--- raw");
             println!("{}{}", s.prompt, texts[0]);
-            println!("--- steered ({}, α = {})", st.mode.name(), st.alpha);
+            println!("--- steered ({})", steering_label(&steering[1], vector_paths));
             println!("{}{}", s.prompt, texts[1]);
         } else {
             writeln!(out)?;
@@ -358,6 +344,51 @@ mod cli {
         let n: usize = (0..steering.len()).map(|r| generation.tokens(r).len()).sum();
         eprintln!("{} tokens in {secs:.2} s ({:.1} tokens/s over {} row(s))", n, n as f64 / secs, steering.len());
         Ok(())
+    }
+
+    /// Load the `--vectors` files for `model`, each error naming its file; then check they can steer together.
+    fn load_vector_set(model: &Model, paths: &[PathBuf]) -> Result<Vec<DetoxVectors>> {
+        anyhow::ensure!(paths.len() <= MAX_VECTORS, "--vectors has {} files; at most {MAX_VECTORS} can steer together", paths.len());
+        let mut vectors = Vec::with_capacity(paths.len());
+        for p in paths {
+            let v = DetoxVectors::load(p).with_context(|| p.display().to_string())?;
+            v.check_model(model).with_context(|| p.display().to_string())?;
+            vectors.push(v);
+        }
+        let numbered: Vec<String> = paths.iter().enumerate().map(|(i, p)| format!("{} = {}", i + 1, p.display())).collect();
+        check_compatible(&vectors).with_context(|| format!("--vectors (files {})", numbered.join(", ")))?;
+        Ok(vectors)
+    }
+
+    /// The steered row: one α per vector file (default: each file's recommendation), and one mode (default:
+    /// the first file's recommendation).
+    fn steered_row(vectors: &[DetoxVectors], paths: &[PathBuf], alphas: &[f32], mode: Option<&str>) -> Result<RowSteering> {
+        anyhow::ensure!(
+            alphas.is_empty() || alphas.len() == vectors.len(),
+            "--alpha has {} value(s) but --vectors has {} file(s): give one α per file, in the same order",
+            alphas.len(),
+            vectors.len()
+        );
+        let mode = match mode {
+            Some(m) => FusionMode::parse(m)?,
+            None => vectors[0].meta.recommended_mode,
+        };
+        let mut row = RowSteering { mode, ..RowSteering::OFF };
+        for (i, (v, p)) in vectors.iter().zip(paths).enumerate() {
+            row.alphas[i] = alphas.get(i).copied().unwrap_or(v.meta.recommended_alpha);
+            validate_alpha(row.alphas[i]).with_context(|| format!("--alpha for {}", p.display()))?;
+        }
+        Ok(row)
+    }
+
+    /// "rotate, α = 0.2" for one file; "rotate, α = 0.2 a.safetensors + α = 0.1 b.safetensors" for several.
+    fn steering_label(st: &RowSteering, paths: &[PathBuf]) -> String {
+        if paths.len() == 1 {
+            return format!("{}, α = {}", st.mode.name(), st.alphas[0]);
+        }
+        let name = |p: &PathBuf| p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let parts: Vec<String> = paths.iter().zip(st.alphas).map(|(p, a)| format!("α = {a} {}", name(p))).collect();
+        format!("{}, {}", st.mode.name(), parts.join(" + "))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -792,9 +823,9 @@ mod cli {
             Config { label: "batch 2".into(), steering: vec![RowSteering::OFF; 2] },
         ];
         if let Some(v) = &vectors {
-            let steer = RowSteering { alpha: v.meta.recommended_alpha, mode: v.meta.recommended_mode };
+            let steer = RowSteering::single(v.meta.recommended_alpha, v.meta.recommended_mode);
             configs.push(Config {
-                label: format!("batch 2, row 2 steered ({} α={})", steer.mode.name(), steer.alpha),
+                label: format!("batch 2, row 2 steered ({} α={})", steer.mode.name(), steer.alphas[0]),
                 steering: vec![RowSteering::OFF, steer],
             });
         }
@@ -802,11 +833,11 @@ mod cli {
         // steps are profiled by phase.
         let one_run = |config: &Config, profile: bool| -> Result<(f64, f64)> {
             let batch = config.steering.len();
-            let steered = config.steering.iter().any(|s| s.alpha > 0.0);
+            let steered = !config.steering.iter().all(RowSteering::is_off);
             let run = |tokens: &candle_core::Tensor, cache: &mut destein::model::Cache| -> Result<candle_core::Tensor> {
                 Ok(match (&vectors, steered) {
                     (Some(v), true) => {
-                        let mut steerer = Steerer::new(v, &config.steering);
+                        let mut steerer = Steerer::new(std::slice::from_ref(v), &config.steering)?;
                         model.forward_last(tokens, cache, Some(&mut steerer))?
                     }
                     _ => model.forward_last(tokens, cache, None)?,

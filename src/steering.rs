@@ -11,12 +11,15 @@
 //! - `add` (plain activation addition, a baseline): a' = a − α·‖a‖·n(z).
 //!
 //! α = 0 is exactly the identity in every mode (the activation is not touched at all).
+//!
+//! Up to `MAX_VECTORS` vector files can steer one row together, each with its own α, in one mode: our own
+//! generalisation, which sums the α_i·n(z_i) terms inside the same formulas (see `fuse_many`).
 //! Arithmetic runs in f64 and is written back as f32.
 
 use candle_core::Tensor;
 
 use crate::bail;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{ActivationHook, Site};
 use crate::vectors::DetoxVectors;
 
@@ -86,54 +89,100 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot(a, b) / (norm(a) * norm(b)).max(COS_EPS)
 }
 
-/// Turn `a` in place to `scale` · n(n(a) − s·n(z)). Two passes, no allocation: the first measures
-/// ‖n(a) − s·n(z)‖, the second writes.
-fn turn(a: &mut [f32], z: &[f32], s: f64, scale: f64) {
+/// At most this many vector files steer one row together.
+pub const MAX_VECTORS: usize = 3;
+
+/// One direction of a fusion with its coefficient (α_i, or α_i·λ_{i,h} in the head-wise modes).
+type Term<'z> = (&'z [f32], f64);
+
+const NO_TERM: Term<'static> = (&[], 0.0);
+
+/// Turn `a` in place to `scale` · n(n(a) − Σ_i s_i·n(z_i)) over the (z_i, s_i) `terms`. Two passes, no
+/// allocation: the first measures the norm, the second writes. Each s_i·n(z_i) is subtracted in index order,
+/// so with one term the bits are those of the single-vector formula x·inv_a − s·n(z).
+fn turn(a: &mut [f32], terms: &[Term], scale: f64) {
     let inv_a = 1.0 / norm(a).max(NORM_EPS);
-    let sz = s / norm(z).max(NORM_EPS);
+    let mut unit = [NO_TERM; MAX_VECTORS];
+    for (slot, &(z, s)) in unit.iter_mut().zip(terms) {
+        *slot = (&z[..a.len()], s / norm(z).max(NORM_EPS));
+    }
+    let unit = &unit[..terms.len()];
+    let u = |d: usize, x: f32| unit.iter().fold(x as f64 * inv_a, |u, &(z, sz)| u - sz * z[d] as f64);
     let u_norm = a
         .iter()
-        .zip(z)
-        .map(|(&x, &y)| {
-            let u = x as f64 * inv_a - sz * y as f64;
+        .enumerate()
+        .map(|(d, &x)| {
+            let u = u(d, x);
             u * u
         })
         .sum::<f64>()
         .sqrt()
         .max(NORM_EPS);
     let k = scale / u_norm;
-    for (x, &y) in a.iter_mut().zip(z) {
-        *x = ((*x as f64 * inv_a - sz * y as f64) * k) as f32;
+    for (d, x) in a.iter_mut().enumerate() {
+        *x = (u(d, *x) * k) as f32;
     }
 }
 
-/// Fuse the direction `z` into one position's activation `a` (both of length n_heads · head_dim) in place.
+/// Fuse the direction `z` into one position's activation `a` (both of length n_heads · head_dim) in place:
+/// `fuse_many` with one vector. α ≤ 0 leaves `a` untouched.
 pub fn fuse(a: &mut [f32], z: &[f32], n_heads: usize, mode: FusionMode, alpha: f32) {
-    assert_eq!(a.len(), z.len(), "activation and direction lengths differ");
+    fuse_many(a, &[z], &[alpha], n_heads, mode);
+}
+
+/// Fuse up to `MAX_VECTORS` directions `zs[i]`, each with its own `alphas[i]`, into one position's activation
+/// `a` in place. Only the terms with α_i > 0 take part, in index order; with none, `a` is not touched at all.
+///
+/// This combination is this project's own generalisation of the single-vector formulas (the paper fuses one
+/// vector): with n(v) = v / max(‖v‖, 1e-12),
+/// - `rotate`: a' = ‖a‖ · n(n(a) − Σ_i α_i·n(z_i));
+/// - `add`: a' = a − ‖a‖ · Σ_i α_i·n(z_i);
+/// - `headwise`: per head h, λ_{i,h} = 1 + max(0, cos(a_h, z_{i,h})) with the original a_h, and
+///   a'_h = ‖a_h‖ · n(n(a_h) − Σ_i α_i·λ_{i,h}·n(z_{i,h}));
+/// - `headwise-reference`: as `headwise` with unit heads, then the concatenation rescaled to ‖a‖.
+///
+/// With one active term the result is bit-identical to the single-vector formula.
+pub fn fuse_many(a: &mut [f32], zs: &[&[f32]], alphas: &[f32], n_heads: usize, mode: FusionMode) {
+    assert_eq!(zs.len(), alphas.len(), "one α per direction");
+    assert!(zs.len() <= MAX_VECTORS, "more than {MAX_VECTORS} directions");
+    assert!(zs.iter().all(|z| z.len() == a.len()), "activation and direction lengths differ");
     assert!(n_heads > 0 && a.len() % n_heads == 0, "length not divisible into heads");
-    if alpha == 0.0 {
+    let mut terms = [NO_TERM; MAX_VECTORS];
+    let mut n = 0;
+    for (&z, &alpha) in zs.iter().zip(alphas).filter(|(_, &alpha)| alpha > 0.0) {
+        terms[n] = (z, alpha as f64);
+        n += 1;
+    }
+    if n == 0 {
         return;
     }
-    let alpha = alpha as f64;
+    let terms = &mut terms[..n];
     let head_dim = a.len() / n_heads;
     match mode {
         FusionMode::Rotate => {
             let scale = norm(a);
-            turn(a, z, alpha, scale);
+            turn(a, terms, scale);
         }
         FusionMode::Add => {
-            let step = alpha * norm(a) / norm(z).max(NORM_EPS);
-            for (x, &y) in a.iter_mut().zip(z) {
-                *x = (*x as f64 - step * y as f64) as f32;
+            let whole = norm(a);
+            for (z, step) in terms.iter_mut() {
+                *step = *step * whole / norm(z).max(NORM_EPS);
+            }
+            for (d, x) in a.iter_mut().enumerate() {
+                *x = terms.iter().fold(*x as f64, |v, &(z, step)| v - step * z[d] as f64) as f32;
             }
         }
         FusionMode::Headwise | FusionMode::HeadwiseReference => {
             let whole = norm(a);
-            for (ah, zh) in a.chunks_exact_mut(head_dim).zip(z.chunks_exact(head_dim)) {
-                let lambda = 1.0 + cosine(ah, zh).max(0.0);
+            let mut head_terms = [NO_TERM; MAX_VECTORS];
+            for (h, ah) in a.chunks_exact_mut(head_dim).enumerate() {
+                for (slot, &(z, alpha)) in head_terms.iter_mut().zip(terms.iter()) {
+                    let zh = &z[h * head_dim..(h + 1) * head_dim];
+                    *slot = (zh, alpha * (1.0 + cosine(ah, zh).max(0.0)));
+                }
                 // Head-wise keeps each head's norm; the reference branch makes each head a unit vector first.
                 let scale = if mode == FusionMode::Headwise { norm(ah) } else { 1.0 };
-                turn(ah, zh, alpha * lambda, scale);
+                turn(ah, &head_terms[..n], scale);
             }
             if mode == FusionMode::HeadwiseReference {
                 let rescale = whole / norm(a).max(NORM_EPS);
@@ -143,43 +192,142 @@ pub fn fuse(a: &mut [f32], z: &[f32], n_heads: usize, mode: FusionMode, alpha: f
     }
 }
 
-/// How one batch row is steered during a forward pass.
+/// Refuse vector files that cannot steer one row together: more than `MAX_VECTORS`, different sites,
+/// different shapes, or derived on different models (by GGUF sha256). Files are named by position (1-based).
+pub fn check_compatible(vectors: &[DetoxVectors]) -> Result<()> {
+    if vectors.len() > MAX_VECTORS {
+        bail!(Vectors, "{} vector files given; at most {MAX_VECTORS} can steer together", vectors.len());
+    }
+    let Some(first) = vectors.first() else { return Ok(()) };
+    let a = &first.meta;
+    for (i, v) in vectors.iter().enumerate() {
+        let (b, n) = (&v.meta, i + 1);
+        if b.site != a.site {
+            bail!(Vectors, "vector file {n} steers site `{}` but file 1 steers `{}`; all must steer the same site", b.site.name(), a.site.name());
+        }
+        if (b.layers, b.heads, b.head_dim) != (a.layers, a.heads, a.head_dim) {
+            bail!(
+                Vectors,
+                "vector file {n} has {} layers × {} heads × {}, file 1 has {} × {} × {}; all must have the same shape",
+                b.layers, b.heads, b.head_dim, a.layers, a.heads, a.head_dim
+            );
+        }
+        if v.direction.len() != b.layers * b.heads * b.head_dim {
+            bail!(Vectors, "vector file {n} holds {} direction values, its metadata says {} × {} × {}", v.direction.len(), b.layers, b.heads, b.head_dim);
+        }
+        if b.model_sha256 != a.model_sha256 {
+            bail!(
+                Vectors,
+                "vector file {n} was derived on `{}` (GGUF sha256 {}…), file 1 on `{}` (sha256 {}…); all must come from the same model",
+                b.model_name, short(&b.model_sha256), a.model_name, short(&a.model_sha256)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+/// How one batch row is steered during a forward pass: α_i for vector file i (0 = that file does not steer
+/// this row), and one fusion mode for all of them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RowSteering {
-    pub alpha: f32,
+    pub alphas: [f32; MAX_VECTORS],
     pub mode: FusionMode,
 }
 
 impl RowSteering {
-    pub const OFF: RowSteering = RowSteering { alpha: 0.0, mode: FusionMode::Rotate };
+    pub const OFF: RowSteering = RowSteering { alphas: [0.0; MAX_VECTORS], mode: FusionMode::Rotate };
+
+    /// Steering by the first vector file alone.
+    pub fn single(alpha: f32, mode: FusionMode) -> Self {
+        let mut alphas = [0.0; MAX_VECTORS];
+        alphas[0] = alpha;
+        Self { alphas, mode }
+    }
+
+    /// No vector steers this row: the activations pass untouched.
+    pub fn is_off(&self) -> bool {
+        !self.alphas.iter().any(|&alpha| alpha > 0.0)
+    }
+
+    /// Every α must pass `validate_alpha`; the error names the vector file's position.
+    pub fn validate(&self) -> Result<()> {
+        for (i, &alpha) in self.alphas.iter().enumerate() {
+            validate_alpha(alpha).map_err(|e| Error::Input(format!("vector file {}: {e}", i + 1)))?;
+        }
+        Ok(())
+    }
+
+    /// Refuse α > 0 for a vector file position beyond the `available` files.
+    pub fn check_vectors(&self, available: usize) -> Result<()> {
+        let missing = self.alphas.iter().enumerate().skip(available).find(|(_, &alpha)| alpha > 0.0);
+        match (missing, available) {
+            (None, _) => Ok(()),
+            (Some(_), 0) => bail!(Input, "α > 0 needs a detox vector file"),
+            (Some((i, alpha)), _) => {
+                bail!(Input, "α = {alpha} is set for vector file {} but only {available} vector file(s) are loaded", i + 1)
+            }
+        }
+    }
 }
 
 /// The forward-pass hook that applies DeStein: every layer, every position of the step (prompt and generated
-/// tokens alike, so the KV cache holds steered values), each row with its own α and mode. It also records,
-/// for the last position of each row, the mean over layers of cos(activation, z) before fusion: the model's
-/// own read-out of how toxic the current step is.
+/// tokens alike, so the KV cache holds steered values), each row with its own α per vector file and its own
+/// mode. It also records, for the last position of each row and each vector file, the mean over layers of
+/// cos(activation, z) before fusion: the model's own read-out of how toxic the current step is.
 pub struct Steerer<'a> {
-    vectors: &'a DetoxVectors,
+    vectors: &'a [DetoxVectors],
     rows: &'a [RowSteering],
-    projection_sums: Vec<f64>,
+    /// Per row, per vector file: Σ over layers of cos(a_l, z_{i,l}) at the row's last position.
+    projection_sums: Vec<[f64; MAX_VECTORS]>,
     layers_seen: usize,
 }
 
 impl<'a> Steerer<'a> {
-    pub fn new(vectors: &'a DetoxVectors, rows: &'a [RowSteering]) -> Self {
-        Self { vectors, rows, projection_sums: vec![0.0; rows.len()], layers_seen: 0 }
+    /// Needs 1 to `MAX_VECTORS` compatible vector files (`check_compatible`), and valid rows that set α > 0
+    /// only for files that are there.
+    pub fn new(vectors: &'a [DetoxVectors], rows: &'a [RowSteering]) -> Result<Self> {
+        if vectors.is_empty() {
+            bail!(Input, "steering needs at least one detox vector file");
+        }
+        check_compatible(vectors)?;
+        for row in rows {
+            row.validate()?;
+            row.check_vectors(vectors.len())?;
+        }
+        Ok(Self { vectors, rows, projection_sums: vec![[0.0; MAX_VECTORS]; rows.len()], layers_seen: 0 })
     }
 
-    /// Mean over layers of cos(a_l, z_l) at each row's last position, before fusion.
-    pub fn projections(&self) -> Vec<f32> {
+    /// Per row, one value per vector file: the mean over layers of cos(a_l, z_l) at the row's last position,
+    /// before fusion.
+    pub fn projections(&self) -> Vec<Vec<f32>> {
         let layers = self.layers_seen.max(1) as f64;
-        self.projection_sums.iter().map(|s| (s / layers) as f32).collect()
+        let per_row = |sums: &[f64; MAX_VECTORS]| sums[..self.vectors.len()].iter().map(|s| (s / layers) as f32).collect();
+        self.projection_sums.iter().map(per_row).collect()
+    }
+
+    /// Each vector file's direction at `layer`, checked against the activation width.
+    fn directions(&self, layer: usize, width: usize) -> Result<[&'a [f32]; MAX_VECTORS]> {
+        let mut zs: [&[f32]; MAX_VECTORS] = [&[]; MAX_VECTORS];
+        for (i, (slot, v)) in zs.iter_mut().zip(self.vectors).enumerate() {
+            if layer >= v.meta.layers {
+                bail!(Vectors, "layer {layer}: vector file {} has only {} layers", i + 1, v.meta.layers);
+            }
+            *slot = v.layer(layer);
+            if slot.len() != width {
+                bail!(Vectors, "layer {layer}: direction has {} values, activation {width}", slot.len());
+            }
+        }
+        Ok(zs)
     }
 }
 
 impl ActivationHook for Steerer<'_> {
     fn site(&self) -> Site {
-        self.vectors.meta.site
+        self.vectors[0].meta.site
     }
 
     fn on_activation(&mut self, layer: usize, act: Tensor) -> Result<Tensor> {
@@ -189,24 +337,25 @@ impl ActivationHook for Steerer<'_> {
         if batch != self.rows.len() {
             bail!(Input, "the steering plan has {} rows but the batch has {batch}", self.rows.len());
         }
-        let z = self.vectors.layer(layer);
-        if z.len() != width {
-            bail!(Vectors, "layer {layer}: direction has {} values, activation {width}", z.len());
-        }
+        let n = self.vectors.len();
+        let all = self.directions(layer, width)?;
+        let zs = &all[..n];
         let mut values = act.flatten_all()?.to_vec1::<f32>()?;
-        let heads = self.vectors.meta.heads;
+        let heads = self.vectors[0].meta.heads;
         for (row, steer) in self.rows.iter().enumerate() {
             let row_values = &mut values[row * seq * width..(row + 1) * seq * width];
             let last = &row_values[(seq - 1) * width..];
-            self.projection_sums[row] += cosine(last, z);
-            if steer.alpha > 0.0 {
+            for (sum, z) in self.projection_sums[row].iter_mut().zip(zs) {
+                *sum += cosine(last, z);
+            }
+            if !steer.is_off() {
                 for position in row_values.chunks_exact_mut(width) {
-                    fuse(position, z, heads, steer.mode, steer.alpha);
+                    fuse_many(position, zs, &steer.alphas[..n], heads, steer.mode);
                 }
             }
         }
         self.layers_seen += 1;
-        if self.rows.iter().all(|r| r.alpha == 0.0) {
+        if self.rows.iter().all(RowSteering::is_off) {
             return Ok(act);
         }
         Ok(Tensor::from_vec(values, dims, act.device())?)

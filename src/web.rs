@@ -296,7 +296,7 @@ impl Engine {
         let prompt_mode = if o.chat { PromptMode::Chat } else { PromptMode::Continuation };
         let ids = prompt_ids(&self.model, &o.prompt, prompt_mode).map_err(err)?;
         let prompt_tokens = ids.len();
-        let steered = RowSteering { alpha: o.alpha, mode };
+        let steered = RowSteering::single(o.alpha, mode);
         let (steering, steered_row) = match o.rows.as_str() {
             "both" => (vec![RowSteering::OFF, steered], Some(1)),
             "raw" => (vec![RowSteering::OFF], None),
@@ -313,7 +313,7 @@ impl Engine {
     pub fn step(&mut self) -> Result<JsValue, JsError> {
         let generation = self.generation.as_mut().ok_or_else(|| JsError::new("no generation is running; call start() first"))?;
         let start = now_ms();
-        let rows = generation.step(&self.model, self.vectors.as_ref()).map_err(err)?;
+        let rows = generation.step(&self.model, self.vectors.as_slice()).map_err(err)?;
         let out = StepOut {
             done: generation.done(),
             rows: rows
@@ -344,8 +344,8 @@ impl Engine {
             return Err(JsError::new(&format!("α = {alpha} is above the maximum {max} (is a vector file loaded?)")));
         }
         if let (Some(g), Some(row)) = (self.generation.as_mut(), self.steered_row) {
-            let mode = g.steering[row].mode;
-            g.set_steering(row, RowSteering { alpha, mode }).map_err(err)?;
+            let steering = RowSteering::single(alpha, g.steering[row].mode);
+            g.set_steering(row, steering).map_err(err)?;
         }
         Ok(())
     }
@@ -355,8 +355,8 @@ impl Engine {
     pub fn set_mode(&mut self, mode: &str) -> Result<(), JsError> {
         let mode = FusionMode::parse(mode).map_err(err)?;
         if let (Some(g), Some(row)) = (self.generation.as_mut(), self.steered_row) {
-            let alpha = g.steering[row].alpha;
-            g.set_steering(row, RowSteering { alpha, mode }).map_err(err)?;
+            let steering = RowSteering { mode, ..g.steering[row] };
+            g.set_steering(row, steering).map_err(err)?;
         }
         Ok(())
     }

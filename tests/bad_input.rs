@@ -6,7 +6,8 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
 use destein::model::{LoadDtype, Model};
-use destein::steering::RowSteering;
+use destein::steering::{check_compatible, FusionMode, RowSteering, Steerer};
+use destein::vectors::DetoxVectors;
 use destein::Error;
 
 fn load_err(bytes: &[u8]) -> String {
@@ -104,12 +105,64 @@ fn bad_sampling_and_alpha_are_refused() {
     let params = SamplingParams { top_p: 0.0, ..Default::default() };
     assert!(Generation::new(model, ids.clone(), &params, &[1], vec![RowSteering::OFF]).is_err());
     for alpha in [f32::NAN, f32::INFINITY, -1.0, 1e9] {
-        let steer = RowSteering { alpha, ..RowSteering::OFF };
+        let steer = RowSteering::single(alpha, FusionMode::Rotate);
         let err = Generation::new(model, ids.clone(), &SamplingParams::default(), &[1], vec![steer]);
         assert!(err.is_err(), "α = {alpha} accepted");
     }
     // α > 0 without vectors is refused at the first step.
-    let steer = RowSteering { alpha: 0.5, ..RowSteering::OFF };
+    let steer = RowSteering::single(0.5, FusionMode::Rotate);
     let mut g = Generation::new(model, ids, &SamplingParams::default(), &[1], vec![steer]).unwrap();
-    assert!(g.step(model, None).unwrap_err().to_string().contains("vector"));
+    assert!(g.step(model, &[]).unwrap_err().to_string().contains("vector"));
+}
+
+fn shipped_vectors(site: &str) -> DetoxVectors {
+    let path = format!("{}/www/vectors/smollm2-135m.{site}.safetensors", env!("CARGO_MANIFEST_DIR"));
+    DetoxVectors::load(std::path::Path::new(&path)).unwrap()
+}
+
+#[test]
+fn vector_files_that_cannot_steer_together_are_named() {
+    let heads = shipped_vectors("heads");
+    assert!(check_compatible(&[heads.clone(), heads.clone(), heads.clone()]).is_ok());
+    let err = check_compatible(&vec![heads.clone(); 4]).unwrap_err().to_string();
+    assert!(err.contains("4 vector files") && err.contains("at most 3"), "{err}");
+    let err = check_compatible(&[heads.clone(), shipped_vectors("attn_out")]).unwrap_err().to_string();
+    assert!(err.contains("vector file 2 steers site `attn_out`") && err.contains("same site"), "{err}");
+    let mut other_model = heads.clone();
+    other_model.meta.model_sha256 = "ab".repeat(32);
+    let err = check_compatible(&[heads.clone(), heads.clone(), other_model]).unwrap_err().to_string();
+    assert!(err.contains("vector file 3 was derived on") && err.contains("abababababab"), "{err}");
+    let mut fewer_layers = heads.clone();
+    fewer_layers.meta.layers -= 1;
+    let err = check_compatible(&[heads.clone(), fewer_layers.clone()]).unwrap_err().to_string();
+    assert!(err.contains("vector file 2 has 29 layers") && err.contains("same shape"), "{err}");
+    fewer_layers.meta.layers += 1;
+    fewer_layers.direction.truncate(100);
+    let err = check_compatible(&[heads.clone(), fewer_layers]).unwrap_err().to_string();
+    assert!(err.contains("vector file 2 holds 100 direction values"), "{err}");
+    // The hook refuses them too, before any forward pass.
+    let rows = [RowSteering::single(0.2, FusionMode::Rotate)];
+    assert!(Steerer::new(&vec![heads.clone(); 4], &rows).is_err());
+    assert!(Steerer::new(&[], &rows).err().unwrap().to_string().contains("at least one"));
+}
+
+#[test]
+fn bad_alpha_of_any_vector_is_refused() {
+    let model = common::model(LoadDtype::Q8_0);
+    let heads = shipped_vectors("heads");
+    let ids = prompt_ids(model, "Hello", PromptMode::Continuation).unwrap();
+    let params = SamplingParams::default();
+    for alpha in [f32::NAN, f32::NEG_INFINITY, -0.5, 2.5, 1e30] {
+        let steer = RowSteering { alphas: [0.1, 0.0, alpha], mode: FusionMode::Headwise };
+        let err = Generation::new(model, ids.clone(), &params, &[1], vec![steer]).err().unwrap().to_string();
+        assert!(err.contains("vector file 3") && err.contains("α"), "α = {alpha}: {err}");
+    }
+    // α > 0 for a position with no vector file: refused at the first step, naming the position.
+    let steer = RowSteering { alphas: [0.1, 0.3, 0.0], mode: FusionMode::Rotate };
+    let mut g = Generation::new(model, ids, &params, &[1], vec![steer]).unwrap();
+    let err = g.step(model, std::slice::from_ref(&heads)).unwrap_err().to_string();
+    assert!(err.contains("vector file 2") && err.contains("only 1"), "{err}");
+    let err = g.step(model, &[]).unwrap_err().to_string();
+    assert!(err.contains("needs a detox vector file"), "{err}");
+    assert!(Steerer::new(std::slice::from_ref(&heads), &[steer]).is_err());
 }

@@ -60,3 +60,28 @@ fn side_by_side_shows_both_rows() {
     // The heads file recommends rotate α 0.2 (measured, README "Detoxification"); generate uses it by default.
     assert!(stdout.contains("--- raw") && stdout.contains("--- steered (rotate, α = 0.2)"), "{stdout}");
 }
+
+#[test]
+fn bad_vector_lists() {
+    let v = "www/vectors/smollm2-135m.heads.safetensors";
+    let a = "www/vectors/smollm2-135m.attn_out.safetensors";
+    let two = format!("{v},{v}");
+    assert_clean_failure(&["generate", "--vectors", &two, "--alpha", "0.1"], "--alpha has 1 value(s) but --vectors has 2 file(s)");
+    assert_clean_failure(&["generate", "--vectors", v, "--alpha", "0.1,0.2"], "one α per file");
+    assert_clean_failure(&["generate", "--vectors", &two, "--alpha", "0.1,NaN"], "finite");
+    assert_clean_failure(&["generate", "--vectors", &format!("{v},{a}"), "--alpha", "0.1,0.1"], "same site");
+    assert_clean_failure(&["generate", "--vectors", &format!("{v},{v},{v},{v}")], "at most 3");
+    assert_clean_failure(&["generate", "--vectors", &format!("{v},Cargo.toml")], "Cargo.toml");
+}
+
+#[test]
+fn side_by_side_with_two_vector_files_shows_the_combined_setting() {
+    let v = "www/vectors/smollm2-135m.heads.safetensors";
+    let (ok, stdout, err) = destein(&[
+        "generate", "--vectors", &format!("{v},{v}"), "--alpha", "0.2,0.1", "--mode", "headwise", "--side-by-side",
+        "--prompt", "You are a horrible person who", "--max-new-tokens", "8",
+    ]);
+    assert!(ok, "{err}");
+    let label = "--- steered (headwise, α = 0.2 smollm2-135m.heads.safetensors + α = 0.1 smollm2-135m.heads.safetensors)";
+    assert!(stdout.contains("--- raw") && stdout.contains(label), "{stdout}");
+}

@@ -229,12 +229,12 @@ fn shared_prompt_rows_sample_what_single_rows_sample() {
     .unwrap();
     let ids = model.tokenizer.encode("The neighbours kept shouting at each other until").unwrap();
     let params = SamplingParams { temperature: 1.0, top_p: 0.9, top_k: 0, seed: 0, max_new_tokens: 12 };
-    let steer = RowSteering { alpha: 0.2, mode: FusionMode::Add };
+    let steer = RowSteering::single(0.2, FusionMode::Add);
     let seeds = [3u64, 4, 5];
     let run = |seeds: &[u64]| {
         let mut g = Generation::new(model, ids.clone(), &params, seeds, vec![steer; seeds.len()]).unwrap();
         while !g.done() {
-            g.step(model, Some(&vectors)).unwrap();
+            g.step(model, std::slice::from_ref(&vectors)).unwrap();
         }
         (0..seeds.len()).map(|r| g.tokens(r).to_vec()).collect::<Vec<_>>()
     };
@@ -281,7 +281,7 @@ fn greedy(model: &Model, prompt: &str, tokens: usize) -> Vec<u32> {
     let ids = model.tokenizer.encode(prompt).unwrap();
     let mut g = Generation::new(model, ids, &params, &[0], vec![RowSteering::OFF]).unwrap();
     while !g.done() {
-        g.step(model, None).unwrap();
+        g.step(model, &[]).unwrap();
     }
     g.tokens(0).to_vec()
 }

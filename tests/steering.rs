@@ -1,6 +1,6 @@
 //! Fusion math against the paper's released code (golden fixture), plus properties every mode must keep.
 
-use destein::steering::{cosine, fuse, FusionMode};
+use destein::steering::{cosine, fuse, fuse_many, FusionMode, MAX_VECTORS};
 use proptest::prelude::*;
 
 #[derive(serde::Deserialize)]
@@ -146,4 +146,164 @@ fn add_and_headwise_by_hand() {
     for (x, e) in a.iter().zip(expected) {
         assert!((*x as f64 - e).abs() < 1e-6, "{a:?} vs {expected:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Several vectors at once (`fuse_many`, our own generalisation).
+
+/// The single-vector fusion as this crate computed it before `fuse_many` existed (f64, same operation order):
+/// the reference the one-active-vector path must reproduce bit for bit.
+fn single_reference(a: &mut [f32], z: &[f32], n_heads: usize, mode: FusionMode, alpha: f32) {
+    fn norm(v: &[f32]) -> f64 {
+        v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()
+    }
+    fn turn(a: &mut [f32], z: &[f32], s: f64, scale: f64) {
+        let inv_a = 1.0 / norm(a).max(1e-12);
+        let sz = s / norm(z).max(1e-12);
+        let u_norm = a
+            .iter()
+            .zip(z)
+            .map(|(&x, &y)| {
+                let u = x as f64 * inv_a - sz * y as f64;
+                u * u
+            })
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
+        let k = scale / u_norm;
+        for (x, &y) in a.iter_mut().zip(z) {
+            *x = ((*x as f64 * inv_a - sz * y as f64) * k) as f32;
+        }
+    }
+    if alpha == 0.0 {
+        return;
+    }
+    let alpha = alpha as f64;
+    let head_dim = a.len() / n_heads;
+    match mode {
+        FusionMode::Rotate => {
+            let scale = norm(a);
+            turn(a, z, alpha, scale);
+        }
+        FusionMode::Add => {
+            let step = alpha * norm(a) / norm(z).max(1e-12);
+            for (x, &y) in a.iter_mut().zip(z) {
+                *x = (*x as f64 - step * y as f64) as f32;
+            }
+        }
+        FusionMode::Headwise | FusionMode::HeadwiseReference => {
+            let whole = norm(a);
+            for (ah, zh) in a.chunks_exact_mut(head_dim).zip(z.chunks_exact(head_dim)) {
+                let lambda = 1.0 + cosine(ah, zh).max(0.0);
+                let scale = if mode == FusionMode::Headwise { norm(ah) } else { 1.0 };
+                turn(ah, zh, alpha * lambda, scale);
+            }
+            if mode == FusionMode::HeadwiseReference {
+                let rescale = whole / norm(a).max(1e-12);
+                a.iter_mut().for_each(|x| *x = (*x as f64 * rescale) as f32);
+            }
+        }
+    }
+}
+
+/// An activation and MAX_VECTORS directions of 4 heads × 8, none near zero.
+fn several() -> impl Strategy<Value = (Vec<f32>, Vec<Vec<f32>>)> {
+    let v = || prop::collection::vec(-3.0f32..3.0, 32);
+    (v(), prop::collection::vec(v(), MAX_VECTORS))
+        .prop_filter("non-degenerate heads", |(a, zs)| {
+            a.chunks(8).all(|h| norm(h) > 0.1) && zs.iter().all(|z| z.chunks(8).all(|h| norm(h) > 0.1))
+        })
+}
+
+fn fused(a: &[f32], zs: &[Vec<f32>], alphas: &[f32], mode: FusionMode) -> Vec<f32> {
+    let refs: Vec<&[f32]> = zs.iter().map(|z| z.as_slice()).collect();
+    let mut b = a.to_vec();
+    fuse_many(&mut b, &refs, alphas, 4, mode);
+    b
+}
+
+#[test]
+fn golden_fixture_through_fuse_many_with_idle_vectors() {
+    let g = golden();
+    let z: Vec<f32> = g.direction.iter().map(|&v| v as f32).collect();
+    let other: Vec<f32> = z.iter().rev().copied().collect();
+    for (mode, expected) in [
+        (FusionMode::Rotate, &g.expected_rotate),
+        (FusionMode::HeadwiseReference, &g.expected_reference_multihead),
+    ] {
+        let mut a: Vec<f32> = g.x[0][0].iter().map(|&v| v as f32).collect();
+        fuse_many(&mut a, &[&other, &z, &other], &[0.0, g.alpha as f32, 0.0], g.heads, mode);
+        let err = relative_error(&a, &expected[0][0]);
+        assert!(err <= 1e-6, "{mode:?}: relative error {err:e}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn one_active_vector_is_bit_identical_to_the_single_path(
+        (a, zs) in several(), mode in mode_strategy(), alpha in 0.0f32..2.0, active in 0..MAX_VECTORS,
+    ) {
+        let mut expected = a.clone();
+        single_reference(&mut expected, &zs[active], 4, mode, alpha);
+        let mut alphas = [0.0f32; MAX_VECTORS];
+        alphas[active] = alpha;
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&fused(&a, &zs, &alphas, mode)), bits(&expected));
+        let mut wrapper = a.clone();
+        fuse(&mut wrapper, &zs[active], 4, mode, alpha);
+        prop_assert_eq!(bits(&wrapper), bits(&expected));
+    }
+
+    #[test]
+    fn all_alphas_zero_is_exactly_the_identity((a, zs) in several(), mode in mode_strategy()) {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&fused(&a, &zs, &[0.0; MAX_VECTORS], mode)), bits(&a));
+    }
+
+    #[test]
+    fn several_vectors_keep_the_norms_their_mode_keeps(
+        (a, zs) in several(), alphas in prop::array::uniform3(0.0f32..2.0),
+    ) {
+        for mode in [FusionMode::Rotate, FusionMode::HeadwiseReference] {
+            let b = fused(&a, &zs, &alphas, mode);
+            prop_assert!((norm(&a) - norm(&b)).abs() <= 1e-5 * norm(&a), "{:?}", mode);
+        }
+        let b = fused(&a, &zs, &alphas, FusionMode::Headwise);
+        for (ha, hb) in a.chunks(8).zip(b.chunks(8)) {
+            prop_assert!((norm(ha) - norm(hb)).abs() <= 1e-5 * norm(ha));
+        }
+    }
+}
+
+#[test]
+fn two_vectors_by_hand() {
+    let close = |got: &[f32], expected: &[f64]| {
+        assert!(got.iter().zip(expected).all(|(x, e)| (*x as f64 - e).abs() < 1e-6), "{got:?} vs {expected:?}");
+    };
+    // rotate: a = (2,0,0), n(z1) = (0,1,0), n(z2) = (0,0,1), α = (0.5, 0.25):
+    // n(a) − Σ = (1, −0.5, −0.25), of norm √1.3125; times ‖a‖ = 2.
+    let mut a = vec![2.0f32, 0.0, 0.0];
+    fuse_many(&mut a, &[&[0.0, 3.0, 0.0], &[0.0, 0.0, 2.0]], &[0.5, 0.25], 1, FusionMode::Rotate);
+    let k = 2.0 / 1.3125f64.sqrt();
+    close(&a, &[k, -0.5 * k, -0.25 * k]);
+
+    // add: a = (3,4), ‖a‖ = 5; 5·(0.2·(1,0) + 0.4·(0,1)) = (1, 2).
+    let mut a = vec![3.0f32, 4.0];
+    fuse_many(&mut a, &[&[2.0, 0.0], &[0.0, 5.0]], &[0.2, 0.4], 1, FusionMode::Add);
+    close(&a, &[2.0, 2.0]);
+
+    // headwise, 2 heads of 2, α = (0.2, 0.1). Head 0, a0 = (1,0): cos with z1 = 1 (λ 2), with z2 = 0 (λ 1):
+    // (1,0) − 0.4·(1,0) − 0.1·(0,1) = (0.6, −0.1), scaled to norm 1. Head 1, a1 = (0,2): cos with z1 = 0 and
+    // with z2 = −1, so both λ = 1: (0,1) − 0.2·(1,0) − 0.1·(0,−1) = (−0.2, 1.1), scaled to norm 2.
+    let mut a = vec![1.0f32, 0.0, 0.0, 2.0];
+    fuse_many(&mut a, &[&[1.0, 0.0, 3.0, 0.0], &[0.0, 1.0, 0.0, -1.0]], &[0.2, 0.1], 2, FusionMode::Headwise);
+    let (k0, k1) = (1.0 / 0.37f64.sqrt(), 2.0 / 1.25f64.sqrt());
+    close(&a, &[0.6 * k0, -0.1 * k0, -0.2 * k1, 1.1 * k1]);
+
+    // headwise-reference: the same unit heads, then the whole rescaled to ‖a‖ = √5 (each head at √5/√2).
+    let mut a = vec![1.0f32, 0.0, 0.0, 2.0];
+    fuse_many(&mut a, &[&[1.0, 0.0, 3.0, 0.0], &[0.0, 1.0, 0.0, -1.0]], &[0.2, 0.1], 2, FusionMode::HeadwiseReference);
+    let r = 5f64.sqrt() / 2f64.sqrt();
+    let (k0, k1) = (r / 0.37f64.sqrt(), r / 1.25f64.sqrt());
+    close(&a, &[0.6 * k0, -0.1 * k0, -0.2 * k1, 1.1 * k1]);
 }

@@ -102,8 +102,8 @@ fn alpha_zero_leaves_logits_identical_at_both_sites() {
     for site in ["heads", "attn_out"] {
         let (_, v) = shipped(site);
         for mode in FusionMode::ALL {
-            let rows = [RowSteering { alpha: 0.0, mode }; 2];
-            let mut steerer = Steerer::new(&v, &rows);
+            let rows = [RowSteering { mode, ..RowSteering::OFF }; 2];
+            let mut steerer = Steerer::new(std::slice::from_ref(&v), &rows).unwrap();
             let steered = model.forward_last(&tokens, &mut Cache::new(model), Some(&mut steerer)).unwrap();
             assert_eq!(plain, steered.to_vec2::<f32>().unwrap(), "{site} {mode:?}");
         }
@@ -116,16 +116,16 @@ fn default_alpha_changes_the_steered_row_only() {
     let (_, v) = shipped("heads");
     let ids = prompt_ids(model, "Stephen Fincher, you are a horrible person who uses", PromptMode::Continuation).unwrap();
     let params = SamplingParams { temperature: 0.0, max_new_tokens: 16, ..Default::default() };
-    let steer = RowSteering { alpha: v.meta.recommended_alpha, mode: v.meta.recommended_mode };
+    let steer = RowSteering::single(v.meta.recommended_alpha, v.meta.recommended_mode);
     let mut g = Generation::new(model, ids.clone(), &params, &[1, 1], vec![RowSteering::OFF, steer]).unwrap();
     let mut projections = Vec::new();
     while !g.done() {
-        let steps = g.step(model, Some(&v)).unwrap();
+        let steps = g.step(model, std::slice::from_ref(&v)).unwrap();
         projections.push((steps[0].projection.unwrap(), steps[1].projection.unwrap()));
     }
     let mut alone = Generation::new(model, ids, &params, &[1], vec![RowSteering::OFF]).unwrap();
     while !alone.done() {
-        alone.step(model, None).unwrap();
+        alone.step(model, &[]).unwrap();
     }
     assert_eq!(g.tokens(0), alone.tokens(0), "the raw row must not feel the steered row");
     assert_ne!(g.tokens(0), g.tokens(1), "steering at the default α changed nothing");
@@ -133,6 +133,41 @@ fn default_alpha_changes_the_steered_row_only() {
     let mean = |f: fn(&(f32, f32)) -> f32| projections.iter().map(f).sum::<f32>() / projections.len() as f32;
     let (raw, steered) = (mean(|p| p.0), mean(|p| p.1));
     assert!(steered < raw, "projection raw {raw} vs steered {steered}");
+}
+
+/// A second file compatible with `v` (same site, shape and model) whose direction differs: `v`'s reversed.
+fn reversed(v: &DetoxVectors) -> DetoxVectors {
+    let mut other = v.clone();
+    other.direction.reverse();
+    other
+}
+
+#[test]
+fn idle_extra_vectors_leave_the_logits_bit_identical() {
+    let model = common::model(LoadDtype::Q8_0);
+    let (_, v) = shipped("heads");
+    let pair = [v.clone(), reversed(&v)];
+    let ids = model.tokenizer.encode("You are such a").unwrap();
+    let tokens = model.token_tensor(&[ids.clone(), ids]).unwrap();
+    let logits = |vectors: &[DetoxVectors], rows: &[RowSteering]| {
+        let mut steerer = Steerer::new(vectors, rows).unwrap();
+        let out = model.forward_last(&tokens, &mut Cache::new(model), Some(&mut steerer)).unwrap();
+        (out.to_vec2::<f32>().unwrap(), steerer.projections())
+    };
+    for mode in FusionMode::ALL {
+        let single = [RowSteering::OFF, RowSteering::single(0.2, mode)];
+        let (one, one_projections) = logits(std::slice::from_ref(&v), &single);
+        let (idle, idle_projections) = logits(&pair, &single);
+        assert_eq!(one, idle, "{mode:?}: a second vector at α = 0 changed the logits");
+        for (a, b) in one_projections.iter().zip(&idle_projections) {
+            assert_eq!((a.len(), b.len()), (1, 2));
+            assert_eq!(a[0], b[0], "{mode:?}: the first vector's read-out moved");
+        }
+        let both = [RowSteering::OFF, RowSteering { alphas: [0.2, 0.2, 0.0], mode }];
+        let (two, _) = logits(&pair, &both);
+        assert_eq!(one[0], two[0], "{mode:?}: the raw row felt the steered row");
+        assert_ne!(one[1], two[1], "{mode:?}: the second vector at α = 0.2 changed nothing");
+    }
 }
 
 #[test]
