@@ -97,30 +97,49 @@ type Term<'z> = (&'z [f32], f64);
 
 const NO_TERM: Term<'static> = (&[], 0.0);
 
-/// Turn `a` in place to `scale` · n(n(a) − Σ_i s_i·n(z_i)) over the (z_i, s_i) `terms`. Two passes, no
-/// allocation: the first measures the norm, the second writes. Each s_i·n(z_i) is subtracted in index order,
-/// so with one term the bits are those of the single-vector formula x·inv_a − s·n(z).
-fn turn(a: &mut [f32], terms: &[Term], scale: f64) {
-    let inv_a = 1.0 / norm(a).max(NORM_EPS);
-    let mut unit = [NO_TERM; MAX_VECTORS];
-    for (slot, &(z, s)) in unit.iter_mut().zip(terms) {
-        *slot = (&z[..a.len()], s / norm(z).max(NORM_EPS));
+/// What `apply` does with the combined values u_d = x_d·inv_a − Σ_i c_i·z_i[d].
+#[derive(Clone, Copy)]
+enum Apply {
+    /// Turn: a ← `scale` · n(u), with inv_a = 1/‖a‖ and c_i = s_i/‖z_i‖ (the caller's s_i).
+    Turn(f64),
+    /// Subtract: a ← u, with inv_a = 1 and c_i as given (`add` mode).
+    Subtract,
+}
+
+// `apply` has one arm per number of terms, so the loops are compiled for a fixed count.
+const _: () = assert!(MAX_VECTORS == 3, "apply() needs an arm per term count");
+
+/// Apply 1 to `MAX_VECTORS` terms to `a` in place, without allocation. Always inlined: the head-wise modes
+/// call it once per head, and the dispatch must cost no more than the single-vector code did.
+#[inline(always)]
+fn apply(a: &mut [f32], terms: &[Term], how: Apply) {
+    match *terms {
+        [t0] => apply_n(a, [t0], how),
+        [t0, t1] => apply_n(a, [t0, t1], how),
+        [t0, t1, t2] => apply_n(a, [t0, t1, t2], how),
+        _ => unreachable!("fuse_many passes 1 to MAX_VECTORS terms"),
     }
-    let unit = &unit[..terms.len()];
-    let u = |d: usize, x: f32| unit.iter().fold(x as f64 * inv_a, |u, &(z, sz)| u - sz * z[d] as f64);
-    let u_norm = a
-        .iter()
-        .enumerate()
-        .map(|(d, &x)| {
-            let u = u(d, x);
-            u * u
-        })
-        .sum::<f64>()
-        .sqrt()
-        .max(NORM_EPS);
-    let k = scale / u_norm;
+}
+
+/// `apply` for exactly N terms. Each c_i·z_i[d] is subtracted in index order, so with one term the f64
+/// operations are those of the single-vector formulas (x·inv_a − c·y; for `add`, x·1 = x exactly).
+fn apply_n<const N: usize>(a: &mut [f32], terms: [Term; N], how: Apply) {
+    let len = a.len();
+    let (inv_a, terms) = match how {
+        Apply::Turn(_) => (1.0 / norm(a).max(NORM_EPS), terms.map(|(z, s)| (&z[..len], s / norm(z).max(NORM_EPS)))),
+        Apply::Subtract => (1.0, terms.map(|(z, c)| (&z[..len], c))),
+    };
+    let u = |d: usize, x: f32| terms.iter().fold(x as f64 * inv_a, |u, &(z, c)| u - c * z[d] as f64);
+    let k = match how {
+        Apply::Turn(scale) => {
+            let u_norm = a.iter().enumerate().map(|(d, &x)| u(d, x) * u(d, x)).sum::<f64>().sqrt();
+            scale / u_norm.max(NORM_EPS)
+        }
+        Apply::Subtract => 1.0,
+    };
     for (d, x) in a.iter_mut().enumerate() {
-        *x = (u(d, *x) * k) as f32;
+        let u = u(d, *x);
+        *x = if let Apply::Turn(_) = how { u * k } else { u } as f32;
     }
 }
 
@@ -161,16 +180,14 @@ pub fn fuse_many(a: &mut [f32], zs: &[&[f32]], alphas: &[f32], n_heads: usize, m
     match mode {
         FusionMode::Rotate => {
             let scale = norm(a);
-            turn(a, terms, scale);
+            apply(a, terms, Apply::Turn(scale));
         }
         FusionMode::Add => {
             let whole = norm(a);
             for (z, step) in terms.iter_mut() {
                 *step = *step * whole / norm(z).max(NORM_EPS);
             }
-            for (d, x) in a.iter_mut().enumerate() {
-                *x = terms.iter().fold(*x as f64, |v, &(z, step)| v - step * z[d] as f64) as f32;
-            }
+            apply(a, terms, Apply::Subtract);
         }
         FusionMode::Headwise | FusionMode::HeadwiseReference => {
             let whole = norm(a);
@@ -182,7 +199,7 @@ pub fn fuse_many(a: &mut [f32], zs: &[&[f32]], alphas: &[f32], n_heads: usize, m
                 }
                 // Head-wise keeps each head's norm; the reference branch makes each head a unit vector first.
                 let scale = if mode == FusionMode::Headwise { norm(ah) } else { 1.0 };
-                turn(ah, &head_terms[..n], scale);
+                apply(ah, &head_terms[..n], Apply::Turn(scale));
             }
             if mode == FusionMode::HeadwiseReference {
                 let rescale = whole / norm(a).max(NORM_EPS);
