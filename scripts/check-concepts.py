@@ -10,6 +10,7 @@ import json
 import re
 import sys
 from collections import Counter
+from statistics import mean, median
 from pathlib import Path
 
 MIN_PAIRS = 40
@@ -40,7 +41,7 @@ class Problem(Exception):
 
 
 def words(text):
-    return re.findall(r"[a-z']+", text.lower())
+    return re.findall(r"[a-z]+", text.lower())
 
 
 def read_jsonl(path):
@@ -209,10 +210,10 @@ def print_stats(pair_files, folder):
         print("| category | pairs |\n|---|---:|")
         for category, count in Counter(c for *_, c in pairs).items():
             print(f"| `{category}` | {count} |")
-        print(f"away side {min(away)}-{max(away)} words (mean {sum(away) / len(away):.1f}), "
-              f"toward side {min(toward)}-{max(toward)} words (mean {sum(toward) / len(toward):.1f}); "
+        print(f"away side {min(away)}-{max(away)} words (mean {mean(away):.1f}), "
+              f"toward side {min(toward)}-{max(toward)} words (mean {mean(toward):.1f}); "
               f"toward/away word ratio {ratios[0]:.2f}-{ratios[-1]:.2f} "
-              f"(mean {sum(ratios) / len(ratios):.2f}, median {ratios[len(ratios) // 2]:.2f})")
+              f"(mean {mean(ratios):.2f}, median {median(ratios):.2f})")
 
 
 def main(argv):
