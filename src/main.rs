@@ -116,6 +116,15 @@ mod cli {
             /// α stored as the file's recommendation (default: the best measured for the site, see README).
             #[arg(long)]
             recommended_alpha: Option<f32>,
+            /// Prefix of the side steered away from (the pairs' `toxic` key). Default: DeStein's toxic prefix.
+            #[arg(long, default_value = vectors::TOXIC_PREFIX)]
+            away_prefix: String,
+            /// Prefix of the side steered toward (the pairs' `nontoxic` key). Default: DeStein's non-toxic prefix.
+            #[arg(long, default_value = vectors::NONTOXIC_PREFIX)]
+            toward_prefix: String,
+            /// Name of the concept, stored in the file (e.g. sentiment); none for detox.
+            #[arg(long)]
+            concept: Option<String>,
             #[arg(long)]
             out: PathBuf,
         },
@@ -236,8 +245,29 @@ mod cli {
             Command::Generate { common, sampling, vectors, alpha, mode, side_by_side } => {
                 generate(&common, &sampling, vectors.as_deref(), alpha, mode.as_deref(), side_by_side)
             }
-            Command::Derive { common, pairs, site, count, seed, recommended_mode, recommended_alpha, out } => {
-                derive(&common, &pairs, &site, count, seed, recommended_mode.as_deref(), recommended_alpha, &out)
+            Command::Derive {
+                common,
+                pairs,
+                site,
+                count,
+                seed,
+                recommended_mode,
+                recommended_alpha,
+                away_prefix,
+                toward_prefix,
+                concept,
+                out,
+            } => {
+                let site = Site::parse(&site)?;
+                let mut options = vectors::DeriveOptions::detox(site, count, seed, String::new());
+                if let Some(m) = recommended_mode {
+                    options.recommended_mode = FusionMode::parse(&m)?;
+                }
+                options.recommended_alpha = recommended_alpha.unwrap_or(options.recommended_alpha);
+                options.away_prefix = away_prefix;
+                options.toward_prefix = toward_prefix;
+                options.concept = concept;
+                derive(&common, &pairs, options, &out)
             }
             Command::Vectors { command: VectorsCommand::Inspect { file } } => inspect(&file),
             Command::Eval {
@@ -360,27 +390,13 @@ mod cli {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn derive(
-        common: &Common,
-        pairs_path: &Path,
-        site: &str,
-        count: usize,
-        seed: u64,
-        recommended_mode: Option<&str>,
-        recommended_alpha: Option<f32>,
-        out: &Path,
-    ) -> Result<()> {
-        let site = Site::parse(site)?;
-        let (measured_mode, measured_alpha) = vectors::measured_recommendation(site);
-        let recommended_mode = match recommended_mode {
-            Some(m) => FusionMode::parse(m)?,
-            None => measured_mode,
-        };
-        let recommended_alpha = recommended_alpha.unwrap_or(measured_alpha);
+    /// `options.pairs_sha256` is filled in from the pairs file.
+    fn derive(common: &Common, pairs_path: &Path, mut options: vectors::DeriveOptions, out: &Path) -> Result<()> {
         let bytes = std::fs::read(pairs_path).with_context(|| format!("cannot read {}", pairs_path.display()))?;
         let pairs = vectors::parse_pairs(&bytes).with_context(|| format!("in {}", pairs_path.display()))?;
+        options.pairs_sha256 = destein::model::sha256_hex(&bytes);
         let (model, _) = load_model(common)?;
+        let (site, count) = (options.site, options.count);
         let bar = ProgressBar::new(count as u64);
         bar.set_style(
             ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} pairs, {elapsed} elapsed, ETA {eta}")
@@ -388,15 +404,8 @@ mod cli {
                 .progress_chars("=> "),
         );
         bar.set_message(format!("deriving ({})", site.name()));
-        let options = vectors::DeriveOptions {
-            site,
-            count,
-            seed,
-            pairs_sha256: destein::model::sha256_hex(&bytes),
-            recommended_mode,
-            recommended_alpha,
-        };
-        let v = vectors::derive(&model, &pairs, &options, |done, _| bar.set_position(done as u64))?;
+        let v = vectors::derive(&model, &pairs, options, |done, _| bar.set_position(done as u64))
+            .with_context(|| format!("in {}", pairs_path.display()))?;
         bar.finish();
         v.save(out)?;
         let acc = &v.probe_accuracy;
