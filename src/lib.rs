@@ -9,6 +9,7 @@ pub mod judge;
 pub mod kernels;
 pub mod model;
 pub mod profile;
+pub mod sentiment;
 pub mod steering;
 pub mod tokenizer;
 pub mod vectors;
