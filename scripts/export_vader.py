@@ -28,7 +28,7 @@ Outputs (paths relative to the repository root)
 * data/judges/LICENSES.md            the VADER section (MIT notice from the installed package)
 * tests/fixtures/vader_reference.json texts and the package's scores for them: `polarity_scores`
                                      (rounded as the package rounds) and the same code with its
-                                     rounding switched off (`unrounded`)
+                                     rounding switched off (`unrounded`, as repr strings)
 """
 
 from __future__ import annotations
@@ -217,15 +217,17 @@ def main() -> None:
     cases += rtp_texts(100)
     texts = [t for _, t in cases]
     assert len(set(texts)) == len(texts), [t for t in texts if texts.count(t) > 1]
+    # unrounded scores as repr strings: a JSON reader may misread a 17-digit number by one unit in the last
+    # place (serde_json without its float_roundtrip feature does), while Rust's str::parse is exact
     out_cases = [{"category": c, "text": t, "scores": analyzer.polarity_scores(t),
-                  "unrounded": unrounded_scores(analyzer, t)} for c, t in cases]
+                  "unrounded": {k: repr(v) for k, v in unrounded_scores(analyzer, t).items()}} for c, t in cases]
     ref = {
         "generated_by": "scripts/export_vader.py",
         "python": sys.version.split()[0],
         "packages": {"vaderSentiment": PIN},
         "notes": ["scores: SentimentIntensityAnalyzer().polarity_scores(text), rounded by the package "
                   "(neg/neu/pos to 3 decimals, compound to 4); unrounded: the same code with round() "
-                  "switched off."],
+                  "switched off, each value as Python's repr (exact round trip)."],
         "cases": out_cases,
     }
     fixture.write_text(json.dumps(ref, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
