@@ -16,8 +16,8 @@ use crate::error::Result;
 use crate::evaluation::{distinct, mean, median, row_steering, sample_prompt, EvalParams, Prompt, Setting};
 use crate::model::Model;
 use crate::sentiment::Vader;
-use crate::vectors::DetoxVectors;
 use crate::bail;
+use crate::vectors::DetoxVectors;
 
 /// Paired bootstrap: draws and the fixed seed, so the same inputs give the same intervals.
 pub const BOOTSTRAP_DRAWS: usize = 2000;
@@ -45,8 +45,6 @@ pub enum ConceptJudge {
 }
 
 impl ConceptJudge {
-    pub const NAMES: [&'static str; 2] = ["sentiment", "weddings"];
-
     /// The judge called `name`; `sentiment` reads `vader_lexicon.tsv` from `judges_dir`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(name: &str, judges_dir: &std::path::Path) -> Result<Self> {

@@ -185,6 +185,6 @@ fn bootstrap_is_paired_and_deterministic() {
     let again = report(&settings, &records, 6, 2000, 7).unwrap();
     assert_eq!(serde_json::to_string(&r).unwrap(), serde_json::to_string(&again).unwrap());
     // a missing (prompt, setting) is an error naming the setting
-    let e = report(&settings, &records[1..], 6, 100, 7).err().expect("raw lacks prompt 0");
+    let e = report(&settings, &records[1..], 6, 100, 7).expect_err("raw lacks prompt 0");
     assert!(e.to_string().contains("raw"), "{e}");
 }
