@@ -4,14 +4,14 @@
 Compares three lexicon judges from PyPI on labelled text that a registry package ships, plus a
 small hand-labelled set of our own:
 
-* vaderSentiment 3.3.2 (MIT): positive when compound >= 0.05 (the package README's threshold);
+* vaderSentiment 3.3.2 (MIT): positive when compound >= 0.05 (the threshold of the package's GitHub README);
 * afinn 0.1 (code GPL, lexicon ODbL): positive when the AFINN-en-165 score > 0;
 * textblob 0.20.1 (MIT; pattern lexicon PDDL): positive when PatternAnalyzer polarity > 0.
 
 Labelled data: the vaderSentiment sdist ships `additional_resources/hutto_ICWSM_2014.tar.gz`,
 the ground truth of Hutto & Gilbert (ICWSM 2014): tweets, movie-review snippets, Amazon review
-snippets and NYT editorial snippets, each with the mean of about 20 human ratings on -4..+4.
-Caveat: this is VADER's own evaluation data (its lexicon was rated by the same kind of raters),
+snippets and NYT editorial snippets, each with the mean of at least 20 human ratings on -4..+4.
+Caveat: this is VADER's own evaluation data (collected for the same paper as its lexicon),
 so it may favour VADER; the hand-labelled set below is independent of all three.
 
 Measures, per set: accuracy of "positive vs negative" over texts whose mean human rating is not
