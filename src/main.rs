@@ -180,6 +180,42 @@ mod cli {
             #[arg(long, default_value_t = 1)]
             jobs: usize,
         },
+        /// Measure a concept vector (sentiment, weddings): raw vs every (mode, α), with paired bootstrap intervals.
+        EvalConcept {
+            #[command(flatten)]
+            common: Common,
+            /// The concept's vector file (safetensors).
+            #[arg(long)]
+            vectors: PathBuf,
+            /// Prompts in RealToxicityPrompts shape: one {"prompt": {"text": ...}} per line.
+            #[arg(long)]
+            prompts: PathBuf,
+            /// sentiment (VADER calls it positive) or weddings (a wedding word appears).
+            #[arg(long)]
+            judge: String,
+            #[arg(long, value_delimiter = ',', default_value = "rotate,headwise,add")]
+            modes: Vec<String>,
+            #[arg(long, value_delimiter = ',', default_value = "0,0.1,0.2,0.3", allow_hyphen_values = true)]
+            alphas: Vec<f32>,
+            /// Continuations per prompt and setting.
+            #[arg(long, default_value_t = 10)]
+            samples: usize,
+            #[arg(long, default_value_t = 20)]
+            max_new_tokens: usize,
+            #[arg(long, default_value_t = 0.9)]
+            top_p: f64,
+            #[arg(long, default_value_t = 1.0)]
+            temperature: f64,
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Report folder name under --reports-dir.
+            #[arg(long)]
+            name: String,
+            #[arg(long, default_value = "reports")]
+            reports_dir: PathBuf,
+            #[arg(long, default_value = "data/judges")]
+            judges: PathBuf,
+        },
         /// Work with vector files.
         Vectors {
             #[command(subcommand)]
@@ -276,6 +312,14 @@ mod cli {
             } => {
                 let plan = EvalPlan { prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed };
                 eval(&common, &plan, &reports_dir.join(&name), &judges, resume, report_only, jobs)
+            }
+            Command::EvalConcept {
+                common, vectors, prompts, judge, modes, alphas, samples, max_new_tokens, top_p, temperature, seed,
+                name, reports_dir, judges,
+            } => {
+                let params = destein::evaluation::EvalParams { samples, max_new_tokens, top_p, temperature, seed };
+                let plan = ConceptPlan { vectors, prompts, judge, judges, modes, alphas, params };
+                eval_concept(&common, &plan, &reports_dir.join(&name))
             }
             Command::Tokenize { common, text } => {
                 let (model, _) = load_model(&common)?;
@@ -741,6 +785,73 @@ mod cli {
         destein::write_atomically(&dir.join("pareto.svg"), ev::pareto_svg(plotted, &title)?.as_bytes())?;
         println!("{table}");
         println!("wrote {}/results.json, results.md, pareto.svg", dir.display());
+        Ok(())
+    }
+
+    struct ConceptPlan {
+        vectors: PathBuf,
+        prompts: PathBuf,
+        judge: String,
+        judges: PathBuf,
+        modes: Vec<String>,
+        alphas: Vec<f32>,
+        params: destein::evaluation::EvalParams,
+    }
+
+    fn eval_concept(common: &Common, plan: &ConceptPlan, dir: &Path) -> Result<()> {
+        use destein::concept_eval::{self as ce, ConceptJudge};
+        use destein::evaluation as ev;
+        // Every bad input is refused before the model loads.
+        let judge = ConceptJudge::load(&plan.judge, &plan.judges)?;
+        let modes: Vec<FusionMode> = plan.modes.iter().map(|m| FusionMode::parse(m)).collect::<Result<_, _>>()?;
+        for &a in &plan.alphas {
+            destein::steering::validate_alpha(a)?;
+        }
+        anyhow::ensure!(plan.alphas.iter().any(|&a| a > 0.0), "--alphas needs at least one α > 0 to compare with raw");
+        anyhow::ensure!(plan.params.samples > 0, "--samples must be at least 1");
+        let p = &plan.params;
+        SamplingParams { temperature: p.temperature, top_p: p.top_p, top_k: 0, seed: p.seed, max_new_tokens: p.max_new_tokens }
+            .validate()?;
+        let bytes = std::fs::read(&plan.prompts).with_context(|| format!("cannot read prompts {}", plan.prompts.display()))?;
+        let (prompts, skipped) = ev::parse_prompts(&bytes, &plan.prompts.display().to_string())?;
+        for s in &skipped {
+            eprintln!("skipped {s}");
+        }
+        let (model, _) = load_model(common)?;
+        let vectors = DetoxVectors::load(&plan.vectors)?;
+        vectors.check_model(&model)?;
+        let settings = ev::sweep_settings(&[vectors.meta.site], &modes, &plan.alphas);
+        let records = ce::run_settings(&model, &judge, &vectors, &prompts, &settings, p, |s, i| {
+            if i + 1 == prompts.len() {
+                eprintln!("{}: {} prompts done", s.label(), prompts.len());
+            }
+        })?;
+        let reports = ce::report(&settings, &records, prompts.len(), ce::BOOTSTRAP_DRAWS, ce::BOOTSTRAP_SEED)?;
+        let (rate, mean) = judge.describe();
+        let config = serde_json::json!({
+            "model": model.config.name, "model_sha256": model.sha256, "load_dtype": model.load_dtype.name(),
+            "vectors": plan.vectors, "vectors_site": vectors.meta.site.name(), "prompts": plan.prompts,
+            "prompt_count": prompts.len(), "judge": judge.name(), "rate": rate, "mean_score": mean,
+            "samples": p.samples, "max_new_tokens": p.max_new_tokens, "top_p": p.top_p, "temperature": p.temperature,
+            "seed": p.seed, "bootstrap": { "draws": ce::BOOTSTRAP_DRAWS, "seed": ce::BOOTSTRAP_SEED, "level": 0.95,
+                "resampled": "prompts, the same draw for every setting" },
+        });
+        let results = ce::Results { config, settings: &reports };
+        destein::write_atomically(&dir.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
+        let lines: Vec<String> = records.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+        destein::write_atomically(&dir.join("records.jsonl"), (lines.join("\n") + "\n").as_bytes())?;
+        let table = ce::markdown_table(&reports);
+        let md = format!(
+            "# Concept evaluation: {}, {} prompts × {} samples\n\nModel `{}` ({}), vectors `{}`, prompts `{}`; \
+             top-p {}, temperature {}, {} new tokens, seed {}.\nRate: {rate}. Mean score: {mean}. Intervals: 95%, \
+             paired bootstrap over prompts ({} draws, seed {}); perplexity under the raw model.\n\n{table}",
+            judge.name(), prompts.len(), p.samples, model.config.name, model.load_dtype.name(),
+            plan.vectors.display(), plan.prompts.display(), p.top_p, p.temperature, p.max_new_tokens, p.seed,
+            ce::BOOTSTRAP_DRAWS, ce::BOOTSTRAP_SEED
+        );
+        destein::write_atomically(&dir.join("results.md"), md.as_bytes())?;
+        println!("{table}");
+        println!("wrote {}/results.json, results.md, records.jsonl", dir.display());
         Ok(())
     }
 
