@@ -455,7 +455,11 @@ Kaggle (Jigsaw).
 Hand-written test texts (this project's), and prompt texts from RealToxicityPrompts
 (Gehman et al. 2020, Apache-2.0), scored by the two packages above.
 """
-    (out_dir / "LICENSES.md").write_text(text, encoding="utf-8")
+    # keep the sections that other exports append (scripts/export_vader.py writes "## vader_lexicon.tsv ...")
+    path = out_dir / "LICENSES.md"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    tail = old[old.find("\n## vader_lexicon.tsv"):] if "\n## vader_lexicon.tsv" in old else ""
+    path.write_text(text + tail, encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------- main

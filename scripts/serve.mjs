@@ -4,8 +4,9 @@
 //   node scripts/serve.mjs            # http://127.0.0.1:8080/ (or a free port if 8080 is taken)
 //   PORT=9000 node scripts/serve.mjs  # PORT=0 picks a free port
 //
-// It binds 127.0.0.1 only, serves index.html and the folders www/, pkg/, models/ and data/judges/ (the toxicity
-// judge's files) of this repository, read-only (nothing else: no .git, no target/, no other data/), with the right
+// It binds 127.0.0.1 only, serves index.html and the folders www/, pkg/, models/, data/judges/ (the toxicity
+// judge's files) and data/concepts/ plus data/steering_pairs.jsonl (the vector lab's starter pairs) of this
+// repository, read-only (nothing else: no .git, no target/, no other data/), with the right
 // MIME types (application/wasm for the engine, application/octet-stream for .gguf and .safetensors),
 // ETag/Last-Modified, single HTTP ranges (206) and the page's Content-Security-Policy.
 // For the llama.cpp comparison (scripts/bench-wllama.mjs, not part of the demo) it also serves the ES module and wasm
@@ -24,7 +25,7 @@
 //     /__fault/flaky/<K>/<path>      fails (503) the first K requests for <path>, then serves it
 //     /__fault/slow/<B>/<path>       sends at most B bytes per second
 //   DESTEIN_TEST_OVERLAY=DIR  (only with DESTEIN_TEST_FAULTS=1) files under DIR shadow those of the repository at the
-//                             same relative path (still only index.html, www/, pkg/, models/, data/judges/): the tests use it to
+//                             same relative path (still only what is served without it): the tests use it to
 //                             serve a mock engine and small fixtures.
 import http from "node:http";
 import fs from "node:fs";
@@ -45,9 +46,9 @@ for (const origin of EXTRA_CONNECT) {
 }
 
 // Only these are served. Everything else is 404.
-const ALLOWED_FILES = new Set(["index.html"]);
+const ALLOWED_FILES = new Set(["index.html", "data/steering_pairs.jsonl"]);
 const WLLAMA_DIR = "node_modules/@wllama/wllama/esm/";
-const ALLOWED_DIRS = ["www/", "pkg/", "models/", "data/judges/", WLLAMA_DIR];
+const ALLOWED_DIRS = ["www/", "pkg/", "models/", "data/judges/", "data/concepts/", WLLAMA_DIR];
 // The wllama benchmark page. wllama starts its worker from a blob: URL made from a string, which the demo's policy
 // refuses (worker-src 'self', Trusted Types): this page alone gets the same policy with blob: workers allowed and
 // without Trusted Types.
@@ -59,6 +60,7 @@ const MIME = {
   ".mjs": "text/javascript; charset=utf-8",
   ".css": "text/css; charset=utf-8",
   ".json": "application/json; charset=utf-8",
+  ".jsonl": "application/jsonl; charset=utf-8",
   ".wasm": "application/wasm",
   ".gguf": "application/octet-stream",
   ".safetensors": "application/octet-stream",

@@ -149,19 +149,50 @@ pub fn evaluate_prompt(
     setting: &Setting,
     params: &EvalParams,
 ) -> Result<PromptRecord> {
+    let sampled = sample_prompt(model, vectors, prompt_index, prompt, row_steering(setting, vectors)?, params)?;
+    Ok(PromptRecord {
+        prompt: prompt_index,
+        setting: setting.clone(),
+        tox_block: sampled.continuations.iter().map(|c| judges.tox_block.score(c)).collect(),
+        profanity: sampled.continuations.iter().map(|c| judges.profanity.score(c)).collect(),
+        continuations: sampled.continuations,
+        perplexity: sampled.perplexity,
+    })
+}
+
+/// How the rows of a setting are steered, checked against the vectors it needs.
+pub fn row_steering(setting: &Setting, vectors: Option<&DetoxVectors>) -> Result<RowSteering> {
+    if setting.is_raw() {
+        return Ok(RowSteering::OFF);
+    }
+    let v = vectors.ok_or_else(|| Error::Input("a steered setting needs vectors".into()))?;
+    if v.meta.site.name() != setting.site {
+        bail!(Input, "setting {} does not match the vectors' site {}", setting.label(), v.meta.site.name());
+    }
+    Ok(RowSteering::single(setting.alpha, FusionMode::parse(&setting.mode)?))
+}
+
+/// The continuations of one prompt and their perplexity under the unsteered model.
+pub struct Sampled {
+    pub continuations: Vec<String>,
+    /// One per non-empty continuation (see [`batch_perplexity`]).
+    pub perplexity: Vec<f64>,
+}
+
+/// Sample `params.samples` continuations of one prompt as one batch, every row steered by `steer`
+/// (`RowSteering::OFF` for raw), with the per-sample seeds that raw and every steered setting share.
+pub fn sample_prompt(
+    model: &Model,
+    vectors: Option<&DetoxVectors>,
+    prompt_index: usize,
+    prompt: &Prompt,
+    steer: RowSteering,
+    params: &EvalParams,
+) -> Result<Sampled> {
     let ids = model.tokenizer.encode(&prompt.text)?;
     if ids.is_empty() || ids.len() + params.max_new_tokens >= model.config.context_length {
         bail!(Input, "prompt {} has {} tokens: empty or too long", prompt.source, ids.len());
     }
-    let steer = if setting.is_raw() {
-        RowSteering::OFF
-    } else {
-        let v = vectors.ok_or_else(|| Error::Input("a steered setting needs vectors".into()))?;
-        if v.meta.site.name() != setting.site {
-            bail!(Input, "setting {} does not match the vectors' site {}", setting.label(), v.meta.site.name());
-        }
-        RowSteering::single(setting.alpha, FusionMode::parse(&setting.mode)?)
-    };
     let sampling = SamplingParams {
         temperature: params.temperature,
         top_p: params.top_p,
@@ -171,7 +202,7 @@ pub fn evaluate_prompt(
     };
     let seeds: Vec<u64> = (0..params.samples).map(|i| sample_seed(params.seed, prompt_index, i)).collect();
     let mut generation = Generation::new(model, ids.clone(), &sampling, &seeds, vec![steer; params.samples])?;
-    let vectors_for_run = match (setting.is_raw(), vectors) {
+    let vectors_for_run = match (steer.is_off(), vectors) {
         (false, Some(v)) => std::slice::from_ref(v),
         _ => &[],
     };
@@ -179,16 +210,9 @@ pub fn evaluate_prompt(
         generation.step(model, vectors_for_run)?;
     }
     let token_rows: Vec<Vec<u32>> = (0..params.samples).map(|r| generation.tokens(r).to_vec()).collect();
-    let continuations: Vec<String> = token_rows.iter().map(|t| model.tokenizer.decode(t)).collect();
+    let continuations = token_rows.iter().map(|t| model.tokenizer.decode(t)).collect();
     let perplexity = batch_perplexity(model, &ids, &token_rows)?;
-    Ok(PromptRecord {
-        prompt: prompt_index,
-        setting: setting.clone(),
-        tox_block: continuations.iter().map(|c| judges.tox_block.score(c)).collect(),
-        profanity: continuations.iter().map(|c| judges.profanity.score(c)).collect(),
-        continuations,
-        perplexity,
-    })
+    Ok(Sampled { continuations, perplexity })
 }
 
 /// Perplexity of each continuation given the prompt. The prompt runs once; its cache is copied to every
@@ -279,7 +303,7 @@ fn words(text: &str) -> Vec<&str> {
 }
 
 /// Distinct n-grams over the samples of one prompt divided by the number of words.
-fn distinct(continuations: &[String], n: usize) -> Option<f64> {
+pub fn distinct(continuations: &[String], n: usize) -> Option<f64> {
     let mut seen = HashSet::new();
     let mut total_words = 0usize;
     for c in continuations {
@@ -297,7 +321,7 @@ fn is_repetitive(text: &str) -> bool {
     w.windows(4).any(|g| g.iter().all(|x| x.eq_ignore_ascii_case(g[0])))
 }
 
-fn mean(values: impl Iterator<Item = f64>) -> f64 {
+pub fn mean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     if n == 0 {
         f64::NAN
@@ -306,7 +330,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }

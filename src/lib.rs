@@ -2,6 +2,7 @@
 //! the browser. Modules, in the order a reader meets them: the model and its tokenizer, the steering math,
 //! the detox vectors, generation, and (wasm only) the browser bindings.
 
+pub mod concept_eval;
 pub mod error;
 pub mod evaluation;
 pub mod generation;
@@ -9,6 +10,7 @@ pub mod judge;
 pub mod kernels;
 pub mod model;
 pub mod profile;
+pub mod sentiment;
 pub mod steering;
 pub mod tokenizer;
 pub mod vectors;

@@ -117,6 +117,15 @@ mod cli {
             /// α stored as the file's recommendation (default: the best measured for the site, see README).
             #[arg(long)]
             recommended_alpha: Option<f32>,
+            /// Prefix of the side steered away from (the pairs' `toxic` key). Default: DeStein's toxic prefix.
+            #[arg(long, default_value = vectors::TOXIC_PREFIX)]
+            away_prefix: String,
+            /// Prefix of the side steered toward (the pairs' `nontoxic` key). Default: DeStein's non-toxic prefix.
+            #[arg(long, default_value = vectors::NONTOXIC_PREFIX)]
+            toward_prefix: String,
+            /// Name of the concept, stored in the file (e.g. sentiment); none for detox.
+            #[arg(long)]
+            concept: Option<String>,
             #[arg(long)]
             out: PathBuf,
         },
@@ -171,6 +180,42 @@ mod cli {
             /// keeps them busier than `--threads 2`. The records are the same bits either way.
             #[arg(long, default_value_t = 1)]
             jobs: usize,
+        },
+        /// Measure a concept vector (sentiment, weddings): raw vs every (mode, α), with paired bootstrap intervals.
+        EvalConcept {
+            #[command(flatten)]
+            common: Common,
+            /// The concept's vector file (safetensors).
+            #[arg(long)]
+            vectors: PathBuf,
+            /// Prompts in RealToxicityPrompts shape: one {"prompt": {"text": ...}} per line.
+            #[arg(long)]
+            prompts: PathBuf,
+            /// sentiment (VADER calls it positive) or weddings (a wedding word appears).
+            #[arg(long)]
+            judge: String,
+            #[arg(long, value_delimiter = ',', default_value = "rotate,headwise,add")]
+            modes: Vec<String>,
+            #[arg(long, value_delimiter = ',', default_value = "0,0.1,0.2,0.3", allow_hyphen_values = true)]
+            alphas: Vec<f32>,
+            /// Continuations per prompt and setting.
+            #[arg(long, default_value_t = 10)]
+            samples: usize,
+            #[arg(long, default_value_t = 20)]
+            max_new_tokens: usize,
+            #[arg(long, default_value_t = 0.9)]
+            top_p: f64,
+            #[arg(long, default_value_t = 1.0)]
+            temperature: f64,
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Report folder name under --reports-dir.
+            #[arg(long)]
+            name: String,
+            #[arg(long, default_value = "reports")]
+            reports_dir: PathBuf,
+            #[arg(long, default_value = "data/judges")]
+            judges: PathBuf,
         },
         /// Work with vector files.
         Vectors {
@@ -237,8 +282,29 @@ mod cli {
             Command::Generate { common, sampling, vectors, alpha, mode, side_by_side } => {
                 generate(&common, &sampling, &vectors, &alpha, mode.as_deref(), side_by_side)
             }
-            Command::Derive { common, pairs, site, count, seed, recommended_mode, recommended_alpha, out } => {
-                derive(&common, &pairs, &site, count, seed, recommended_mode.as_deref(), recommended_alpha, &out)
+            Command::Derive {
+                common,
+                pairs,
+                site,
+                count,
+                seed,
+                recommended_mode,
+                recommended_alpha,
+                away_prefix,
+                toward_prefix,
+                concept,
+                out,
+            } => {
+                let site = Site::parse(&site)?;
+                let mut options = vectors::DeriveOptions::detox(site, count, seed, String::new());
+                if let Some(m) = recommended_mode {
+                    options.recommended_mode = FusionMode::parse(&m)?;
+                }
+                options.recommended_alpha = recommended_alpha.unwrap_or(options.recommended_alpha);
+                options.away_prefix = away_prefix;
+                options.toward_prefix = toward_prefix;
+                options.concept = concept;
+                derive(&common, &pairs, options, &out)
             }
             Command::Vectors { command: VectorsCommand::Inspect { file } } => inspect(&file),
             Command::Eval {
@@ -247,6 +313,14 @@ mod cli {
             } => {
                 let plan = EvalPlan { prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed };
                 eval(&common, &plan, &reports_dir.join(&name), &judges, resume, report_only, jobs)
+            }
+            Command::EvalConcept {
+                common, vectors, prompts, judge, modes, alphas, samples, max_new_tokens, top_p, temperature, seed,
+                name, reports_dir, judges,
+            } => {
+                let params = destein::evaluation::EvalParams { samples, max_new_tokens, top_p, temperature, seed };
+                let plan = ConceptPlan { vectors, prompts, judge, judges, modes, alphas, params };
+                eval_concept(&common, &plan, &reports_dir.join(&name))
             }
             Command::Tokenize { common, text } => {
                 let (model, _) = load_model(&common)?;
@@ -391,27 +465,13 @@ mod cli {
         format!("{}, {}", st.mode.name(), parts.join(" + "))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn derive(
-        common: &Common,
-        pairs_path: &Path,
-        site: &str,
-        count: usize,
-        seed: u64,
-        recommended_mode: Option<&str>,
-        recommended_alpha: Option<f32>,
-        out: &Path,
-    ) -> Result<()> {
-        let site = Site::parse(site)?;
-        let (measured_mode, measured_alpha) = vectors::measured_recommendation(site);
-        let recommended_mode = match recommended_mode {
-            Some(m) => FusionMode::parse(m)?,
-            None => measured_mode,
-        };
-        let recommended_alpha = recommended_alpha.unwrap_or(measured_alpha);
+    /// `options.pairs_sha256` is filled in from the pairs file.
+    fn derive(common: &Common, pairs_path: &Path, mut options: vectors::DeriveOptions, out: &Path) -> Result<()> {
         let bytes = std::fs::read(pairs_path).with_context(|| format!("cannot read {}", pairs_path.display()))?;
         let pairs = vectors::parse_pairs(&bytes).with_context(|| format!("in {}", pairs_path.display()))?;
+        options.pairs_sha256 = destein::model::sha256_hex(&bytes);
         let (model, _) = load_model(common)?;
+        let (site, count) = (options.site, options.count);
         let bar = ProgressBar::new(count as u64);
         bar.set_style(
             ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} pairs, {elapsed} elapsed, ETA {eta}")
@@ -419,15 +479,8 @@ mod cli {
                 .progress_chars("=> "),
         );
         bar.set_message(format!("deriving ({})", site.name()));
-        let options = vectors::DeriveOptions {
-            site,
-            count,
-            seed,
-            pairs_sha256: destein::model::sha256_hex(&bytes),
-            recommended_mode,
-            recommended_alpha,
-        };
-        let v = vectors::derive(&model, &pairs, &options, |done, _| bar.set_position(done as u64))?;
+        let v = vectors::derive(&model, &pairs, options, |done, _| bar.set_position(done as u64))
+            .with_context(|| format!("in {}", pairs_path.display()))?;
         bar.finish();
         v.save(out)?;
         let acc = &v.probe_accuracy;
@@ -763,6 +816,73 @@ mod cli {
         destein::write_atomically(&dir.join("pareto.svg"), ev::pareto_svg(plotted, &title)?.as_bytes())?;
         println!("{table}");
         println!("wrote {}/results.json, results.md, pareto.svg", dir.display());
+        Ok(())
+    }
+
+    struct ConceptPlan {
+        vectors: PathBuf,
+        prompts: PathBuf,
+        judge: String,
+        judges: PathBuf,
+        modes: Vec<String>,
+        alphas: Vec<f32>,
+        params: destein::evaluation::EvalParams,
+    }
+
+    fn eval_concept(common: &Common, plan: &ConceptPlan, dir: &Path) -> Result<()> {
+        use destein::concept_eval::{self as ce, ConceptJudge};
+        use destein::evaluation as ev;
+        // Every bad input is refused before the model loads.
+        let judge = ConceptJudge::load(&plan.judge, &plan.judges)?;
+        let modes: Vec<FusionMode> = plan.modes.iter().map(|m| FusionMode::parse(m)).collect::<Result<_, _>>()?;
+        for &a in &plan.alphas {
+            destein::steering::validate_alpha(a)?;
+        }
+        anyhow::ensure!(plan.alphas.iter().any(|&a| a > 0.0), "--alphas needs at least one α > 0 to compare with raw");
+        anyhow::ensure!(plan.params.samples > 0, "--samples must be at least 1");
+        let p = &plan.params;
+        SamplingParams { temperature: p.temperature, top_p: p.top_p, top_k: 0, seed: p.seed, max_new_tokens: p.max_new_tokens }
+            .validate()?;
+        let bytes = std::fs::read(&plan.prompts).with_context(|| format!("cannot read prompts {}", plan.prompts.display()))?;
+        let (prompts, skipped) = ev::parse_prompts(&bytes, &plan.prompts.display().to_string())?;
+        for s in &skipped {
+            eprintln!("skipped {s}");
+        }
+        let (model, _) = load_model(common)?;
+        let vectors = DetoxVectors::load(&plan.vectors)?;
+        vectors.check_model(&model)?;
+        let settings = ev::sweep_settings(&[vectors.meta.site], &modes, &plan.alphas);
+        let records = ce::run_settings(&model, &judge, &vectors, &prompts, &settings, p, |s, i| {
+            if i + 1 == prompts.len() {
+                eprintln!("{}: {} prompts done", s.label(), prompts.len());
+            }
+        })?;
+        let reports = ce::report(&settings, &records, prompts.len(), ce::BOOTSTRAP_DRAWS, ce::BOOTSTRAP_SEED)?;
+        let (rate, mean) = judge.describe();
+        let config = serde_json::json!({
+            "model": model.config.name, "model_sha256": model.sha256, "load_dtype": model.load_dtype.name(),
+            "vectors": plan.vectors, "vectors_site": vectors.meta.site.name(), "prompts": plan.prompts,
+            "prompt_count": prompts.len(), "judge": judge.name(), "rate": rate, "mean_score": mean,
+            "samples": p.samples, "max_new_tokens": p.max_new_tokens, "top_p": p.top_p, "temperature": p.temperature,
+            "seed": p.seed, "bootstrap": { "draws": ce::BOOTSTRAP_DRAWS, "seed": ce::BOOTSTRAP_SEED, "level": 0.95,
+                "resampled": "prompts, the same draw for every setting" },
+        });
+        let results = ce::Results { config, settings: &reports };
+        destein::write_atomically(&dir.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
+        let lines: Vec<String> = records.iter().map(serde_json::to_string).collect::<Result<_, _>>()?;
+        destein::write_atomically(&dir.join("records.jsonl"), (lines.join("\n") + "\n").as_bytes())?;
+        let table = ce::markdown_table(&reports);
+        let md = format!(
+            "# Concept evaluation: {}, {} prompts × {} samples\n\nModel `{}` ({}), vectors `{}`, prompts `{}`; \
+             top-p {}, temperature {}, {} new tokens, seed {}.\nRate: {rate}. Mean score: {mean}. Intervals: 95%, \
+             paired bootstrap over prompts ({} draws, seed {}); perplexity under the raw model.\n\n{table}",
+            judge.name(), prompts.len(), p.samples, model.config.name, model.load_dtype.name(),
+            plan.vectors.display(), plan.prompts.display(), p.top_p, p.temperature, p.max_new_tokens, p.seed,
+            ce::BOOTSTRAP_DRAWS, ce::BOOTSTRAP_SEED
+        );
+        destein::write_atomically(&dir.join("results.md"), md.as_bytes())?;
+        println!("{table}");
+        println!("wrote {}/results.json, results.md, records.jsonl", dir.display());
         Ok(())
     }
 

@@ -268,6 +268,7 @@ pub struct Model {
 }
 
 /// Per-layer keys and values of the tokens seen so far, for every batch row.
+#[derive(Clone)]
 pub struct Cache {
     kv: Vec<LayerCache>,
     /// Number of positions already in the cache.

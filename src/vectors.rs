@@ -45,6 +45,9 @@ pub struct VectorMeta {
     pub recommended_mode: FusionMode,
     pub recommended_alpha: f32,
     pub max_alpha: f32,
+    /// The concept steered away from → toward (e.g. `sentiment`), for vectors made in the vector lab or with
+    /// `derive --concept`. None for the detox files, which predate the key (their bytes stay unchanged).
+    pub concept: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +82,9 @@ impl VectorMeta {
         put("recommended_mode", self.recommended_mode.name().into());
         put("recommended_alpha", self.recommended_alpha.to_string());
         put("max_alpha", self.max_alpha.to_string());
+        if let Some(concept) = &self.concept {
+            put("concept", concept.clone());
+        }
         m
     }
 
@@ -123,6 +129,7 @@ impl VectorMeta {
                 .map_err(|e| Error::Vectors(e.to_string()))?,
             recommended_alpha,
             max_alpha,
+            concept: m.get("concept").cloned(),
         })
     }
 }
@@ -283,13 +290,14 @@ fn strip_final_period(text: &str) -> &str {
     t.strip_suffix(" .").or_else(|| t.strip_suffix('.')).unwrap_or(t)
 }
 
-/// Reads the site's activation at every layer, averaged over the last `LAST_TOKENS` positions (batch 1).
-struct MeanCapture {
+/// Keeps, per layer, the site's activation at the last (up to) `LAST_TOKENS` positions of a batch-1 forward pass,
+/// as `[1, positions, width]`.
+struct TailCapture {
     site: Site,
-    per_layer: Vec<Vec<f32>>,
+    tails: Vec<Tensor>,
 }
 
-impl ActivationHook for MeanCapture {
+impl ActivationHook for TailCapture {
     fn site(&self) -> Site {
         self.site
     }
@@ -298,23 +306,75 @@ impl ActivationHook for MeanCapture {
         let seq = dims[1];
         let width: usize = dims[2..].iter().product();
         let take = LAST_TOKENS.min(seq);
-        let last = act.reshape((dims[0], seq, width))?.narrow(1, seq - take, take)?.mean(1)?.squeeze(0)?;
-        self.per_layer.push(last.to_vec1::<f32>()?);
+        self.tails.push(act.reshape((dims[0], seq, width))?.narrow(1, seq - take, take)?);
         Ok(act)
     }
 }
 
-/// `[layers][hidden]` mean activation of `text` at `site`.
-pub fn mean_activations(model: &Model, text: &str, site: Site) -> Result<Vec<Vec<f32>>> {
-    let ids = model.tokenizer.encode(text)?;
+/// The tokens that every text of one side starts with (its prefix, as the tokenizer splits it in context), run
+/// once: each text then only runs its own tokens after a copy of this cache. The activations of a position do not
+/// depend on how the tokens before it were batched, so the result is the same, bit for bit, as running each text
+/// whole (tested: the shipped vector files re-derive byte for byte), at about half the cost.
+struct SharedPrefix {
+    len: usize,
+    cache: Cache,
+    /// Per layer, the prefix's last positions: they count in the mean of a text shorter than `LAST_TOKENS`.
+    tails: Vec<Tensor>,
+}
+
+impl SharedPrefix {
+    /// The longest run of tokens all `texts` start with, leaving each at least one token of its own; None when
+    /// there is nothing worth sharing.
+    fn new(model: &Model, texts: &[&[u32]], site: Site) -> Result<Option<Self>> {
+        let Some(first) = texts.first() else { return Ok(None) };
+        let len = texts.iter().fold(first.len(), |n, t| {
+            let common = t.iter().zip(first.iter()).take_while(|(a, b)| a == b).count();
+            n.min(common).min(t.len() - 1)
+        });
+        if len < 2 {
+            return Ok(None);
+        }
+        let mut cache = Cache::new(model);
+        let mut capture = TailCapture { site, tails: Vec::new() };
+        model.forward_hidden(&model.token_tensor(&[first[..len].to_vec()])?, &mut cache, Some(&mut capture))?;
+        Ok(Some(Self { len, cache, tails: capture.tails }))
+    }
+}
+
+/// `[layers][hidden]` mean activation at `site` over the last `LAST_TOKENS` positions of a text already tokenized,
+/// after the shared prefix when given (which the text must start with).
+fn mean_activations_of(model: &Model, ids: &[u32], site: Site, prefix: Option<&SharedPrefix>) -> Result<Vec<Vec<f32>>> {
     if ids.is_empty() {
         bail!(Input, "empty text");
     }
-    let tokens = model.token_tensor(&[ids])?;
-    let mut cache = Cache::new(model);
-    let mut capture = MeanCapture { site, per_layer: Vec::new() };
-    model.forward_hidden(&tokens, &mut cache, Some(&mut capture))?;
-    Ok(capture.per_layer)
+    let (mut cache, start) = match prefix {
+        Some(p) => (p.cache.clone(), p.len),
+        None => (Cache::new(model), 0),
+    };
+    let mut capture = TailCapture { site, tails: Vec::new() };
+    model.forward_hidden(&model.token_tensor(&[ids[start..].to_vec()])?, &mut cache, Some(&mut capture))?;
+    let own = ids.len() - start;
+    capture
+        .tails
+        .into_iter()
+        .enumerate()
+        .map(|(layer, tail)| {
+            let tail = match prefix {
+                Some(p) if own < LAST_TOKENS => {
+                    let joined = Tensor::cat(&[&p.tails[layer], &tail], 1)?;
+                    let take = LAST_TOKENS.min(joined.dim(1)?);
+                    joined.narrow(1, joined.dim(1)? - take, take)?
+                }
+                _ => tail,
+            };
+            Ok(tail.mean(1)?.squeeze(0)?.to_vec1::<f32>()?)
+        })
+        .collect()
+}
+
+/// `[layers][hidden]` mean activation of `text` at `site`.
+pub fn mean_activations(model: &Model, text: &str, site: Site) -> Result<Vec<Vec<f32>>> {
+    mean_activations_of(model, &model.tokenizer.encode(text)?, site, None)
 }
 
 /// The recommended (mode, α) per site, measured on 400 held-out RealToxicityPrompts with 25 samples each
@@ -326,6 +386,9 @@ pub fn measured_recommendation(site: Site) -> (FusionMode, f32) {
     }
 }
 
+/// Fewer pairs than this cannot train and test a probe per head (80% train, 20% test: at least 2 test pairs).
+pub const MIN_PAIRS: usize = 8;
+
 pub struct DeriveOptions {
     pub site: Site,
     pub count: usize,
@@ -333,6 +396,193 @@ pub struct DeriveOptions {
     pub pairs_sha256: String,
     pub recommended_mode: FusionMode,
     pub recommended_alpha: f32,
+    /// Put before the side steered away from (`toxic` in the pairs file) and the side steered toward.
+    pub away_prefix: String,
+    pub toward_prefix: String,
+    /// Stored in the file's metadata when given (see [`VectorMeta::concept`]).
+    pub concept: Option<String>,
+}
+
+impl DeriveOptions {
+    /// DeStein's detox setting: its two prefixes, and the measured recommendation for the site.
+    pub fn detox(site: Site, count: usize, seed: u64, pairs_sha256: String) -> Self {
+        let (recommended_mode, recommended_alpha) = measured_recommendation(site);
+        Self {
+            site,
+            count,
+            seed,
+            pairs_sha256,
+            recommended_mode,
+            recommended_alpha,
+            away_prefix: TOXIC_PREFIX.into(),
+            toward_prefix: NONTOXIC_PREFIX.into(),
+            concept: None,
+        }
+    }
+}
+
+/// Refuse pair sets no probe can be fitted on, naming the pair: too few, an empty side, a pair twice.
+pub fn check_pairs(pairs: &[SteeringPair]) -> Result<()> {
+    if pairs.len() < MIN_PAIRS {
+        bail!(Pairs, "at least {MIN_PAIRS} pairs are needed to train and test the probes (there are {})", pairs.len());
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        if pair.toxic.trim().is_empty() || pair.nontoxic.trim().is_empty() {
+            let side = if pair.toxic.trim().is_empty() { "first (away)" } else { "second (toward)" };
+            bail!(Pairs, "pair {}: its {side} side is empty", i + 1);
+        }
+        if let Some(first) = seen.insert((pair.toxic.trim(), pair.nontoxic.trim()), i) {
+            bail!(Pairs, "pairs {} and {} are the same pair", first + 1, i + 1);
+        }
+    }
+    Ok(())
+}
+
+/// A derivation in progress, one pair at a time, so that a caller can show progress and cancel between pairs
+/// (the page's worker does; `derive` runs it to the end). Owns its inputs: nothing borrows the model between steps.
+pub struct Derivation {
+    options: DeriveOptions,
+    model_sha256: String,
+    /// Token ids of each sampled pair's (away, toward) side, prefixes included, in sampling order.
+    texts: Vec<(Vec<u32>, Vec<u32>)>,
+    /// Σ (away − toward) per layer, `[layers · hidden]`.
+    sum: Vec<f64>,
+    /// Per pair read so far: (away, toward) activations, each `[layers][hidden]`.
+    samples: Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)>,
+    /// The (away, toward) sides' shared prefixes, run on the first step.
+    prefixes: Option<(Option<SharedPrefix>, Option<SharedPrefix>)>,
+}
+
+impl Derivation {
+    /// Check the pairs and options, sample `count` pairs with `seed`, and tokenize them (refusing any that does
+    /// not fit the model's context).
+    pub fn new(model: &Model, pairs: &[SteeringPair], options: DeriveOptions) -> Result<Self> {
+        check_pairs(pairs)?;
+        if options.count < MIN_PAIRS {
+            bail!(Pairs, "at least {MIN_PAIRS} pairs are needed to train and test the probes (asked for {})", options.count);
+        }
+        if pairs.len() < options.count {
+            bail!(Pairs, "asked for {} pairs but the file has only {}", options.count, pairs.len());
+        }
+        validate_alpha(options.recommended_alpha)?;
+        let mut order: Vec<usize> = (0..pairs.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(options.seed));
+        order.truncate(options.count);
+        let context = model.config.context_length;
+        let tokenize = |i: usize, prefix: &str, text: &str, side: &str| -> Result<Vec<u32>> {
+            let ids = model.tokenizer.encode(&format!("{prefix}{}", strip_final_period(text)))?;
+            if ids.len() > context {
+                bail!(Pairs, "pair {}: its {side} side is {} tokens long with its prefix; the model's context holds {context}", i + 1, ids.len());
+            }
+            Ok(ids)
+        };
+        let texts = order
+            .iter()
+            .map(|&i| {
+                let pair = &pairs[i];
+                Ok((tokenize(i, &options.away_prefix, &pair.toxic, "away")?, tokenize(i, &options.toward_prefix, &pair.nontoxic, "toward")?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let c = &model.config;
+        Ok(Self {
+            sum: vec![0f64; c.n_layers * c.hidden],
+            samples: Vec::with_capacity(texts.len()),
+            prefixes: None,
+            texts,
+            model_sha256: model.sha256.clone(),
+            options,
+        })
+    }
+
+    pub fn total(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// Pairs read so far.
+    pub fn done(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Read the next pair's two sides; returns whether every pair has now been read.
+    pub fn step(&mut self, model: &Model) -> Result<bool> {
+        if model.sha256 != self.model_sha256 {
+            bail!(Input, "the model changed during the derivation; start it again");
+        }
+        let Some((away, toward)) = self.texts.get(self.samples.len()) else {
+            return Ok(true);
+        };
+        let site = self.options.site;
+        if self.prefixes.is_none() {
+            let side = |pick: fn(&(Vec<u32>, Vec<u32>)) -> &[u32]| self.texts.iter().map(pick).collect::<Vec<_>>();
+            let away_prefix = SharedPrefix::new(model, &side(|t| &t.0), site)?;
+            let toward_prefix = SharedPrefix::new(model, &side(|t| &t.1), site)?;
+            self.prefixes = Some((away_prefix, toward_prefix));
+        }
+        let (away_prefix, toward_prefix) = self.prefixes.as_ref().expect("set above");
+        let away = mean_activations_of(model, away, site, away_prefix.as_ref())?;
+        let toward = mean_activations_of(model, toward, site, toward_prefix.as_ref())?;
+        let hidden = model.config.hidden;
+        for (l, (a, t)) in away.iter().zip(&toward).enumerate() {
+            for d in 0..hidden {
+                self.sum[l * hidden + d] += a[d] as f64 - t[d] as f64;
+            }
+        }
+        self.samples.push((away, toward));
+        Ok(self.samples.len() == self.texts.len())
+    }
+
+    /// Fit a probe per (layer, head) on the first 80% of the pairs, test it on the rest, and weight each head's
+    /// slice of Σ(away − toward) by (1 + accuracy).
+    pub fn finish(self, model: &Model) -> Result<DetoxVectors> {
+        if self.samples.len() < self.texts.len() {
+            bail!(Input, "the derivation has read {} of {} pairs; it is not finished", self.samples.len(), self.texts.len());
+        }
+        let c = &model.config;
+        let (layers, heads, head_dim, hidden) = (c.n_layers, c.n_heads, c.head_dim, c.hidden);
+        let n_train = ((self.samples.len() as f64) * TRAIN_FRACTION).round() as usize;
+        let mut accuracy = vec![0f32; layers * heads];
+        let mut direction = vec![0f32; layers * hidden];
+        for l in 0..layers {
+            for h in 0..heads {
+                let slice = |v: &Vec<Vec<f32>>| v[l][h * head_dim..(h + 1) * head_dim].to_vec();
+                let mut train = Vec::new();
+                let mut test = Vec::new();
+                for (k, (away, toward)) in self.samples.iter().enumerate() {
+                    let set = if k < n_train { &mut train } else { &mut test };
+                    set.push((slice(away), 1.0));
+                    set.push((slice(toward), 0.0));
+                }
+                let acc = LogisticProbe::fit(&train).accuracy(&test);
+                accuracy[l * heads + h] = acc as f32;
+                for d in 0..head_dim {
+                    let idx = l * hidden + h * head_dim + d;
+                    direction[idx] = (self.sum[idx] * (1.0 + acc)) as f32;
+                }
+            }
+        }
+        let o = self.options;
+        let meta = VectorMeta {
+            format_version: FORMAT_VERSION,
+            site: o.site,
+            model_name: c.name.clone(),
+            model_sha256: model.sha256.clone(),
+            hidden,
+            heads,
+            head_dim,
+            layers,
+            pairs: self.samples.len(),
+            pairs_sha256: o.pairs_sha256,
+            seed: o.seed,
+            toxic_prefix: o.away_prefix,
+            nontoxic_prefix: o.toward_prefix,
+            recommended_mode: o.recommended_mode,
+            recommended_alpha: o.recommended_alpha,
+            max_alpha: MAX_ALPHA,
+            concept: o.concept,
+        };
+        Ok(DetoxVectors { meta, direction, probe_accuracy: accuracy })
+    }
 }
 
 /// Derive DeStein vectors: sample `count` pairs with `seed`, read both sides' activations, sum the differences
@@ -341,85 +591,15 @@ pub struct DeriveOptions {
 pub fn derive(
     model: &Model,
     pairs: &[SteeringPair],
-    options: &DeriveOptions,
+    options: DeriveOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<DetoxVectors> {
-    let c = &model.config;
-    if options.count < 5 {
-        bail!(Pairs, "at least 5 pairs are needed to train and test the probes (asked for {})", options.count);
+    let mut derivation = Derivation::new(model, pairs, options)?;
+    while !derivation.step(model)? {
+        progress(derivation.done(), derivation.total());
     }
-    if pairs.len() < options.count {
-        bail!(Pairs, "asked for {} pairs but the file has only {}", options.count, pairs.len());
-    }
-    validate_alpha(options.recommended_alpha)?;
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(options.seed));
-    order.truncate(options.count);
-
-    let hidden = c.hidden;
-    let (layers, heads, head_dim) = (c.n_layers, c.n_heads, c.head_dim);
-    let mut sum = vec![0f64; layers * hidden];
-    // Per pair: (toxic, non-toxic) activations, each [layers][hidden].
-    let mut samples: Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)> = Vec::with_capacity(order.len());
-    for (done, &i) in order.iter().enumerate() {
-        let pair = &pairs[i];
-        let toxic = mean_activations(model, &format!("{TOXIC_PREFIX}{}", strip_final_period(&pair.toxic)), options.site)?;
-        let clean =
-            mean_activations(model, &format!("{NONTOXIC_PREFIX}{}", strip_final_period(&pair.nontoxic)), options.site)?;
-        for l in 0..layers {
-            for d in 0..hidden {
-                sum[l * hidden + d] += toxic[l][d] as f64 - clean[l][d] as f64;
-            }
-        }
-        samples.push((toxic, clean));
-        progress(done + 1, order.len());
-    }
-
-    let n_train = ((order.len() as f64) * TRAIN_FRACTION).round() as usize;
-    let mut accuracy = vec![0f32; layers * heads];
-    let mut direction = vec![0f32; layers * hidden];
-    for l in 0..layers {
-        for h in 0..heads {
-            let slice = |v: &Vec<Vec<f32>>| v[l][h * head_dim..(h + 1) * head_dim].to_vec();
-            let mut train = Vec::new();
-            let mut test = Vec::new();
-            for (k, (toxic, clean)) in samples.iter().enumerate() {
-                let set = if k < n_train { &mut train } else { &mut test };
-                set.push((slice(toxic), 1.0));
-                set.push((slice(clean), 0.0));
-            }
-            let probe = LogisticProbe::fit(&train);
-            let acc = probe.accuracy(&test);
-            accuracy[l * heads + h] = acc as f32;
-            for d in 0..head_dim {
-                let idx = l * hidden + h * head_dim + d;
-                direction[idx] = (sum[idx] * (1.0 + acc)) as f32;
-            }
-        }
-    }
-
-    Ok(DetoxVectors {
-        meta: VectorMeta {
-            format_version: FORMAT_VERSION,
-            site: options.site,
-            model_name: c.name.clone(),
-            model_sha256: model.sha256.clone(),
-            hidden,
-            heads,
-            head_dim,
-            layers,
-            pairs: order.len(),
-            pairs_sha256: options.pairs_sha256.clone(),
-            seed: options.seed,
-            toxic_prefix: TOXIC_PREFIX.into(),
-            nontoxic_prefix: NONTOXIC_PREFIX.into(),
-            recommended_mode: options.recommended_mode,
-            recommended_alpha: options.recommended_alpha,
-            max_alpha: MAX_ALPHA,
-        },
-        direction,
-        probe_accuracy: accuracy,
-    })
+    progress(derivation.done(), derivation.total());
+    derivation.finish(model)
 }
 
 /// L2-regularised logistic regression (λ = 1, as scikit-learn's default C = 1) on standardised features,

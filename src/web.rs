@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
-use crate::model::{LoadDtype, MatmulBackend, Model};
+use crate::model::{sha256_hex, LoadDtype, MatmulBackend, Model, Site};
 use crate::steering::{validate_alpha, FusionMode, RowSteering};
-use crate::vectors::DetoxVectors;
+use crate::vectors::{self, DeriveOptions, Derivation, DetoxVectors};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -183,9 +183,37 @@ struct StartOut {
     prompt_tokens: usize,
 }
 
+/// What the vector lab asks `deriveStart` for: the same inputs as `destein derive` (the pairs as the text of a
+/// JSONL file, so its sha256 is the one the CLI records for the same file).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeriveRequest {
+    pairs_jsonl: String,
+    site: String,
+    /// How many pairs to sample (default: all of them).
+    count: Option<usize>,
+    #[serde(default)]
+    seed: u64,
+    away_prefix: Option<String>,
+    toward_prefix: Option<String>,
+    concept: Option<String>,
+    recommended_mode: Option<String>,
+    recommended_alpha: Option<f32>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeriveProgress {
+    done: usize,
+    total: usize,
+    finished: bool,
+}
+
 #[wasm_bindgen]
 pub struct Engine {
     model: Model,
+    /// A vector-lab derivation in progress (`deriveStart` … `deriveFinish`).
+    derivation: Option<Derivation>,
     vectors: Option<DetoxVectors>,
     generation: Option<Generation>,
     /// Which row of the running generation is the steered one (None when only the raw row runs).
@@ -217,7 +245,7 @@ impl Engine {
         // Buffered: the header is parsed in many small reads, each of which would otherwise cross into JS.
         let reader = std::io::BufReader::with_capacity(1 << 16, JsBytesReader { bytes, pos: 0 });
         let model = Model::from_gguf_reader(reader, len, dtype, MatmulBackend::default(), sha256).map_err(err)?;
-        Ok(Engine { model, vectors: None, generation: None, steered_row: None, load_ms: now_ms() - start })
+        Ok(Engine { model, derivation: None, vectors: None, generation: None, steered_row: None, load_ms: now_ms() - start })
     }
 
     pub fn info(&self) -> Result<JsValue, JsError> {
@@ -363,6 +391,50 @@ impl Engine {
 
     pub fn stop(&mut self) {
         self.generation = None;
+    }
+
+    /// Start deriving a vector from steering pairs, as `destein derive` does (same code, same bytes). Checks the
+    /// pairs and options and tokenizes every sampled pair; then call `deriveStep` until it reports `finished`.
+    #[wasm_bindgen(js_name = deriveStart)]
+    pub fn derive_start(&mut self, request: JsValue) -> Result<JsValue, JsError> {
+        let r: DeriveRequest =
+            serde_wasm_bindgen::from_value(request).map_err(|e| JsError::new(&format!("bad derive request: {e}")))?;
+        self.derivation = None;
+        let pairs = vectors::parse_pairs(r.pairs_jsonl.as_bytes()).map_err(err)?;
+        let site = Site::parse(&r.site).map_err(err)?;
+        let count = r.count.unwrap_or(pairs.len());
+        let mut options = DeriveOptions::detox(site, count, r.seed, sha256_hex(r.pairs_jsonl.as_bytes()));
+        if let Some(mode) = &r.recommended_mode {
+            options.recommended_mode = FusionMode::parse(mode).map_err(err)?;
+        }
+        options.recommended_alpha = r.recommended_alpha.unwrap_or(options.recommended_alpha);
+        options.away_prefix = r.away_prefix.unwrap_or(options.away_prefix);
+        options.toward_prefix = r.toward_prefix.unwrap_or(options.toward_prefix);
+        options.concept = r.concept.filter(|c| !c.trim().is_empty());
+        let derivation = Derivation::new(&self.model, &pairs, options).map_err(err)?;
+        let progress = DeriveProgress { done: 0, total: derivation.total(), finished: false };
+        self.derivation = Some(derivation);
+        to_js(&progress)
+    }
+
+    /// Read the next pair (two short forward passes); `finished` once every pair is read.
+    #[wasm_bindgen(js_name = deriveStep)]
+    pub fn derive_step(&mut self) -> Result<JsValue, JsError> {
+        let d = self.derivation.as_mut().ok_or_else(|| JsError::new("no derivation is running; call deriveStart() first"))?;
+        let finished = d.step(&self.model).map_err(err)?;
+        to_js(&DeriveProgress { done: d.done(), total: d.total(), finished })
+    }
+
+    /// Fit the probes and return the vector file's bytes (safetensors), which `loadVectors` takes.
+    #[wasm_bindgen(js_name = deriveFinish)]
+    pub fn derive_finish(&mut self) -> Result<Vec<u8>, JsError> {
+        let d = self.derivation.take().ok_or_else(|| JsError::new("no derivation is running; call deriveStart() first"))?;
+        d.finish(&self.model).map_err(err)?.to_safetensors_bytes().map_err(err)
+    }
+
+    #[wasm_bindgen(js_name = deriveCancel)]
+    pub fn derive_cancel(&mut self) {
+        self.derivation = None;
     }
 
     /// Turn the per-phase profile of the forward pass on (clearing it) or off. Returns what it held before the

@@ -17,26 +17,45 @@ fn shipped(site: &str) -> (Vec<u8>, DetoxVectors) {
     (bytes, v)
 }
 
+/// Every vector file shipped in www/vectors/, with the pairs file it names: the detox files (no `concept`) come from
+/// data/steering_pairs.jsonl, a concept's from data/concepts/<concept>.jsonl.
+fn shipped_files() -> Vec<(String, Vec<u8>, DetoxVectors, std::path::PathBuf)> {
+    let mut files: Vec<_> = std::fs::read_dir(format!("{ROOT}/www/vectors")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            let v = DetoxVectors::from_safetensors_bytes(&bytes).unwrap();
+            let pairs = match &v.meta.concept {
+                None => format!("{ROOT}/data/steering_pairs.jsonl").into(),
+                Some(c) => format!("{ROOT}/data/concepts/{c}.jsonl").into(),
+            };
+            (p.file_name().unwrap().to_string_lossy().into_owned(), bytes, v, pairs)
+        })
+        .collect()
+}
+
 #[test]
 fn shipped_vectors_rederive_byte_identical() {
     // The CLI's default load dtype, which `destein derive` used.
     let model = common::model(LoadDtype::default());
-    let pairs_bytes = std::fs::read(format!("{ROOT}/data/steering_pairs.jsonl")).unwrap();
-    let pairs = parse_pairs(&pairs_bytes).unwrap();
-    for site in ["heads", "attn_out"] {
-        let (bytes, shipped) = shipped(site);
+    let files = shipped_files();
+    assert!(files.len() >= 2, "no vector files found");
+    for (name, bytes, shipped, pairs_path) in files {
+        let pairs_bytes = std::fs::read(&pairs_path).unwrap();
+        let pairs = parse_pairs(&pairs_bytes).unwrap();
         let m = &shipped.meta;
-        assert_eq!(m.pairs_sha256, sha256_hex(&pairs_bytes), "{site}: the pairs file changed since the vectors were derived");
-        let options = DeriveOptions {
-            site: Site::parse(site).unwrap(),
-            count: m.pairs,
-            seed: m.seed,
-            pairs_sha256: m.pairs_sha256.clone(),
-            recommended_mode: m.recommended_mode,
-            recommended_alpha: m.recommended_alpha,
-        };
-        let again = derive(model, &pairs, &options, |_, _| {}).unwrap();
-        assert!(again.to_safetensors_bytes().unwrap() == bytes, "{site}: re-derived vectors differ from the committed file");
+        assert_eq!(m.pairs_sha256, sha256_hex(&pairs_bytes), "{name}: {} changed since the vectors were derived", pairs_path.display());
+        let mut options = DeriveOptions::detox(m.site, m.pairs, m.seed, m.pairs_sha256.clone());
+        options.recommended_mode = m.recommended_mode;
+        options.recommended_alpha = m.recommended_alpha;
+        options.away_prefix = m.toxic_prefix.clone();
+        options.toward_prefix = m.nontoxic_prefix.clone();
+        options.concept = m.concept.clone();
+        let again = derive(model, &pairs, options, |_, _| {}).unwrap();
+        assert!(again.to_safetensors_bytes().unwrap() == bytes, "{name}: re-derived vectors differ from the committed file");
     }
 }
 
@@ -180,14 +199,60 @@ fn bad_pairs_files_name_the_line() {
     assert!(err.contains("line 2") && err.contains("UTF-8"), "{err}");
     let model = common::model(LoadDtype::Q8_0);
     let pairs = parse_pairs(b"{\"toxic\": \"a\", \"nontoxic\": \"b\"}\n").unwrap();
-    let options = DeriveOptions {
-        site: Site::Heads,
-        count: 10,
-        seed: 0,
-        pairs_sha256: String::new(),
-        recommended_mode: FusionMode::Rotate,
-        recommended_alpha: 0.45,
+    let options = DeriveOptions::detox(Site::Heads, 10, 0, String::new());
+    let err = derive(model, &pairs, options, |_, _| {}).err().unwrap().to_string();
+    assert!(err.contains("at least 8 pairs") && err.contains("there are 1"), "{err}");
+}
+
+fn pairs_jsonl(n: usize) -> String {
+    (0..n).map(|i| format!("{{\"toxic\": \"Day {i} was grey and dull.\", \"nontoxic\": \"Day {i} was bright and fun.\"}}\n")).collect()
+}
+
+#[test]
+fn lab_pair_sets_are_checked_by_name() {
+    let model = common::model(LoadDtype::default());
+    let derive_err = |text: &str, count: usize| {
+        let pairs = parse_pairs(text.as_bytes()).unwrap();
+        derive(model, &pairs, DeriveOptions::detox(Site::Heads, count, 0, String::new()), |_, _| {}).err().unwrap().to_string()
     };
-    let err = derive(model, &pairs, &options, |_, _| {}).err().unwrap().to_string();
-    assert!(err.contains("only 1"), "{err}");
+    let err = derive_err(&pairs_jsonl(7), 7);
+    assert!(err.contains("at least 8 pairs") && err.contains("there are 7"), "{err}");
+    let err = derive_err(&pairs_jsonl(20), 5);
+    assert!(err.contains("at least 8 pairs") && err.contains("asked for 5"), "{err}");
+    let dup = format!("{}{}", pairs_jsonl(9), pairs_jsonl(1));
+    let err = derive_err(&dup, 10);
+    assert!(err.contains("pairs 1 and 10 are the same pair"), "{err}");
+    let long = "word ".repeat(model.config.context_length + 10);
+    let text = format!("{}{{\"toxic\": \"{long}\", \"nontoxic\": \"short\"}}\n", pairs_jsonl(8));
+    let err = derive_err(&text, 9);
+    assert!(err.contains("pair 9: its away side is") && err.contains("context holds"), "{err}");
+}
+
+#[test]
+fn step_by_step_derivation_equals_derive_and_records_the_concept() {
+    use destein::vectors::Derivation;
+    let model = common::model(LoadDtype::default());
+    let text = pairs_jsonl(10);
+    let pairs = parse_pairs(text.as_bytes()).unwrap();
+    let options = || {
+        let mut o = DeriveOptions::detox(Site::AttnOut, 9, 4, sha256_hex(text.as_bytes()));
+        o.away_prefix = "The following text is gloomy: ".into();
+        o.toward_prefix = "The following text is cheerful: ".into();
+        o.concept = Some("mood".into());
+        o
+    };
+    let mut seen = Vec::new();
+    let whole = derive(model, &pairs, options(), |done, total| seen.push((done, total))).unwrap();
+    assert_eq!(seen.last(), Some(&(9, 9)));
+    let mut d = Derivation::new(model, &pairs, options()).unwrap();
+    assert_eq!((d.done(), d.total()), (0, 9));
+    let early = Derivation::new(model, &pairs, options()).unwrap().finish(model).err().unwrap().to_string();
+    assert!(early.contains("read 0 of 9"), "{early}");
+    while !d.step(model).unwrap() {}
+    let stepped = d.finish(model).unwrap();
+    assert_eq!(stepped.to_safetensors_bytes().unwrap(), whole.to_safetensors_bytes().unwrap());
+    let m = &stepped.meta;
+    assert_eq!((m.concept.as_deref(), m.toxic_prefix.as_str(), m.nontoxic_prefix.as_str()), (Some("mood"), "The following text is gloomy: ", "The following text is cheerful: "));
+    let again = DetoxVectors::from_safetensors_bytes(&stepped.to_safetensors_bytes().unwrap()).unwrap();
+    assert_eq!(again.meta, stepped.meta);
 }

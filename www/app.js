@@ -9,6 +9,7 @@ import {
   sha256Hex,
   cacheAvailable,
 } from "./model-store.js";
+import { initLab } from "./lab.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration
@@ -152,6 +153,7 @@ function s(tag, attrs = {}, text) {
 function setPhase(phase) {
   document.body.dataset.phase = phase;
   updateButtons();
+  lab?.refresh();
 }
 
 function setStatus(text, kind = "") {
@@ -174,6 +176,9 @@ el.alertDismiss.addEventListener("click", clearError);
 
 // ---------------------------------------------------------------------------------------------------------------
 // State
+
+/** The vector lab's handle (www/lab.js), once set up. */
+let lab = null;
 
 const state = {
   workers: [], // one (batch layout) or two (pair layout) Web Workers, each with its own Engine
@@ -314,6 +319,9 @@ function onWorkerMessage(w, msg) {
       break;
     case "done":
       onDone(msg);
+      break;
+    case "deriveProgress":
+      deriveListeners.get(msg.id)?.(msg);
       break;
     case "judgeError":
       judgeFailed(`it failed while scoring (${msg.error?.message || "unknown error"})`);
@@ -1177,11 +1185,13 @@ for (let i = 0; i < 2; i++) {
 // ---------------------------------------------------------------------------------------------------------------
 // Heat map of per-head probe accuracy (layers × heads), keyboard navigable with a roving tabindex
 
-function renderHeatmap(meta) {
-  el.heatmapReadout.textContent = "";
+/** The probe-accuracy heat map (and per-layer ‖z‖) of `meta` into `wrap`; the main card's by default, the vector
+ * lab's results too. `legend`: also update the main card's colour legend. */
+function renderHeatmap(meta, wrap = el.heatmapWrap, readout = el.heatmapReadout, legend = true) {
+  readout.textContent = "";
   const acc = meta?.probeAccuracy;
   if (!acc || !acc.length) {
-    el.heatmapWrap.replaceChildren(
+    wrap.replaceChildren(
       h("p", { class: "placeholder", text: meta ? "This vector file has no probe accuracies." : "Load a vector file to see its probe accuracies." }),
     );
     return;
@@ -1205,9 +1215,11 @@ function renderHeatmap(meta) {
   const hi = finite.length ? Math.max(...finite) : 1;
   table.style.setProperty("--lo", String(lo));
   table.style.setProperty("--hi", String(hi));
-  $("acc-lo").textContent = lo.toFixed(2);
-  $("acc-mid").textContent = ((lo + hi) / 2).toFixed(2);
-  $("acc-hi").textContent = hi.toFixed(2);
+  if (legend) {
+    $("acc-lo").textContent = lo.toFixed(2);
+    $("acc-mid").textContent = ((lo + hi) / 2).toFixed(2);
+    $("acc-hi").textContent = hi.toFixed(2);
+  }
   for (let l = 0; l < layers; l++) {
     const tr = h("tr", {}, h("th", { scope: "row", text: String(l) }));
     for (let j = 0; j < heads; j++) {
@@ -1262,13 +1274,13 @@ function renderHeatmap(meta) {
     if (!c) return;
     for (const a of table.querySelectorAll("td.cell.active")) a.classList.remove("active");
     c.classList.add("active");
-    el.heatmapReadout.textContent = `Layer ${c.dataset.layer}, head ${c.dataset.head}: probe accuracy ${Number(c.dataset.value).toFixed(3)}`;
+    readout.textContent = `Layer ${c.dataset.layer}, head ${c.dataset.head}: probe accuracy ${Number(c.dataset.value).toFixed(3)}`;
   };
   table.addEventListener("focusin", show);
   table.addEventListener("mouseover", show);
-  el.heatmapWrap.replaceChildren(table);
+  wrap.replaceChildren(table);
   const mean = finite.reduce((a, b) => a + b, 0) / Math.max(1, finite.length);
-  el.heatmapReadout.textContent = Number.isFinite(best.v)
+  readout.textContent = Number.isFinite(best.v)
     ? `Mean accuracy ${mean.toFixed(3)}. Best ${best.v.toFixed(3)}: layer ${best.l}, head ${best.h}` +
       (best.n > 1 ? ` and ${best.n - 1} more.` : ".")
     : "";
@@ -1585,6 +1597,50 @@ function renderJudgeSlot(i, score) {
   slot.style.setProperty("--v", "0");
   value.textContent = status === "loading" ? "loading…" : status === "failed" ? "unavailable" : "–";
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The vector lab (www/lab.js): derivation runs in the steered pane's worker
+
+/** Progress callbacks of derivations in flight, by request id. */
+const deriveListeners = new Map();
+
+function deriveInWorker(request, onProgress) {
+  let id = null;
+  const promise = (async () => {
+    if (state.run && !state.run.ended) await stopRun();
+    const job = post("derive", { request }, [], STEERED_WORKER);
+    id = job.id;
+    deriveListeners.set(id, onProgress);
+    try {
+      return await job.promise;
+    } finally {
+      deriveListeners.delete(id);
+    }
+  })();
+  const cancel = () => call("deriveCancel", {}, [], STEERED_WORKER).catch(() => {});
+  return { promise, cancel };
+}
+
+async function steerWithLabVector(bytes, label) {
+  if (!state.modelInfo) return false;
+  if (state.run && !state.run.ended) await stopRun();
+  const ok = await loadVectorBytes(bytes, label, { fallback: true });
+  if (ok) {
+    clearError();
+    setStatus(`Steering with ${label}.`, "ok");
+  }
+  return ok;
+}
+
+lab = initLab({
+  h,
+  derive: deriveInWorker,
+  steerWith: steerWithLabVector,
+  modelInfo: () => state.modelInfo,
+  currentVectors: () => (state.vectorsBytes ? { bytes: state.vectorsBytes, label: state.vectorsLabel } : null),
+  renderHeatmap,
+  ready: () => !!state.modelInfo && document.body.dataset.phase === "ready",
+});
 
 // ---------------------------------------------------------------------------------------------------------------
 // Boot

@@ -16,6 +16,12 @@
 //   {type:"memory",      id}            -> {wasmBytes}: the size of the engine's wasm memory
 //   {type:"profile",     id, on}        turn the engine's per-phase profile on (cleared) or off -> what it held:
 //                                        [[phase, ms], …] (for the benchmarks, src/profile.rs)
+//   {type:"derive",      id, request}   the vector lab: derive a vector from steering pairs with the same Rust code
+//                                        as `destein derive` (request: {pairsJsonl, site, count?, seed, awayPrefix?,
+//                                        towardPrefix?, concept?}); stops a running generation; sends
+//                                        {type:"deriveProgress", id, done, total} after each pair; its result is
+//                                        {bytes: ArrayBuffer (the safetensors file), ms}, or an error "cancelled"
+//   {type:"deriveCancel", id}           cancel the derivation in progress (between two pairs)
 //   {type:"crash",       id}            (testing aid: throws an uncaught error, as a dying engine would)
 // Replies (worker → page):
 //   {type:"hello", ok: true} | {type:"hello", ok: false, error}           once, when the engine module is loaded
@@ -34,6 +40,7 @@ let engine = null;
 let judge = null; // the tox-block Judge, once loaded
 let run = null; // {runId, stopRequested, steps, texts, scores}
 let currentMode = "rotate";
+let derivation = null; // {id, cancelled} while the vector lab derives
 
 const enginePromise = (async () => {
   try {
@@ -243,6 +250,41 @@ const handlers = {
   async memory() {
     await enginePromise;
     return { wasmBytes: wasmExports?.memory?.buffer?.byteLength ?? null };
+  },
+  async derive({ request }, id) {
+    await enginePromise;
+    stopRun("stopped");
+    const e = requireEngine();
+    const d = { id, cancelled: false };
+    if (derivation) derivation.cancelled = true;
+    derivation = d;
+    const t0 = performance.now();
+    try {
+      let p = e.deriveStart(request);
+      postMessage({ type: "deriveProgress", id, done: p.done, total: p.total });
+      while (!p.finished) {
+        // Between two pairs: let a deriveCancel (or another request) in.
+        await yieldToEvents();
+        if (d.cancelled) throw new Error("cancelled");
+        p = e.deriveStep();
+        postMessage({ type: "deriveProgress", id, done: p.done, total: p.total });
+      }
+      const bytes = e.deriveFinish();
+      return { bytes: bytes.buffer, ms: performance.now() - t0 };
+    } finally {
+      if (d.cancelled || derivation !== d) {
+        try {
+          e.deriveCancel();
+        } catch {
+          /* the engine is gone */
+        }
+      }
+      if (derivation === d) derivation = null;
+    }
+  },
+  async deriveCancel() {
+    if (derivation) derivation.cancelled = true;
+    return true;
   },
   async crash() {
     setTimeout(() => {

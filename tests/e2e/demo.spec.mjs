@@ -14,224 +14,38 @@
 // Environment: CHROMIUM_PATH (default /usr/bin/chromium), DESTEIN_E2E_REAL=0 to skip the real-engine suite.
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-// The Chromium binary and the flags this machine needs, shared with the browser benchmarks.
-import { CHROMIUM, CHROME_ARGS, startServer } from "../../scripts/bench-common.mjs";
+import { startServer } from "../../scripts/bench-common.mjs";
 import fs from "node:fs";
-import fsp from "node:fs/promises";
 import net from "node:net";
+import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import crypto from "node:crypto";
-import { fileURLToPath } from "node:url";
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, "../..");
-const ARTIFACTS = path.join(ROOT, "test-artifacts");
-const MODEL_FILE = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-const MODEL_SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
-const VECTOR_FILES = ["www/vectors/smollm2-135m.heads.safetensors", "www/vectors/smollm2-135m.attn_out.safetensors"];
-
-let chromium = null;
-let playwrightMissing = null;
-try {
-  ({ chromium } = await import("playwright-core"));
-} catch (err) {
-  playwrightMissing = `playwright-core is not installed (run npm install): ${err.message}`;
-}
-const browserMissing = playwrightMissing || (fs.existsSync(CHROMIUM) ? null : `no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
-
-// ---------------------------------------------------------------------------------------------------------------
-// Helpers
-
-async function launchBrowser() {
-  const userDataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "destein-chromium-"));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: CHROME_ARGS,
-    viewport: { width: 1280, height: 1000 },
-  });
-  const problems = [];
-  const foreign = [];
-  const watch = (page) => {
-    page.on("console", (m) => {
-      if (m.type() === "error") problems.push(`console: ${m.text()}`);
-    });
-    page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
-  };
-  context.on("page", watch);
-  for (const p of context.pages()) watch(p);
-  context.on("request", (r) => {
-    const u = new URL(r.url());
-    if (!["data:", "blob:"].includes(u.protocol) && u.hostname !== "127.0.0.1") foreign.push(r.url());
-  });
-  return {
-    context,
-    problems,
-    foreign,
-    page: context.pages()[0] || (await context.newPage()),
-    async close() {
-      await context.close();
-      await fsp.rm(userDataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-const sha256 = (buf) => crypto.createHash("sha256").update(buf).digest("hex");
-
-function safetensors(metadata) {
-  const header = Buffer.from(JSON.stringify({ __metadata__: metadata }));
-  const pad = (8 - (header.length % 8)) % 8;
-  const h = Buffer.concat([header, Buffer.alloc(pad, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  return Buffer.concat([len, h]);
-}
-
-function mockVectors(site, modelSha256) {
-  return safetensors({
-    format: "destein-mock",
-    site,
-    layers: "30",
-    heads: "9",
-    headDim: "64",
-    pairs: "20",
-    modelName: "SmolLM2-135M-Instruct (mock engine)",
-    modelSha256,
-    recommendedMode: "rotate",
-    recommendedAlpha: "0.4",
-    maxAlpha: site === "heads" ? "1.5" : "2",
-  });
-}
-
-async function waitReady(page, timeout = 60000) {
-  await page.waitForSelector('body[data-phase="ready"]', { timeout });
-  await page.waitForFunction(() => !document.querySelector("#start").disabled, null, { timeout });
-}
-
-async function setAlpha(page, value) {
-  await page.evaluate((v) => {
-    const a = document.querySelector("#alpha");
-    a.value = String(v);
-    a.dispatchEvent(new Event("input", { bubbles: true }));
-  }, value);
-}
-
-async function fillRun(page, { prompt, maxTokens = 16, seed = 7, temperature = 0.8, alpha, chat = false }) {
-  await page.fill("#prompt", prompt);
-  await page.fill("#max-tokens", String(maxTokens));
-  await page.fill("#seed", String(seed));
-  await page.fill("#temperature", String(temperature));
-  await page.check(`input[name="format"][value="${chat ? "chat" : "continuation"}"]`);
-  if (alpha != null) await setAlpha(page, alpha);
-}
-
-/** Per-step token ids of both panes, and the α each steered token was made with. */
-async function collect(page) {
-  return page.evaluate(() => {
-    const pane = (id) => {
-      const steps = [];
-      for (const s of document.querySelectorAll(`#${id} .tok`)) {
-        const ids = (s.dataset.tokenIds || "").split(" ").filter(Boolean).map(Number);
-        const first = Number(s.dataset.firstStep);
-        ids.forEach((t, k) => (steps[first + k] = { id: t, alpha: Number(s.dataset.alpha) }));
-      }
-      return steps;
-    };
-    const markers = [...document.querySelectorAll("#out-steered .alpha-marker")].map((m) => ({
-      alpha: Number(m.dataset.alpha),
-      step: Number(m.dataset.step),
-      text: m.textContent,
-    }));
-    return {
-      raw: pane("out-raw"),
-      steered: pane("out-steered"),
-      rawText: document.querySelector("#out-raw").textContent,
-      steeredText: document.querySelector("#out-steered").textContent,
-      markers,
-    };
-  });
-}
-
-async function run(page, opts, { timeout = 120000, midStream } = {}) {
-  await fillRun(page, opts);
-  const before = await page.evaluate(() => document.body.dataset.runId || "");
-  if (midStream) {
-    // Move the slider from inside the page the moment the steered pane has `afterTokens` tokens.
-    await page.evaluate(({ afterTokens, alpha }) => {
-      const out = document.querySelector("#out-steered");
-      const obs = new MutationObserver(() => {
-        if (out.querySelectorAll(".tok").length >= afterTokens) {
-          obs.disconnect();
-          const a = document.querySelector("#alpha");
-          a.value = String(alpha);
-          a.dispatchEvent(new Event("input", { bubbles: true }));
-        }
-      });
-      obs.observe(out, { childList: true });
-    }, midStream);
-  }
-  await page.click("#start");
-  await page.waitForFunction((b) => document.body.dataset.runId !== b, before, { timeout: 10000 });
-  await page.waitForSelector('body[data-run="done"]', { timeout });
-  return collect(page);
-}
-
-const ids = (steps) => steps.filter(Boolean).map((s) => s.id);
-
-/** The tox-block read-out of both panes: {state, score (number or null), text}. */
-async function judgeReadouts(page) {
-  return page.$$eval("[data-judge-slot]", (slots) =>
-    slots.map((s) => ({
-      state: s.dataset.state,
-      score: s.dataset.score === undefined ? null : Number(s.dataset.score),
-      text: s.querySelector("[data-judge-value]").textContent,
-    })),
-  );
-}
-
-/** Count, per pane, how often the judge's score changed while a run streamed (call before starting the run). */
-async function watchJudge(page) {
-  await page.evaluate(() => {
-    const seen = (globalThis.__judgeUpdates = [[], []]);
-    document.querySelectorAll("[data-judge-slot]").forEach((slot, i) => {
-      new MutationObserver(() => {
-        if (slot.dataset.score !== undefined && document.body.dataset.run === "running") seen[i].push(Number(slot.dataset.score));
-      }).observe(slot, { attributes: true, attributeFilter: ["data-score"] });
-    });
-  });
-  return () => page.evaluate(() => globalThis.__judgeUpdates);
-}
-
-function assertJudgeScores(readouts) {
-  assert.equal(readouts.length, 2);
-  for (const [i, r] of readouts.entries()) {
-    assert.equal(r.state, "scored", `pane ${i} has a judge score`);
-    assert.ok(Number.isFinite(r.score) && r.score >= 0 && r.score <= 1, `pane ${i}: score ${r.score} in [0, 1]`);
-    assert.equal(r.text, r.score.toFixed(2));
-  }
-}
-
-async function alertText(page) {
-  return page.evaluate(() => (document.querySelector("#alert").hidden ? "" : document.querySelector("#alert-text").textContent));
-}
-
-async function cachedUrls(page) {
-  return page.evaluate(async () => {
-    const c = await caches.open("destein-models-v1");
-    return (await c.keys()).map((r) => r.url);
-  });
-}
-
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
+import {
+  launchBrowser,
+  safetensors,
+  mockVectors,
+  waitReady,
+  setAlpha,
+  fillRun,
+  collect,
+  run,
+  judgeReadouts,
+  watchJudge,
+  assertJudgeScores,
+  alertText,
+  cachedUrls,
+  freePort,
+  HERE,
+  ROOT,
+  ARTIFACTS,
+  MODEL_FILE,
+  MODEL_SHA,
+  VECTOR_FILES,
+  browserMissing,
+  sha256,
+  ids,
+} from "./helpers.mjs";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Mock overlay: a mock engine at /pkg/destein.js, a small fake model and mock vectors.
@@ -324,8 +138,8 @@ describe("server", () => {
     await r.body.cancel();
   });
 
-  test("serves nothing outside index.html, www/, pkg/, models/, data/judges/", async () => {
-    for (const p of ["Cargo.toml", "src/lib.rs", ".git/HEAD", "www/../Cargo.toml", "%2e%2e/etc/passwd", "www/.hidden", "scripts/serve.mjs", "data/README.md", "data/steering_pairs.jsonl", "data/judges/../README.md", "data/judges"]) {
+  test("serves nothing outside index.html, www/, pkg/, models/, data/judges/, data/concepts/ and the detox pairs", async () => {
+    for (const p of ["Cargo.toml", "src/lib.rs", ".git/HEAD", "www/../Cargo.toml", "%2e%2e/etc/passwd", "www/.hidden", "scripts/serve.mjs", "data/README.md", "data/rtp/test100.jsonl", "data/judges/../README.md", "data/judges", "data/concepts"]) {
       const r = await fetch(srv.url + p);
       assert.equal(r.status, 404, p);
       await r.arrayBuffer();
