@@ -165,7 +165,7 @@ pub fn fuse_many(a: &mut [f32], zs: &[&[f32]], alphas: &[f32], n_heads: usize, m
     assert_eq!(zs.len(), alphas.len(), "one α per direction");
     assert!(zs.len() <= MAX_VECTORS, "more than {MAX_VECTORS} directions");
     assert!(zs.iter().all(|z| z.len() == a.len()), "activation and direction lengths differ");
-    assert!(n_heads > 0 && a.len() % n_heads == 0, "length not divisible into heads");
+    assert!(n_heads > 0 && a.len().is_multiple_of(n_heads), "length not divisible into heads");
     let mut terms = [NO_TERM; MAX_VECTORS];
     let mut n = 0;
     for (&z, &alpha) in zs.iter().zip(alphas).filter(|(_, &alpha)| alpha > 0.0) {
