@@ -45,6 +45,9 @@ pub struct VectorMeta {
     pub recommended_mode: FusionMode,
     pub recommended_alpha: f32,
     pub max_alpha: f32,
+    /// Where the file came from when it was not derived here (e.g. an imported llama.cpp control vector);
+    /// optional, and written only when set, so derived files stay byte-identical.
+    pub source: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +82,9 @@ impl VectorMeta {
         put("recommended_mode", self.recommended_mode.name().into());
         put("recommended_alpha", self.recommended_alpha.to_string());
         put("max_alpha", self.max_alpha.to_string());
+        if let Some(source) = &self.source {
+            put("source", source.clone());
+        }
         m
     }
 
@@ -123,6 +129,7 @@ impl VectorMeta {
                 .map_err(|e| Error::Vectors(e.to_string()))?,
             recommended_alpha,
             max_alpha,
+            source: m.get("source").cloned(),
         })
     }
 }
@@ -278,7 +285,7 @@ pub fn parse_pairs(bytes: &[u8]) -> Result<Vec<SteeringPair>> {
 }
 
 /// The paper's preprocessing: strip a trailing " ." or "." before adding the prefix.
-fn strip_final_period(text: &str) -> &str {
+pub fn strip_final_period(text: &str) -> &str {
     let t = text.trim_end();
     t.strip_suffix(" .").or_else(|| t.strip_suffix('.')).unwrap_or(t)
 }
@@ -306,15 +313,21 @@ impl ActivationHook for MeanCapture {
 
 /// `[layers][hidden]` mean activation of `text` at `site`.
 pub fn mean_activations(model: &Model, text: &str, site: Site) -> Result<Vec<Vec<f32>>> {
+    let mut capture = MeanCapture { site, per_layer: Vec::new() };
+    run_hooked(model, text, &mut capture)?;
+    Ok(capture.per_layer)
+}
+
+/// Run `text` alone (batch 1, fresh cache) through the model with `hook` at its site.
+pub fn run_hooked(model: &Model, text: &str, hook: &mut dyn ActivationHook) -> Result<()> {
     let ids = model.tokenizer.encode(text)?;
     if ids.is_empty() {
         bail!(Input, "empty text");
     }
     let tokens = model.token_tensor(&[ids])?;
     let mut cache = Cache::new(model);
-    let mut capture = MeanCapture { site, per_layer: Vec::new() };
-    model.forward_hidden(&tokens, &mut cache, Some(&mut capture))?;
-    Ok(capture.per_layer)
+    model.forward_hidden(&tokens, &mut cache, Some(hook))?;
+    Ok(())
 }
 
 /// The recommended (mode, α) per site, measured on 400 held-out RealToxicityPrompts with 25 samples each
@@ -416,6 +429,7 @@ pub fn derive(
             recommended_mode: options.recommended_mode,
             recommended_alpha: options.recommended_alpha,
             max_alpha: MAX_ALPHA,
+            source: None,
         },
         direction,
         probe_accuracy: accuracy,
