@@ -23,5 +23,5 @@ if $for_tests; then
   fi
   # playwright-core for the tests; @wllama/wllama only for scripts/bench-wllama.mjs (same lock file, one npm ci)
   { [ -d node_modules/playwright-core ] && [ -d node_modules/@wllama/wllama ]; } || npm ci --no-audit --no-fund --silent
-  python3 -c "import safetensors, numpy" 2>/dev/null || python3 -m pip install --quiet safetensors numpy
+  python3 -c "import safetensors, numpy, gguf" 2>/dev/null || python3 -m pip install --quiet safetensors numpy gguf
 fi

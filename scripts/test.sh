@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 cargo test --release
 tests/wasm_kernels.sh
 python3 tests/python_reads_vectors.py
+python3 tests/control_vector_reads.py
 DESTEIN_E2E_REQUIRE_REAL=1 node --test tests/e2e/demo.spec.mjs

@@ -3,6 +3,7 @@
 //! the detox vectors, generation, and (wasm only) the browser bindings.
 
 pub mod concept_eval;
+pub mod control_vector;
 pub mod error;
 pub mod evaluation;
 pub mod generation;

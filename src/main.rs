@@ -24,6 +24,7 @@ mod cli {
     use destein::model::{LoadDtype, MatmulBackend, Model, Site};
     use destein::steering::{check_compatible, validate_alpha, FusionMode, RowSteering, Steerer, MAX_VECTORS};
     use destein::vectors::{self, DetoxVectors};
+    use destein::{control_vector, steering::MAX_ALPHA};
 
     pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -243,6 +244,43 @@ mod cli {
     enum VectorsCommand {
         /// Print metadata, per-layer norms and the probe-accuracy grid.
         Inspect { file: PathBuf },
+        /// Write an `attn_out` vector file as a llama.cpp control vector (GGUF): direction.l = −n(z_l)·m_l,
+        /// m_l the model's mean ‖attn_out_l‖, so `--control-vector-scaled FILE α` is like our `add` at α.
+        Export {
+            /// The output format: llama-cpp-control-vector (the only one).
+            #[arg(long)]
+            format: String,
+            #[command(flatten)]
+            norms: NormTexts,
+            #[arg(long)]
+            out: PathBuf,
+            /// The vector file (safetensors) to export.
+            file: PathBuf,
+        },
+        /// Read a llama.cpp control vector (repeng, cvector-generator) as our `attn_out` vector file for --model.
+        Import {
+            #[command(flatten)]
+            norms: NormTexts,
+            /// The α stored as the file's recommendation (default: the α matching llama.cpp's scale 1).
+            #[arg(long)]
+            recommended_alpha: Option<f32>,
+            #[arg(long)]
+            out: PathBuf,
+            /// The control vector (GGUF) to import.
+            file: PathBuf,
+        },
+    }
+
+    /// The model, and the texts its typical ‖attn_out‖ per layer is measured on.
+    #[derive(Args, Clone)]
+    struct NormTexts {
+        #[command(flatten)]
+        common: Common,
+        /// Steering pairs: both sides of the first --norm-pairs pairs measure the typical ‖attn_out‖.
+        #[arg(long, default_value = "data/steering_pairs.jsonl")]
+        pairs: PathBuf,
+        #[arg(long, default_value_t = control_vector::NORM_PAIRS)]
+        norm_pairs: usize,
     }
 
     pub fn main() -> ExitCode {
@@ -307,6 +345,12 @@ mod cli {
                 derive(&common, &pairs, options, &out)
             }
             Command::Vectors { command: VectorsCommand::Inspect { file } } => inspect(&file),
+            Command::Vectors { command: VectorsCommand::Export { format, norms, out, file } } => {
+                export_control_vector(&format, &norms, &out, &file)
+            }
+            Command::Vectors { command: VectorsCommand::Import { norms, recommended_alpha, out, file } } => {
+                import_control_vector(&norms, recommended_alpha, &out, &file)
+            }
             Command::Eval {
                 common, prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed, name,
                 reports_dir, judges, resume, report_only, jobs,
@@ -490,6 +534,70 @@ mod cli {
         Ok(())
     }
 
+    /// Load the model and measure m_l, its mean ‖attn_out_l‖ per layer; returns them with a description.
+    fn measure_norms(n: &NormTexts, model: &Model) -> Result<(Vec<f32>, String)> {
+        let bytes = std::fs::read(&n.pairs).with_context(|| format!("cannot read {}", n.pairs.display()))?;
+        let pairs = vectors::parse_pairs(&bytes).with_context(|| format!("in {}", n.pairs.display()))?;
+        let texts = control_vector::norm_texts(&pairs, n.norm_pairs)?;
+        let norms = control_vector::attn_out_norms(model, &texts)?;
+        let what = format!(
+            "mean per-position ‖attn_out‖ over the last {} tokens of both sides of the first {} pairs of {} (sha256 {})",
+            vectors::LAST_TOKENS,
+            n.norm_pairs,
+            n.pairs.display(),
+            destein::model::sha256_hex(&bytes)
+        );
+        Ok((norms, what))
+    }
+
+    fn export_control_vector(format: &str, n: &NormTexts, out: &Path, file: &Path) -> Result<()> {
+        if format != control_vector::FORMAT_NAME {
+            anyhow::bail!("unknown --format `{format}` (the only one is {})", control_vector::FORMAT_NAME);
+        }
+        let v = DetoxVectors::load(file)?;
+        control_vector::check_exportable(&v)?;
+        let (model, _) = load_model(&n.common)?;
+        v.check_model(&model)?;
+        let (norms, what) = measure_norms(n, &model)?;
+        destein::write_atomically(out, &control_vector::export_bytes(&v, &norms, &what)?)?;
+        let (lo, hi) = norms[1..].iter().fold((f32::MAX, 0f32), |(lo, hi), &m| (lo.min(m), hi.max(m)));
+        println!("wrote {}: direction.1 … direction.{} ({} values each; our layer 0 has no llama.cpp slot)", out.display(), v.meta.layers - 1, v.meta.hidden);
+        println!("‖direction.l‖ = m_l, the {what}: {lo:.3} … {hi:.3}");
+        println!(
+            "use: llama-completion -m {} --control-vector-scaled {}:α   (≈ our `add` at α, one site later; see README)",
+            n.common.model.display(),
+            out.display()
+        );
+        Ok(())
+    }
+
+    fn import_control_vector(n: &NormTexts, recommended_alpha: Option<f32>, out: &Path, file: &Path) -> Result<()> {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let cv = control_vector::ControlVector::from_gguf_bytes(&bytes).with_context(|| format!("in {}", file.display()))?;
+        let (model, _) = load_model(&n.common)?;
+        let alpha = match recommended_alpha {
+            Some(a) => a,
+            None => {
+                let alpha = cv.scale_one_alpha(&measure_norms(n, &model)?.0);
+                if alpha > MAX_ALPHA {
+                    anyhow::bail!("llama.cpp's scale 1 corresponds to our α = {alpha:.3}, above the maximum {MAX_ALPHA}; pass --recommended-alpha");
+                }
+                alpha
+            }
+        };
+        let name = file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let source = format!(
+            "llama.cpp control vector {name} (sha256 {}, model_hint {})",
+            destein::model::sha256_hex(&bytes),
+            cv.model_hint.as_deref().unwrap_or("none")
+        );
+        let v = control_vector::to_detox_vectors(&cv, &model, source, alpha)?;
+        v.save(out)?;
+        let layers: Vec<String> = cv.directions.keys().map(|l| l.to_string()).collect();
+        println!("wrote {}: site attn_out, layers {} steered (z_l = −direction.l), recommended add at α = {alpha:.4}", out.display(), layers.join(","));
+        Ok(())
+    }
+
     fn inspect(file: &Path) -> Result<()> {
         let v = DetoxVectors::load(file)?;
         let m = &v.meta;
@@ -502,6 +610,9 @@ mod cli {
         println!("recommended        {} at α = {} (max α {})", m.recommended_mode.name(), m.recommended_alpha, m.max_alpha);
         println!("toxic prefix       {:?}", m.toxic_prefix);
         println!("non-toxic prefix   {:?}", m.nontoxic_prefix);
+        if let Some(source) = &m.source {
+            println!("source             {source}");
+        }
         let acc = &v.probe_accuracy;
         let mean = acc.iter().sum::<f32>() / acc.len() as f32;
         let min = acc.iter().cloned().fold(f32::INFINITY, f32::min);

@@ -8,7 +8,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use sha2::{Digest, Sha256};
 
 use crate::bail;
@@ -343,18 +343,24 @@ fn validate_tensor_table(ct: &gguf_file::Content, file_len: usize) -> Result<()>
     Ok(())
 }
 
+/// RoPE's cos and sin tables, `[context, head_dim / 2]`, with libm (identical bits natively and in wasm).
 fn rope_tables(config: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
     let half = config.head_dim / 2;
     let inv_freq: Vec<f32> = (0..config.head_dim)
         .step_by(2)
-        .map(|i| 1f32 / config.rope_base.powf(i as f32 / config.head_dim as f32))
+        .map(|i| 1f32 / libm::powf(config.rope_base, i as f32 / config.head_dim as f32))
         .collect();
-    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-    let positions = Tensor::arange(0u32, config.context_length as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((config.context_length, 1))?;
-    let angles = positions.matmul(&inv_freq)?;
-    Ok((angles.cos()?, angles.sin()?))
+    let angles: Vec<f32> =
+        (0..config.context_length).flat_map(|p| inv_freq.iter().map(move |f| p as f32 * f)).collect();
+    let table = |f: fn(f32) -> f32| Tensor::from_vec(angles.iter().map(|&a| f(a)).collect::<Vec<_>>(), (config.context_length, half), device);
+    Ok((table(libm::cosf)?, table(libm::sinf)?))
+}
+
+/// silu(gate) · up, elementwise (the SwiGLU of the feed-forward block), with libm's exp.
+fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    let (g, u) = (gate.flatten_all()?.to_vec1::<f32>()?, up.flatten_all()?.to_vec1::<f32>()?);
+    let out: Vec<f32> = g.iter().zip(&u).map(|(&g, &u)| g / (1.0 + libm::expf(-g)) * u).collect();
+    Ok(Tensor::from_vec(out, gate.dims(), gate.device())?)
 }
 
 impl Model {
@@ -602,7 +608,7 @@ impl Model {
             let h = timed(Phase::Norm, || candle_nn::ops::rms_norm(&x, &block.ffn_norm, eps))?;
             let (gate, up) =
                 timed(Phase::Matmul, || -> Result<_> { Ok((block.w_gate.forward(&h)?, block.w_up.forward(&h)?)) })?;
-            let product = timed(Phase::Elementwise, || candle_nn::ops::silu(&gate)? * up)?;
+            let product = timed(Phase::Elementwise, || swiglu(&gate, &up))?;
             let mlp = timed(Phase::Matmul, || block.w_down.forward(&product))?;
             x = timed(Phase::Elementwise, || mlp + residual)?;
         }
@@ -685,7 +691,7 @@ fn attention(c: &Config, q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerCa
                 let max = visible.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut sum = 0f32;
                 for w in visible.iter_mut() {
-                    *w = (*w - max).exp();
+                    *w = libm::expf(*w - max);
                     sum += *w;
                 }
                 let head_out = &mut out[((b * seq + t) * n_heads + h) * d..][..d];

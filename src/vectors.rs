@@ -48,6 +48,9 @@ pub struct VectorMeta {
     /// The concept steered away from → toward (e.g. `sentiment`), for vectors made in the vector lab or with
     /// `derive --concept`. None for the detox files, which predate the key (their bytes stay unchanged).
     pub concept: Option<String>,
+    /// Where the file came from when it was not derived here (e.g. an imported llama.cpp control vector);
+    /// optional, and written only when set, so derived files stay byte-identical.
+    pub source: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +87,9 @@ impl VectorMeta {
         put("max_alpha", self.max_alpha.to_string());
         if let Some(concept) = &self.concept {
             put("concept", concept.clone());
+        }
+        if let Some(source) = &self.source {
+            put("source", source.clone());
         }
         m
     }
@@ -130,6 +136,7 @@ impl VectorMeta {
             recommended_alpha,
             max_alpha,
             concept: m.get("concept").cloned(),
+            source: m.get("source").cloned(),
         })
     }
 }
@@ -285,7 +292,7 @@ pub fn parse_pairs(bytes: &[u8]) -> Result<Vec<SteeringPair>> {
 }
 
 /// The paper's preprocessing: strip a trailing " ." or "." before adding the prefix.
-fn strip_final_period(text: &str) -> &str {
+pub fn strip_final_period(text: &str) -> &str {
     let t = text.trim_end();
     t.strip_suffix(" .").or_else(|| t.strip_suffix('.')).unwrap_or(t)
 }
@@ -375,6 +382,18 @@ fn mean_activations_of(model: &Model, ids: &[u32], site: Site, prefix: Option<&S
 /// `[layers][hidden]` mean activation of `text` at `site`.
 pub fn mean_activations(model: &Model, text: &str, site: Site) -> Result<Vec<Vec<f32>>> {
     mean_activations_of(model, &model.tokenizer.encode(text)?, site, None)
+}
+
+/// Run `text` alone (batch 1, fresh cache) through the model with `hook` at its site.
+pub fn run_hooked(model: &Model, text: &str, hook: &mut dyn ActivationHook) -> Result<()> {
+    let ids = model.tokenizer.encode(text)?;
+    if ids.is_empty() {
+        bail!(Input, "empty text");
+    }
+    let tokens = model.token_tensor(&[ids])?;
+    let mut cache = Cache::new(model);
+    model.forward_hidden(&tokens, &mut cache, Some(hook))?;
+    Ok(())
 }
 
 /// The recommended (mode, α) per site, measured on 400 held-out RealToxicityPrompts with 25 samples each
@@ -580,6 +599,7 @@ impl Derivation {
             recommended_alpha: o.recommended_alpha,
             max_alpha: MAX_ALPHA,
             concept: o.concept,
+            source: None,
         };
         Ok(DetoxVectors { meta, direction, probe_accuracy: accuracy })
     }

@@ -75,7 +75,7 @@ describe("the vector lab with the real engine", { skip: missing || false }, () =
   after(async () => {
     await b?.close();
     await srv?.close();
-    if (dir) await fsp.rm(dir, { recursive: true, force: true });
+    if (dir && !process.env.KEEP_LAB_DIR) await fsp.rm(dir, { recursive: true, force: true });
   });
 
   test("edit a pair, derive in the page: the file equals the CLI's; download, open, steer, combine", { timeout: T }, async () => {
