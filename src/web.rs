@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
 use crate::model::{sha256_hex, LoadDtype, MatmulBackend, Model, Site};
-use crate::steering::{validate_alpha, FusionMode, RowSteering};
+use crate::steering::{check_compatible, validate_alpha, FusionMode, RowSteering, MAX_VECTORS};
 use crate::vectors::{self, DeriveOptions, Derivation, DetoxVectors};
 
 #[wasm_bindgen(start)]
@@ -101,6 +101,8 @@ struct StartOptions {
     top_k: usize,
     seed: u64,
     alpha: f32,
+    /// α of each added vector file (slots 1, 2), after `alpha` for the main one.
+    alphas: Vec<f32>,
     mode: Option<String>,
     /// "both" (default: row 0 raw, row 1 steered), or one row alone: "raw" or "steered" (for running the two
     /// panes in two workers).
@@ -118,6 +120,7 @@ impl Default for StartOptions {
             top_k: 0,
             seed: 42,
             alpha: 0.0,
+            alphas: Vec::new(),
             mode: None,
             rows: "both".into(),
         }
@@ -144,6 +147,9 @@ struct Info {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct VectorsInfo {
+    /// 0: the main file; 1, 2: files added to steer together with it.
+    slot: usize,
+    concept: Option<String>,
     site: &'static str,
     layers: usize,
     heads: usize,
@@ -183,6 +189,26 @@ struct StartOut {
     prompt_tokens: usize,
 }
 
+fn vectors_info(v: &DetoxVectors, slot: usize) -> VectorsInfo {
+    let m = &v.meta;
+    VectorsInfo {
+        slot,
+        concept: m.concept.clone(),
+        site: m.site.name(),
+        layers: m.layers,
+        heads: m.heads,
+        head_dim: m.head_dim,
+        pairs: m.pairs,
+        model_name: m.model_name.clone(),
+        model_sha256: m.model_sha256.clone(),
+        recommended_mode: m.recommended_mode.name(),
+        recommended_alpha: m.recommended_alpha,
+        max_alpha: m.max_alpha,
+        probe_accuracy: v.probe_accuracy.chunks(m.heads).map(|c| c.to_vec()).collect(),
+        layer_norms: v.layer_norms(),
+    }
+}
+
 /// What the vector lab asks `deriveStart` for: the same inputs as `destein derive` (the pairs as the text of a
 /// JSONL file, so its sha256 is the one the CLI records for the same file).
 #[derive(Deserialize)]
@@ -214,7 +240,8 @@ pub struct Engine {
     model: Model,
     /// A vector-lab derivation in progress (`deriveStart` … `deriveFinish`).
     derivation: Option<Derivation>,
-    vectors: Option<DetoxVectors>,
+    /// Vector files steering together: slot 0 the main one (`loadVectors`), then those added (`addVectors`).
+    vectors: Vec<DetoxVectors>,
     generation: Option<Generation>,
     /// Which row of the running generation is the steered one (None when only the raw row runs).
     steered_row: Option<usize>,
@@ -245,7 +272,7 @@ impl Engine {
         // Buffered: the header is parsed in many small reads, each of which would otherwise cross into JS.
         let reader = std::io::BufReader::with_capacity(1 << 16, JsBytesReader { bytes, pos: 0 });
         let model = Model::from_gguf_reader(reader, len, dtype, MatmulBackend::default(), sha256).map_err(err)?;
-        Ok(Engine { model, derivation: None, vectors: None, generation: None, steered_row: None, load_ms: now_ms() - start })
+        Ok(Engine { model, derivation: None, vectors: Vec::new(), generation: None, steered_row: None, load_ms: now_ms() - start })
     }
 
     pub fn info(&self) -> Result<JsValue, JsError> {
@@ -266,50 +293,91 @@ impl Engine {
         })
     }
 
-    /// Load a detox vector file (safetensors) and check it was made for this model.
+    /// Load the main vector file (slot 0; safetensors) and check it was made for this model and fits the files added
+    /// to it. A generation in flight keeps running with the new file from its next step on.
     #[wasm_bindgen(js_name = loadVectors)]
     pub fn load_vectors(&mut self, bytes: &[u8]) -> Result<JsValue, JsError> {
-        let vectors = DetoxVectors::from_safetensors_bytes(bytes).map_err(err)?;
-        vectors.check_model(&self.model).map_err(err)?;
-        let m = &vectors.meta;
-        let info = VectorsInfo {
-            site: m.site.name(),
-            layers: m.layers,
-            heads: m.heads,
-            head_dim: m.head_dim,
-            pairs: m.pairs,
-            model_name: m.model_name.clone(),
-            model_sha256: m.model_sha256.clone(),
-            recommended_mode: m.recommended_mode.name(),
-            recommended_alpha: m.recommended_alpha,
-            max_alpha: m.max_alpha,
-            probe_accuracy: vectors.probe_accuracy.chunks(m.heads).map(|c| c.to_vec()).collect(),
-            layer_norms: vectors.layer_norms(),
-        };
-        // A generation in flight keeps running with the new vectors from its next step on.
-        self.vectors = Some(vectors);
-        to_js(&info)
+        let vectors = self.read_vectors(bytes)?;
+        let mut next = vec![vectors];
+        next.extend(self.vectors.iter().skip(1).cloned());
+        check_compatible(&next).map_err(err)?;
+        self.vectors = next;
+        to_js(&vectors_info(&self.vectors[0], 0))
+    }
+
+    /// Add a vector file to steer together with the main one (up to `MAX_VECTORS` in all, same site and model).
+    /// Stops a running generation. Returns its info, with its slot.
+    #[wasm_bindgen(js_name = addVectors)]
+    pub fn add_vectors(&mut self, bytes: &[u8]) -> Result<JsValue, JsError> {
+        if self.vectors.is_empty() {
+            return Err(JsError::new("load the main vector file before adding another"));
+        }
+        if self.vectors.len() >= MAX_VECTORS {
+            return Err(JsError::new(&format!("{MAX_VECTORS} vector files already steer together; remove one first")));
+        }
+        let vectors = self.read_vectors(bytes)?;
+        let mut next = self.vectors.clone();
+        next.push(vectors);
+        check_compatible(&next).map_err(err)?;
+        self.generation = None;
+        self.vectors = next;
+        let slot = self.vectors.len() - 1;
+        to_js(&vectors_info(&self.vectors[slot], slot))
+    }
+
+    /// Remove an added vector file (slot 1 or 2); the others move up. Stops a running generation.
+    #[wasm_bindgen(js_name = removeVectors)]
+    pub fn remove_vectors(&mut self, slot: usize) -> Result<(), JsError> {
+        if slot == 0 || slot >= self.vectors.len() {
+            return Err(JsError::new(&format!("there is no added vector file in slot {slot}")));
+        }
+        self.generation = None;
+        self.vectors.remove(slot);
+        Ok(())
     }
 
     #[wasm_bindgen(js_name = clearVectors)]
     pub fn clear_vectors(&mut self) {
-        self.vectors = None;
+        self.vectors.clear();
         self.generation = None;
+    }
+
+    fn read_vectors(&self, bytes: &[u8]) -> Result<DetoxVectors, JsError> {
+        let vectors = DetoxVectors::from_safetensors_bytes(bytes).map_err(err)?;
+        vectors.check_model(&self.model).map_err(err)?;
+        Ok(vectors)
+    }
+
+    /// The steered row's α per slot: the main α, then the added files' (missing ones 0), each checked against its
+    /// file's maximum.
+    fn steered_alphas(&self, alpha: f32, added: &[f32]) -> Result<[f32; MAX_VECTORS], JsError> {
+        if added.len() > MAX_VECTORS - 1 {
+            return Err(JsError::new(&format!("{} α values for added files; at most {}", added.len(), MAX_VECTORS - 1)));
+        }
+        let mut alphas = [0.0; MAX_VECTORS];
+        alphas[0] = alpha;
+        alphas[1..=added.len()].copy_from_slice(added);
+        for (slot, &a) in alphas.iter().enumerate() {
+            validate_alpha(a).map_err(err)?;
+            match self.vectors.get(slot) {
+                Some(v) if a > v.meta.max_alpha => {
+                    return Err(JsError::new(&format!("α = {a} is above the maximum {} of vector file {}", v.meta.max_alpha, slot + 1)))
+                }
+                None if a > 0.0 => {
+                    return Err(JsError::new(&format!("α = {a} for vector file {} needs that file; load it first", slot + 1)))
+                }
+                _ => {}
+            }
+        }
+        Ok(alphas)
     }
 
     /// Start generating two rows from one prompt: row 0 raw, row 1 steered.
     pub fn start(&mut self, options: JsValue) -> Result<JsValue, JsError> {
         let o: StartOptions =
             serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad start options: {e}")))?;
-        validate_alpha(o.alpha).map_err(err)?;
-        if let Some(v) = &self.vectors {
-            if o.alpha > v.meta.max_alpha {
-                return Err(JsError::new(&format!("α = {} is above this vector file's maximum {}", o.alpha, v.meta.max_alpha)));
-            }
-        } else if o.alpha > 0.0 {
-            return Err(JsError::new("α > 0 needs a detox vector file; load one first"));
-        }
-        let mode = match (&o.mode, &self.vectors) {
+        let alphas = self.steered_alphas(o.alpha, &o.alphas)?;
+        let mode = match (&o.mode, self.vectors.first()) {
             (Some(m), _) => FusionMode::parse(m).map_err(err)?,
             (None, Some(v)) => v.meta.recommended_mode,
             (None, None) => FusionMode::Rotate,
@@ -324,7 +392,7 @@ impl Engine {
         let prompt_mode = if o.chat { PromptMode::Chat } else { PromptMode::Continuation };
         let ids = prompt_ids(&self.model, &o.prompt, prompt_mode).map_err(err)?;
         let prompt_tokens = ids.len();
-        let steered = RowSteering::single(o.alpha, mode);
+        let steered = RowSteering { alphas, mode };
         let (steering, steered_row) = match o.rows.as_str() {
             "both" => (vec![RowSteering::OFF, steered], Some(1)),
             "raw" => (vec![RowSteering::OFF], None),
@@ -341,7 +409,7 @@ impl Engine {
     pub fn step(&mut self) -> Result<JsValue, JsError> {
         let generation = self.generation.as_mut().ok_or_else(|| JsError::new("no generation is running; call start() first"))?;
         let start = now_ms();
-        let rows = generation.step(&self.model, self.vectors.as_slice()).map_err(err)?;
+        let rows = generation.step(&self.model, &self.vectors).map_err(err)?;
         let out = StepOut {
             done: generation.done(),
             rows: rows
@@ -363,16 +431,20 @@ impl Engine {
         to_js(&out)
     }
 
-    /// Set the steered row's α from the next step on.
+    /// Set the steered row's α for the vector file in `slot` (default 0, the main one) from the next step on.
     #[wasm_bindgen(js_name = setAlpha)]
-    pub fn set_alpha(&mut self, alpha: f32) -> Result<(), JsError> {
+    pub fn set_alpha(&mut self, alpha: f32, slot: Option<usize>) -> Result<(), JsError> {
+        let slot = slot.unwrap_or(0);
         validate_alpha(alpha).map_err(err)?;
-        let max = self.vectors.as_ref().map(|v| v.meta.max_alpha).unwrap_or(0.0);
-        if alpha > max {
-            return Err(JsError::new(&format!("α = {alpha} is above the maximum {max} (is a vector file loaded?)")));
+        let Some(v) = self.vectors.get(slot) else {
+            return Err(JsError::new(&format!("no vector file is loaded in slot {slot}")));
+        };
+        if alpha > v.meta.max_alpha {
+            return Err(JsError::new(&format!("α = {alpha} is above the maximum {} of vector file {}", v.meta.max_alpha, slot + 1)));
         }
         if let (Some(g), Some(row)) = (self.generation.as_mut(), self.steered_row) {
-            let steering = RowSteering::single(alpha, g.steering[row].mode);
+            let mut steering = g.steering[row];
+            steering.alphas[slot] = alpha;
             g.set_steering(row, steering).map_err(err)?;
         }
         Ok(())

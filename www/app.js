@@ -89,6 +89,8 @@ const el = {
   prompt: $("prompt"),
   promptCount: $("prompt-count"),
   alpha: $("alpha"),
+  extraVectors: $("extra-vectors"),
+  extraHint: $("extra-hint"),
   alphaValue: $("alpha-value"),
   site: $("site"),
   temperature: $("temperature"),
@@ -191,6 +193,7 @@ const state = {
   vectors: null, // loadVectors() metadata
   vectorsBytes: null, // Uint8Array of the vector file in use (kept for a worker restart)
   vectorsLabel: null,
+  extras: [], // vector files added to steer together with the main one: [{meta, bytes, label, alpha}] (slots 1, 2)
   run: null,
   crashTimes: [],
   recovering: false,
@@ -564,6 +567,7 @@ async function loadModel(source, { quiet = false } = {}) {
   } else {
     await loadVectorsForSite(el.site.value);
   }
+  await restoreExtras(modelChanged);
   if (stale()) return;
   setPhase("ready");
   mark("ready", { origin });
@@ -625,6 +629,8 @@ function vectorsFailed(message) {
   state.vectors = null;
   state.vectorsBytes = null;
   state.vectorsLabel = null;
+  state.extras = [];
+  renderExtras();
   callAll("clearVectors").catch(() => {});
   showError(`${message} Steering is off: both panes show the unsteered model. Pick another site or drop a vector file made for this model.`);
   el.alpha.disabled = true;
@@ -656,6 +662,100 @@ function applyVectors(meta, bytes, label, { keepControls = false } = {}) {
   renderHeatmap(meta);
   updateAlphaUI();
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Several vectors at once: files added to steer together with the main one (slots 1 and 2 of the engine), each
+// with its own α (the combined formulas are this project's generalisation, see src/steering.rs)
+
+const MAX_VECTORS = 3;
+
+async function addSteeringVector(bytes, label) {
+  if (!state.vectors) {
+    showError(`${label} cannot be added: no main vector file is loaded (pick a site, or drop a vector file).`);
+    return false;
+  }
+  if (state.extras.length >= MAX_VECTORS - 1) {
+    showError(`${MAX_VECTORS} vectors already steer together: remove one before adding ${label}.`);
+    return false;
+  }
+  if (state.run && !state.run.ended) await stopRun();
+  let meta;
+  try {
+    [meta] = await callAll("addVectors", () => ({ bytes: bytes.slice().buffer }), (p) => [p.bytes]);
+  } catch (err) {
+    if (!err.fatal) showError(`${label} cannot steer together with ${state.vectorsLabel}: ${err.message}`);
+    return false;
+  }
+  state.extras.push({ meta, bytes, label, alpha: Math.min(Number(meta.maxAlpha) || 1, Math.max(0, Number(meta.recommendedAlpha) || 0)) });
+  renderExtras();
+  clearError();
+  setStatus(`Steering with ${[state.vectorsLabel, ...state.extras.map((x) => x.label)].join(" + ")}.`, "ok");
+  return true;
+}
+
+/** Remove every added file (engine slots from the last), saying why. */
+async function dropExtras(why) {
+  for (let slot = state.extras.length; slot >= 1; slot--) await callAll("removeVectors", () => ({ slot })).catch(() => {});
+  state.extras = [];
+  renderExtras();
+  if (why) showError(why);
+}
+
+/** After the model was (re)loaded: the added files come back when the model is the same, else they go. */
+async function restoreExtras(modelChanged) {
+  const extras = state.extras;
+  state.extras = [];
+  if (extras.length && (modelChanged || !state.vectors)) {
+    showError(`${extras.map((x) => x.label).join(" and ")} no longer steer${extras.length > 1 ? "" : "s"}: made for the previous model or without a main vector file.`);
+  } else {
+    for (const x of extras) {
+      try {
+        const [meta] = await callAll("addVectors", () => ({ bytes: x.bytes.slice().buffer }), (p) => [p.bytes]);
+        state.extras.push({ ...x, meta });
+      } catch (err) {
+        showError(`${x.label} could not be added again: ${err.message}`);
+      }
+    }
+  }
+  renderExtras();
+}
+
+function renderExtras() {
+  el.extraVectors.replaceChildren(
+    ...state.extras.map((x, i) => {
+      const id = `extra-alpha-${i + 1}`;
+      const max = Number(x.meta.maxAlpha) || 1;
+      const input = h("input", { type: "range", id, min: "0", max: String(max), step: "0.01", value: String(x.alpha), dataset: { slot: String(i + 1) } });
+      return h(
+        "div",
+        { class: "field extra-vector" },
+        h("label", { for: id, text: `α of ${x.label}${x.meta.concept ? ` (${x.meta.concept})` : ""}` }),
+        h("div", { class: "slider-row" }, input, h("output", { for: id, class: "mono", text: fmt(x.alpha) }), h("button", { type: "button", class: "button small ghost", dataset: { removeSlot: String(i + 1) }, "aria-label": `remove ${x.label} from the steering`, text: "✕" })),
+      );
+    }),
+  );
+  el.extraHint.hidden = state.extras.length >= MAX_VECTORS - 1;
+  updateFormula();
+}
+
+el.extraVectors.addEventListener("input", (ev) => {
+  const slot = Number(ev.target.dataset?.slot);
+  const x = state.extras[slot - 1];
+  if (!x) return;
+  x.alpha = Number(ev.target.value);
+  ev.target.nextElementSibling.textContent = fmt(x.alpha);
+  updateFormula();
+  call("setAlpha", { alpha: x.alpha, slot }, [], STEERED_WORKER).catch((err) => showError(`α was not applied: ${err.message}`));
+});
+el.extraVectors.addEventListener("click", async (ev) => {
+  const slot = Number(ev.target.closest?.("button")?.dataset?.removeSlot);
+  if (!slot) return;
+  if (state.run && !state.run.ended) await stopRun();
+  const [x] = state.extras.splice(slot - 1, 1);
+  await callAll("removeVectors", () => ({ slot })).catch((err) => showError(`${x.label} was not removed: ${err.message}`));
+  renderExtras();
+  setStatus(`Steering with ${[state.vectorsLabel, ...state.extras.map((e) => e.label)].join(" + ")}.`, "ok");
+});
 
 // ---------------------------------------------------------------------------------------------------------------
 // Controls
@@ -719,6 +819,8 @@ el.site.addEventListener("change", async () => {
   if (!state.modelInfo) return;
   if (state.run && !state.run.ended) await stopRun();
   setPhase("loading");
+  const other = state.extras.filter((x) => x.meta.site !== el.site.value);
+  if (other.length) await dropExtras(`${other.map((x) => x.label).join(" and ")} steer${other.length > 1 ? "" : "s"} site ${other[0].meta.site}, not ${el.site.value}: removed from the steering.`);
   await loadVectorsForSite(el.site.value);
   setPhase(state.modelInfo ? "ready" : "failed");
   if (state.vectors) setStatus(`Steering with ${state.vectorsLabel}.`, "ok");
@@ -786,6 +888,7 @@ function readParams() {
     topK: readNumber(el.topK, { min: 0, max: 100000, integer: true, name: "Top-k" }),
     seed: readNumber(el.seed, { min: 0, max: 4294967295, integer: true, name: "Seed" }),
     alpha: currentAlpha(),
+    alphas: state.extras.map((x) => x.alpha),
     mode: currentMode(),
   };
 }
@@ -1336,10 +1439,26 @@ function updateFormula() {
       facts.push("Pointing straight away from z: does not turn at all.");
   }
   if (!state.vectors) note += " (No vectors are loaded, so α is 0 and nothing changes.)";
+  const added = state.extras.map((x, k) => ({ ...x, name: `z${k + 2}` })).filter((x) => x.alpha > 0);
+  if (added.length) [formula, note] = combinedFormula(mode, [{ alpha: a, name: "z", label: state.vectorsLabel }, ...added]);
   el.formula.textContent = formula;
   el.formulaNote.textContent = note;
   el.angleFacts.replaceChildren(...facts.map((f) => h("li", { text: f })));
   drawDiagram();
+}
+
+/** The fusion formula with several vectors, each term α_i·n(z_i) (this project's generalisation). */
+function combinedFormula(mode, vectors) {
+  const on = vectors.filter((v) => v.alpha > 0);
+  const sum = (perHead) => on.map((v) => (perHead ? `${fmt(v.alpha)}·λ(${v.name})_h·n(${v.name}_h)` : `${fmt(v.alpha)}·n(${v.name})`)).join(" + ");
+  const formula = {
+    headwise: `for each head h and vector z_i:\n  λ(z_i)_h = 1 + max(0, cos(a_h, z_i,h))\n  a′_h = ‖a_h‖ · n( n(a_h) − [ ${sum(true)} ] )`,
+    "headwise-reference": `for each head h and vector z_i:\n  λ(z_i)_h = 1 + max(0, cos(a_h, z_i,h))\n  u_h = n( n(a_h) − [ ${sum(true)} ] )\na′ = concat_h(u_h) · ‖a‖ / ‖concat_h(u_h)‖`,
+    add: `a′ = a − ‖a‖ · [ ${sum(false)} ]`,
+  }[mode] ?? `a′ = ‖a‖ · n( n(a) − [ ${sum(false)} ] )`;
+  const names = vectors.map((v) => `${v.name} = ${v.label}`).join("; ");
+  const note = `Several vectors at once (${names}): each pushes the activation away from its own direction with its own α, in one step. This combination is our own generalisation of DeStein's single-vector fusion; with one vector it is exactly the formula above.`;
+  return [formula, note];
 }
 
 function fmtAngle(deg) {
@@ -1636,6 +1755,7 @@ lab = initLab({
   h,
   derive: deriveInWorker,
   steerWith: steerWithLabVector,
+  addToSteering: addSteeringVector,
   modelInfo: () => state.modelInfo,
   currentVectors: () => (state.vectorsBytes ? { bytes: state.vectorsBytes, label: state.vectorsLabel } : null),
   renderHeatmap,

@@ -122,7 +122,8 @@ function download(bytes, name, type) {
 const slug = (s) => (s || "concept").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "") || "concept";
 
 /**
- * ctx: {h, derive(request, onProgress) → {promise, cancel}, steerWith(bytes, label) → Promise<boolean>,
+ * ctx: {h, derive(request, onProgress) → {promise, cancel}, steerWith(bytes, label) → Promise<boolean> (as the main
+ *       vector), addToSteering(bytes, label) → Promise<boolean> (together with the main one),
  *       modelInfo() → engine info or null, currentVectors() → {bytes, label} | null (what the main card steers with),
  *       renderHeatmap(meta, wrap, readout, legend), ready() → boolean}
  */
@@ -402,6 +403,7 @@ export function initLab(ctx) {
           h("button", { type: "button", class: "button small ghost", dataset: { show: String(i) }, text: "Show" }),
           h("button", { type: "button", class: "button small", dataset: { download: String(i) }, text: "Download .safetensors" }),
           h("button", { type: "button", class: "button small primary", dataset: { steer: String(i) }, text: "Steer with it" }),
+          h("button", { type: "button", class: "button small", dataset: { combine: String(i) }, text: "Add to the steering" }),
         );
       }),
     );
@@ -520,6 +522,11 @@ export function initLab(ctx) {
       const r = lab.results[Number(b.dataset.download)];
       download(r.bytes, `${slug(ctx.modelInfo()?.name || "model")}.${r.label}.safetensors`, "application/octet-stream");
     } else if (b.dataset.steer != null) steerWith(Number(b.dataset.steer));
+    else if (b.dataset.combine != null) {
+      const r = lab.results[Number(b.dataset.combine)];
+      clearError();
+      ctx.addToSteering(r.bytes, r.label).then((ok) => ok || showError(`${r.label} was not added to the steering (see the message above).`));
+    }
   });
   el.upload.addEventListener("change", async () => {
     const f = el.upload.files?.[0];

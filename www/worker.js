@@ -4,11 +4,15 @@
 // Protocol (page → worker), every request carries a numeric `id`:
 //   {type:"loadModel",   id, bytes: ArrayBuffer (transferred), sha256?: string, loadDtype?: string}
 //   {type:"loadVectors", id, bytes: ArrayBuffer, label?: string}
+//   {type:"addVectors",  id, bytes: ArrayBuffer}   another vector file to steer together with the main one (same
+//                                        site and model; up to three in all) -> its info, with its slot (1 or 2)
+//   {type:"removeVectors", id, slot}     remove the added file in slot 1 or 2 (the others move up)
 //   {type:"clearVectors", id}
 //   {type:"start",       id, params: {prompt, chat, maxNewTokens, temperature, topP, topK, seed, alpha, mode,
-//                                              rows?: "both"|"raw"|"steered"}}   (params go to Engine.start as is)
+//                                              alphas?: [α of each added file], rows?: "both"|"raw"|"steered"}}
+//                                        (params go to Engine.start as is)
 //   {type:"stop",        id}
-//   {type:"setAlpha",    id, alpha}
+//   {type:"setAlpha",    id, alpha, slot?}   slot: the vector file (0, the main one, by default)
 //   {type:"setMode",     id, mode}
 //   {type:"loadJudge",   id, weights: ArrayBuffer, vocab: ArrayBuffer}   the tox-block toxicity judge
 //                                        (data/judges/tox_block.safetensors, tox_block_vocab.json); once loaded, every
@@ -197,6 +201,17 @@ const handlers = {
     await enginePromise;
     return requireEngine().profile(!!on);
   },
+  async addVectors({ bytes }) {
+    await enginePromise;
+    stopRun("stopped");
+    return requireEngine().addVectors(new Uint8Array(bytes));
+  },
+  async removeVectors({ slot }) {
+    await enginePromise;
+    stopRun("stopped");
+    requireEngine().removeVectors(slot);
+    return true;
+  },
   async clearVectors() {
     await enginePromise;
     stopRun("stopped");
@@ -220,8 +235,8 @@ const handlers = {
     return true;
   },
   // α and mode only matter to a running generation (start() carries both); without one these are no-ops.
-  async setAlpha({ alpha }) {
-    if (run && engine) engine.setAlpha(alpha);
+  async setAlpha({ alpha, slot }) {
+    if (run && engine) engine.setAlpha(alpha, slot ?? 0);
     return !!run;
   },
   async setMode({ mode }) {

@@ -123,6 +123,33 @@ describe("the vector lab with the real engine", { skip: missing || false }, () =
     const steered = await run(page, { prompt, alpha: 0.6, maxTokens: 12, seed: 5 }, { timeout: T });
     assert.deepEqual(ids(steered.raw), ids(zero.raw));
     assert.notDeepEqual(ids(steered.steered), ids(steered.raw), "α > 0: the steered pane differs");
+
+    // Combine it with the detox vector: the main file goes back to the detox heads file, the lab vector is added.
+    await page.selectOption("#site", "attn_out");
+    await page.waitForFunction(() => /attn_out/.test(document.querySelector("#vectors-info").textContent), null, { timeout: 60000 });
+    await page.selectOption("#site", "heads");
+    await page.waitForFunction(() => /smollm2-135m\.heads\.safetensors/.test(document.querySelector("#vectors-info").textContent), null, { timeout: 60000 });
+    await page.locator("#lab-vectors li", { hasText: reopened }).locator("button", { hasText: "Add to the steering" }).click();
+    await page.waitForSelector("#extra-alpha-1");
+    const setExtra = (v) =>
+      page.evaluate((x) => {
+        const a = document.querySelector("#extra-alpha-1");
+        a.value = String(x);
+        a.dispatchEvent(new Event("input", { bubbles: true }));
+      }, v);
+    await setExtra(0);
+    const allZero = await run(page, { prompt, alpha: 0, maxTokens: 12, seed: 5 }, { timeout: T });
+    assert.deepEqual(ids(allZero.steered), ids(allZero.raw), "α = 0 on both vectors: identical panes");
+    const detoxOnly = await run(page, { prompt, alpha: 0.3, maxTokens: 12, seed: 5 }, { timeout: T });
+    await setExtra(0.6);
+    assert.match(await page.textContent("#formula"), /0\.30·n\(z\) \+ 0\.60·n\(z2\)/, "the method panel shows the combined formula");
+    const both = await run(page, { prompt, alpha: 0.3, maxTokens: 12, seed: 5 }, { timeout: T });
+    assert.deepEqual(ids(both.raw), ids(allZero.raw));
+    assert.notDeepEqual(ids(both.steered), ids(detoxOnly.steered), "the added vector changes the steered pane");
+    await page.click('#extra-vectors button[data-remove-slot="1"]');
+    await page.waitForFunction(() => !document.querySelector("#extra-alpha-1"));
+    const again = await run(page, { prompt, alpha: 0.3, maxTokens: 12, seed: 5 }, { timeout: T });
+    assert.deepEqual(ids(again.steered), ids(detoxOnly.steered), "removing it gives the detox-only continuation again");
     assert.deepEqual(b.problems, []);
   });
 
@@ -131,6 +158,7 @@ describe("the vector lab with the real engine", { skip: missing || false }, () =
     await page.selectOption("#lab-concept", "custom");
     await page.waitForFunction(() => document.querySelector("#lab-concept").value === "custom");
     const start = await pairCount(page);
+    await page.evaluate(() => (document.querySelector(".lab-paste").open = true));
     const lines = ["Rain again today.\tSun again today.", "The food was cold.\tThe food was warm.", "We lost the match.\tWe won the match."];
     await page.fill("#lab-paste-text", lines.join("\n"));
     await page.click("#lab-paste-add");
