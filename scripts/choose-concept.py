@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Choose a concept vector's recommended fusion mode and α from `destein eval-concept` results.
 
-Usage: python3 scripts/choose-concept.py reports/NAME/results.json
+Usage: python3 scripts/choose-concept.py [--cost-only] reports/NAME/results.json
 
 The rule (run it on dev prompts; report the chosen setting's numbers from a separate test run):
   1. keep the steered settings whose perplexity change against raw is at most +30%, for both the mean and
      the median (the point estimates of the paired bootstrap), and whose Dist-3 is within 0.02 of raw's;
   2. among them, pick the one with the highest lower 95% bound of the judge-rate gain over raw
      (ties: the smaller α, then the order of the results file).
+With --cost-only (for a concept that no judge we ship can read, such as formality), step 2 is instead: the
+strongest eligible setting (the largest α; ties: the order of the results file). The judge's rate is then
+printed but not used.
 A results file without bootstrap intervals is refused.
 """
 
@@ -42,16 +45,20 @@ def label(s: dict) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        fail("usage: choose-concept.py reports/NAME/results.json")
+    args = sys.argv[1:]
+    cost_only = "--cost-only" in args
+    args = [a for a in args if a != "--cost-only"]
+    if len(args) != 1:
+        fail("usage: choose-concept.py [--cost-only] reports/NAME/results.json")
+    path = args[0]
     try:
-        with open(sys.argv[1], encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             results = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
-        fail(f"cannot read {sys.argv[1]}: {e}")
+        fail(f"cannot read {path}: {e}")
     settings = results.get("settings") if isinstance(results, dict) else None
     if not isinstance(settings, list) or not settings:
-        fail(f"{sys.argv[1]} has no `settings` list: not a results file of `destein eval-concept`")
+        fail(f"{path} has no `settings` list: not a results file of `destein eval-concept`")
     raw = [s for s in settings if s.get("vs_raw") is None]
     steered = [s for s in settings if s.get("vs_raw") is not None]
     if len(raw) != 1 or not steered:
@@ -83,6 +90,11 @@ def main() -> None:
     if not eligible:
         print("no steered setting keeps perplexity within +30% and Dist-3 within 0.02 of raw: no recommendation")
         sys.exit(1)
+    if cost_only:
+        best = max(enumerate(eligible), key=lambda e: (e[1]["setting"]["alpha"], -e[0]))[1]
+        print(f"choice (--cost-only): mode {best['setting']['mode']}, α {best['setting']['alpha']:g} — the strongest of the "
+              f"{len(eligible)} settings within the perplexity and Dist-3 budget")
+        return
     best = max(enumerate(eligible), key=lambda e: (e[1]["vs_raw"]["rate_gain"]["lo"], -e[1]["setting"]["alpha"], -e[0]))[1]
     g = best["vs_raw"]["rate_gain"]
     print(f"choice: mode {best['setting']['mode']}, α {best['setting']['alpha']:g} — the highest lower 95% bound of "

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
 cargo test --release
 tests/wasm_kernels.sh
+python3 scripts/check-concepts.py
 python3 tests/python_reads_vectors.py
 python3 tests/control_vector_reads.py
-DESTEIN_E2E_REQUIRE_REAL=1 node --test tests/e2e/demo.spec.mjs
+# The browser engine derives the CLI's vector files byte for byte (wasm under Node, then in Chromium: lab.spec).
+node --test tests/wasm_derive.mjs
+DESTEIN_E2E_REQUIRE_REAL=1 node --test --test-concurrency=1 tests/e2e/demo.spec.mjs tests/e2e/lab.spec.mjs

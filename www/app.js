@@ -1760,6 +1760,7 @@ lab = initLab({
   currentVectors: () => (state.vectorsBytes ? { bytes: state.vectorsBytes, label: state.vectorsLabel } : null),
   renderHeatmap,
   ready: () => !!state.modelInfo && document.body.dataset.phase === "ready",
+  vectorDir: VECTOR_DIR,
 });
 
 // ---------------------------------------------------------------------------------------------------------------

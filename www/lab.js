@@ -125,7 +125,7 @@ const slug = (s) => (s || "concept").toLowerCase().replace(/[^a-z0-9]+/g, "-").r
  * ctx: {h, derive(request, onProgress) → {promise, cancel}, steerWith(bytes, label) → Promise<boolean> (as the main
  *       vector), addToSteering(bytes, label) → Promise<boolean> (together with the main one),
  *       modelInfo() → engine info or null, currentVectors() → {bytes, label} | null (what the main card steers with),
- *       renderHeatmap(meta, wrap, readout, legend), ready() → boolean}
+ *       renderHeatmap(meta, wrap, readout, legend), ready() → boolean, vectorDir: where the shipped vector files are}
  */
 export function initLab(ctx) {
   const $ = (id) => document.getElementById(id);
@@ -167,6 +167,7 @@ export function initLab(ctx) {
     current: "custom",
     running: null, // {cancel}
     results: [], // [{label, bytes, file}] derived or opened in this session
+    shipped: [], // [{label, file}] the project's vector files of the starter concepts (www/vectors/), for the cosines
     selected: -1,
     storageWarned: false,
   };
@@ -389,8 +390,8 @@ export function initLab(ctx) {
 
   function renderResults(selected = lab.selected) {
     lab.selected = Math.min(selected, lab.results.length - 1);
-    el.results.hidden = !lab.results.length;
-    el.vectors.replaceChildren(
+    if (!lab.results.length) el.vectors.replaceChildren(h("li", { class: "hint", text: "None yet: press Derive, or open a .safetensors file." }));
+    else el.vectors.replaceChildren(
       ...lab.results.map((r, i) => {
         const m = r.file.meta;
         const acc = r.file.probeAccuracy.flat();
@@ -412,18 +413,40 @@ export function initLab(ctx) {
     renderCosines();
   }
 
+  /** The shipped vector files of the catalogue's concepts at the heads site, when they fit the loaded model. */
+  async function loadShipped() {
+    const model = ctx.modelInfo();
+    if (!model) return;
+    const files = lab.catalogue.filter((c) => c.id !== "custom").map((c) => ({ label: c.id, url: `${ctx.vectorDir}smollm2-135m.${c.id === "detox" ? "" : `${c.id}.`}heads.safetensors` }));
+    const shipped = [];
+    for (const f of files) {
+      try {
+        const resp = await fetch(f.url, { cache: "no-cache" });
+        if (!resp.ok) continue;
+        const file = readVectorFile(new Uint8Array(await resp.arrayBuffer()));
+        if (file.meta.model_sha256 === model.sha256) shipped.push({ label: `${f.label} (shipped)`, file });
+      } catch {
+        /* not available: the table shows what is */
+      }
+    }
+    lab.shipped = shipped;
+    lab.shippedFor = model.sha256;
+    renderCosines();
+  }
+
   function renderCosines() {
-    const entries = [...lab.results.map((r) => ({ label: r.label, file: r.file }))];
+    const entries = [...lab.shipped, ...lab.results.map((r) => ({ label: r.label, file: r.file }))];
     const main = ctx.currentVectors();
-    if (main && !lab.results.some((r) => r.bytes === main.bytes)) {
+    if (main && !lab.results.some((r) => r.bytes === main.bytes) && !/smollm2-135m\.(\w+\.)?heads\.safetensors$/.test(main.label)) {
       try {
         entries.unshift({ label: main.label, file: readVectorFile(main.bytes) });
       } catch {
         /* not readable here: leave it out */
       }
     }
+    el.results.hidden = !lab.results.length && entries.length < 2;
     if (entries.length < 2) {
-      el.cosines.replaceChildren(h("p", { class: "placeholder", text: "Derive a second vector (or keep the detox one loaded) to compare concepts." }));
+      el.cosines.replaceChildren(h("p", { class: "placeholder", text: "Derive a vector (or load a model the shipped vectors fit) to compare concepts." }));
       return;
     }
     const head = h("tr", {}, h("th", { scope: "col", text: "" }), ...entries.map((e) => h("th", { scope: "col", class: "mono", text: e.label })));
@@ -546,7 +569,9 @@ export function initLab(ctx) {
     /** Called by the page when the model or the engine's readiness changes. */
     refresh() {
       updateDeriveButton();
-      renderCosines();
+      const model = ctx.modelInfo();
+      if (model && lab.shippedFor !== model.sha256) loadShipped();
+      else renderCosines();
     },
   };
 }

@@ -10,7 +10,7 @@ import fsp from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { startServer } from "../../scripts/bench-common.mjs";
-import { ROOT, MODEL_FILE, MODEL_SHA, VECTOR_FILES, browserMissing, launchBrowser, waitReady, run, ids } from "./helpers.mjs";
+import { ROOT, ARTIFACTS, MODEL_FILE, MODEL_SHA, VECTOR_FILES, browserMissing, launchBrowser, waitReady, run, ids } from "./helpers.mjs";
 
 const CLI = path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, "target"), "release", "destein");
 
@@ -88,6 +88,14 @@ describe("the vector lab with the real engine", { skip: missing || false }, () =
     await page.fill("#lab-count", "16");
     await page.fill("#lab-seed", "3");
     await deriveInPage(page);
+
+    // The cosines between concepts include the shipped starter vectors ("how close are toxic and negative?").
+    await page.waitForFunction(() => /detox \(shipped\)/.test(document.querySelector("#lab-cosines").textContent) && /sentiment \(shipped\)/.test(document.querySelector("#lab-cosines").textContent));
+    const cos = await page.$$eval("#lab-cosines tbody td", (tds) => tds.map((t) => t.textContent).filter((t) => t !== "—").map(Number));
+    assert.ok(cos.length >= 9 && cos.every((c) => c >= -1 && c <= 1), `cosines in [-1, 1]: ${cos}`);
+    assert.ok(await page.locator("#lab-heatmap td.cell").count() === 270, "the new vector's heat map has 30 × 9 cells");
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.locator("#lab").screenshot({ path: path.join(ARTIFACTS, "lab.png") });
 
     const pageFile = await saveDownload(page, () => page.locator("#lab-vectors button", { hasText: "Download" }).first().click(), dir);
     const pairsFile = await saveDownload(page, () => page.click("#lab-export"), dir);
