@@ -516,14 +516,18 @@ mod cli {
         options.pairs_sha256 = destein::model::sha256_hex(&bytes);
         let (model, _) = load_model(common)?;
         let (site, count) = (options.site, options.count);
-        let bar = ProgressBar::new(count as u64);
+        // One step per pair read, then one per layer whose probes are fitted.
+        let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} pairs, {elapsed} elapsed, ETA {eta}")
+            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} steps (pairs, then layers' probes), {elapsed} elapsed, ETA {eta}")
                 .expect("template")
                 .progress_chars("=> "),
         );
         bar.set_message(format!("deriving ({})", site.name()));
-        let v = vectors::derive(&model, &pairs, options, |done, _| bar.set_position(done as u64))
+        let v = vectors::derive(&model, &pairs, options, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64)
+        })
             .with_context(|| format!("in {}", pairs_path.display()))?;
         bar.finish();
         v.save(out)?;

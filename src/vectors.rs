@@ -471,6 +471,12 @@ pub struct Derivation {
     samples: Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)>,
     /// The (away, toward) sides' shared prefixes, run on the first step.
     prefixes: Option<(Option<SharedPrefix>, Option<SharedPrefix>)>,
+    /// Probe accuracy per (layer, head), `[layers · heads]`, filled one layer per step once every pair is read
+    /// (f64: the weights (1 + accuracy) are applied before rounding to f32).
+    accuracy: Vec<f64>,
+    /// Layers whose probes are fitted.
+    fitted: usize,
+    layers: usize,
 }
 
 impl Derivation {
@@ -508,28 +514,46 @@ impl Derivation {
             sum: vec![0f64; c.n_layers * c.hidden],
             samples: Vec::with_capacity(texts.len()),
             prefixes: None,
+            accuracy: vec![0f64; c.n_layers * c.n_heads],
+            fitted: 0,
+            layers: c.n_layers,
             texts,
             model_sha256: model.sha256.clone(),
             options,
         })
     }
 
+    /// Steps in all: one per pair read, then one per layer whose probes are fitted.
     pub fn total(&self) -> usize {
-        self.texts.len()
+        self.texts.len() + self.layers
     }
 
-    /// Pairs read so far.
+    /// Steps done so far.
     pub fn done(&self) -> usize {
+        self.samples.len() + self.fitted
+    }
+
+    /// Pairs read so far, of `pairs_total()`.
+    pub fn pairs_read(&self) -> usize {
         self.samples.len()
     }
 
-    /// Read the next pair's two sides; returns whether every pair has now been read.
+    pub fn pairs_total(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// One step: read the next pair's two sides, or, once every pair is read, fit the next layer's probes (so a
+    /// caller can show progress all the way). Returns whether the derivation is complete.
     pub fn step(&mut self, model: &Model) -> Result<bool> {
         if model.sha256 != self.model_sha256 {
             bail!(Input, "the model changed during the derivation; start it again");
         }
         let Some((away, toward)) = self.texts.get(self.samples.len()) else {
-            return Ok(true);
+            if self.fitted < self.layers {
+                self.fit_layer(model, self.fitted);
+                self.fitted += 1;
+            }
+            return Ok(self.fitted == self.layers);
         };
         let site = self.options.site;
         if self.prefixes.is_none() {
@@ -548,38 +572,45 @@ impl Derivation {
             }
         }
         self.samples.push((away, toward));
-        Ok(self.samples.len() == self.texts.len())
+        Ok(false)
     }
 
-    /// Fit a probe per (layer, head) on the first 80% of the pairs, test it on the rest, and weight each head's
-    /// slice of Σ(away − toward) by (1 + accuracy).
+    /// Fit a probe per head of `layer` on the first 80% of the pairs and test it on the rest.
+    fn fit_layer(&mut self, model: &Model, layer: usize) {
+        let c = &model.config;
+        let n_train = ((self.samples.len() as f64) * TRAIN_FRACTION).round() as usize;
+        for h in 0..c.n_heads {
+            let slice = |v: &Vec<Vec<f32>>| v[layer][h * c.head_dim..(h + 1) * c.head_dim].to_vec();
+            let mut train = Vec::new();
+            let mut test = Vec::new();
+            for (k, (away, toward)) in self.samples.iter().enumerate() {
+                let set = if k < n_train { &mut train } else { &mut test };
+                set.push((slice(away), 1.0));
+                set.push((slice(toward), 0.0));
+            }
+            self.accuracy[layer * c.n_heads + h] = LogisticProbe::fit(&train).accuracy(&test);
+        }
+    }
+
+    /// Weight each head's slice of Σ(away − toward) by (1 + its probe's accuracy): the vector file.
     pub fn finish(self, model: &Model) -> Result<DetoxVectors> {
-        if self.samples.len() < self.texts.len() {
-            bail!(Input, "the derivation has read {} of {} pairs; it is not finished", self.samples.len(), self.texts.len());
+        if self.done() < self.total() {
+            bail!(
+                Input,
+                "the derivation is not finished: {} of {} pairs read, {} of {} layers' probes fitted",
+                self.samples.len(),
+                self.texts.len(),
+                self.fitted,
+                self.layers
+            );
         }
         let c = &model.config;
         let (layers, heads, head_dim, hidden) = (c.n_layers, c.n_heads, c.head_dim, c.hidden);
-        let n_train = ((self.samples.len() as f64) * TRAIN_FRACTION).round() as usize;
-        let mut accuracy = vec![0f32; layers * heads];
-        let mut direction = vec![0f32; layers * hidden];
-        for l in 0..layers {
-            for h in 0..heads {
-                let slice = |v: &Vec<Vec<f32>>| v[l][h * head_dim..(h + 1) * head_dim].to_vec();
-                let mut train = Vec::new();
-                let mut test = Vec::new();
-                for (k, (away, toward)) in self.samples.iter().enumerate() {
-                    let set = if k < n_train { &mut train } else { &mut test };
-                    set.push((slice(away), 1.0));
-                    set.push((slice(toward), 0.0));
-                }
-                let acc = LogisticProbe::fit(&train).accuracy(&test);
-                accuracy[l * heads + h] = acc as f32;
-                for d in 0..head_dim {
-                    let idx = l * hidden + h * head_dim + d;
-                    direction[idx] = (self.sum[idx] * (1.0 + acc)) as f32;
-                }
-            }
-        }
+        let accuracy = self.accuracy;
+        let direction: Vec<f32> = (0..layers * hidden)
+            .map(|idx| (self.sum[idx] * (1.0 + accuracy[(idx / hidden) * heads + (idx % hidden) / head_dim])) as f32)
+            .collect();
+        let accuracy: Vec<f32> = accuracy.iter().map(|&a| a as f32).collect();
         let o = self.options;
         let meta = VectorMeta {
             format_version: FORMAT_VERSION,
@@ -607,7 +638,7 @@ impl Derivation {
 
 /// Derive DeStein vectors: sample `count` pairs with `seed`, read both sides' activations, sum the differences
 /// per layer, fit a probe per (layer, head), and weight each head's slice by (1 + probe accuracy).
-/// `progress` is called after each pair with (done, total).
+/// `progress` is called after each step (a pair read, then a layer's probes fitted) with (done, total).
 pub fn derive(
     model: &Model,
     pairs: &[SteeringPair],

@@ -230,9 +230,18 @@ struct DeriveRequest {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DeriveProgress {
+    /// Steps: one per pair read, then one per layer whose probes are fitted.
     done: usize,
     total: usize,
+    pairs_read: usize,
+    pairs_total: usize,
     finished: bool,
+}
+
+impl DeriveProgress {
+    fn of(d: &Derivation, finished: bool) -> Self {
+        Self { done: d.done(), total: d.total(), pairs_read: d.pairs_read(), pairs_total: d.pairs_total(), finished }
+    }
 }
 
 #[wasm_bindgen]
@@ -484,17 +493,18 @@ impl Engine {
         options.toward_prefix = r.toward_prefix.unwrap_or(options.toward_prefix);
         options.concept = r.concept.filter(|c| !c.trim().is_empty());
         let derivation = Derivation::new(&self.model, &pairs, options).map_err(err)?;
-        let progress = DeriveProgress { done: 0, total: derivation.total(), finished: false };
+        let progress = DeriveProgress::of(&derivation, false);
         self.derivation = Some(derivation);
         to_js(&progress)
     }
 
-    /// Read the next pair (two short forward passes); `finished` once every pair is read.
+    /// One step: read the next pair (two short forward passes), then fit one layer's probes per call;
+    /// `finished` once the file can be made.
     #[wasm_bindgen(js_name = deriveStep)]
     pub fn derive_step(&mut self) -> Result<JsValue, JsError> {
         let d = self.derivation.as_mut().ok_or_else(|| JsError::new("no derivation is running; call deriveStart() first"))?;
         let finished = d.step(&self.model).map_err(err)?;
-        to_js(&DeriveProgress { done: d.done(), total: d.total(), finished })
+        to_js(&DeriveProgress::of(d, finished))
     }
 
     /// Fit the probes and return the vector file's bytes (safetensors), which `loadVectors` takes.

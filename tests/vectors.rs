@@ -243,11 +243,13 @@ fn step_by_step_derivation_equals_derive_and_records_the_concept() {
     };
     let mut seen = Vec::new();
     let whole = derive(model, &pairs, options(), |done, total| seen.push((done, total))).unwrap();
-    assert_eq!(seen.last(), Some(&(9, 9)));
+    // One step per pair, then one per layer's probes (30 layers).
+    assert_eq!(seen.last(), Some(&(39, 39)));
+    assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1), "progress moves by one step at a time");
     let mut d = Derivation::new(model, &pairs, options()).unwrap();
-    assert_eq!((d.done(), d.total()), (0, 9));
+    assert_eq!((d.done(), d.total(), d.pairs_total()), (0, 39, 9));
     let early = Derivation::new(model, &pairs, options()).unwrap().finish(model).err().unwrap().to_string();
-    assert!(early.contains("read 0 of 9"), "{early}");
+    assert!(early.contains("0 of 9 pairs read, 0 of 30 layers"), "{early}");
     while !d.step(model).unwrap() {}
     let stepped = d.finish(model).unwrap();
     assert_eq!(stepped.to_safetensors_bytes().unwrap(), whole.to_safetensors_bytes().unwrap());

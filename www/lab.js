@@ -352,10 +352,11 @@ export function initLab(ctx) {
     el.progress.value = 0;
     el.progress.max = request.count;
     el.progressText.textContent = "Preparing the pairs…";
-    const job = ctx.derive(request, ({ done, total }) => {
+    const job = ctx.derive(request, ({ done, total, pairsRead, pairsTotal }) => {
       el.progress.max = total;
       el.progress.value = done;
-      el.progressText.textContent = `${done} / ${total} pairs · ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+      const what = pairsRead < pairsTotal ? `${pairsRead} / ${pairsTotal} pairs read` : `probes: layer ${done - pairsTotal} / ${total - pairsTotal}`;
+      el.progressText.textContent = `${what} · ${((performance.now() - t0) / 1000).toFixed(1)} s`;
     });
     lab.running = job;
     updateDeriveButton();

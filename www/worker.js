@@ -23,7 +23,8 @@
 //   {type:"derive",      id, request}   the vector lab: derive a vector from steering pairs with the same Rust code
 //                                        as `destein derive` (request: {pairsJsonl, site, count?, seed, awayPrefix?,
 //                                        towardPrefix?, concept?}); stops a running generation; sends
-//                                        {type:"deriveProgress", id, done, total} after each pair; its result is
+//                                        {type:"deriveProgress", id, done, total, pairsRead, pairsTotal, finished}
+//                                        after each step (a pair read, then a layer's probes fitted); its result is
 //                                        {bytes: ArrayBuffer (the safetensors file), ms}, or an error "cancelled"
 //   {type:"deriveCancel", id}           cancel the derivation in progress (between two pairs)
 //   {type:"crash",       id}            (testing aid: throws an uncaught error, as a dying engine would)
@@ -276,13 +277,13 @@ const handlers = {
     const t0 = performance.now();
     try {
       let p = e.deriveStart(request);
-      postMessage({ type: "deriveProgress", id, done: p.done, total: p.total });
+      postMessage({ type: "deriveProgress", id, ...p });
       while (!p.finished) {
         // Between two pairs: let a deriveCancel (or another request) in.
         await yieldToEvents();
         if (d.cancelled) throw new Error("cancelled");
         p = e.deriveStep();
-        postMessage({ type: "deriveProgress", id, done: p.done, total: p.total });
+        postMessage({ type: "deriveProgress", id, ...p });
       }
       const bytes = e.deriveFinish();
       return { bytes: bytes.buffer, ms: performance.now() - t0 };
