@@ -1,10 +1,12 @@
 //! DeStein's fusion: push an activation away from the toxic direction z with strength α, head by head.
 //!
 //! With n(v) = v / max(‖v‖, 1e-12):
-//! - `rotate` (what the paper's released code runs, over a layer's whole vector):
+//! - `rotate` (the formula the paper's released code runs, over a layer's whole vector, on the output of o_proj —
+//!   our `attn_out` site; at `heads` we apply it before o_proj):
 //!   a' = ‖a‖ · n(n(a) − α·n(z)). The norm is kept; the activation turns away from z.
-//! - `headwise` (the paper's head-wise fusion): per head h, c_h = cos(a_h, z_h), λ_h = 1 + max(0, c_h),
-//!   a'_h = ‖a_h‖ · n(n(a_h) − α·λ_h·n(z_h)). Each head keeps its norm; heads that point more toward
+//! - `headwise` (this project's per-head variant: the paper's exact formula was not available to us; it keeps the
+//!   released multi-head branch's λ_h and per-head turn but lets each head keep its own norm): per head h,
+//!   c_h = cos(a_h, z_h), λ_h = 1 + max(0, c_h), a'_h = ‖a_h‖ · n(n(a_h) − α·λ_h·n(z_h)). Each head keeps its norm; heads that point more toward
 //!   toxicity are pushed harder.
 //! - `headwise-reference`: the released code's (unused) multi-head branch: the same per-head u_h = n(…),
 //!   but the concatenation is rescaled to ‖a‖, which forces every head to norm ‖a‖/√H.
