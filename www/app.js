@@ -1255,7 +1255,7 @@ function describeToken(i, span) {
   const where =
     proj === "" || proj == null
       ? "no projection (no vectors)"
-      : `projection ${signed(proj)} (${Number(proj) >= 0 ? "toward" : "away from"} toxic)`;
+      : `projection ${signed(proj)} (${Number(proj) >= 0 ? "toward" : "away from"} toxic, at the position that produced it)`;
   return `${pane}, step ${Number(span.dataset.step) + 1}: “${span.textContent}” · ${where} · α ${fmt(span.dataset.alpha || 0)}${ids > 1 ? ` · ${ids} tokens` : ""}`;
 }
 

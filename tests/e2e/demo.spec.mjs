@@ -383,7 +383,7 @@ describe("page with the mock engine", { skip: browserMissing || false }, () => {
     await page.focus("#out-steered");
     await page.keyboard.press("ArrowRight");
     await page.keyboard.press("ArrowRight");
-    assert.match(await page.textContent("#token-readout"), /^Steered, step 2: “.*” · projection [+−]0\.\d{3} \((toward|away from) toxic\) · α 0\.40/);
+    assert.match(await page.textContent("#token-readout"), /^Steered, step 2: “.*” · projection [+−]0\.\d{3} \((toward|away from) toxic, at the position that produced it\) · α 0\.40/);
     assert.equal(await page.locator("#out-steered .tok.inspect").count(), 1);
     await page.click("#reset");
     assert.equal(await page.locator("#out-raw .tok").count(), 0);
