@@ -142,10 +142,11 @@ def read_catalogue(root, path):
     ids = set()
     for i, entry in enumerate(entries):
         where = f"{path}: entry {i}"
-        if not isinstance(entry, dict) or set(entry) != CATALOGUE_KEYS:
-            raise Problem(f"{where}: keys must be exactly {sorted(CATALOGUE_KEYS)}")
-        if not all(isinstance(v, str) and v.strip() for v in entry.values()):
-            raise Problem(f"{where}: every value must be a non-empty string")
+        if not isinstance(entry, dict) or set(entry) - {"recommended"} != CATALOGUE_KEYS:
+            raise Problem(f"{where}: keys must be exactly {sorted(CATALOGUE_KEYS)}, and optionally recommended")
+        if not all(isinstance(entry[k], str) and entry[k].strip() for k in CATALOGUE_KEYS):
+            raise Problem(f"{where}: every value but recommended must be a non-empty string")
+        check_recommended(where, entry.get("recommended", {}))
         if entry["id"] in ids:
             raise Problem(f"{where}: id {entry['id']!r} repeats")
         ids.add(entry["id"])
@@ -155,6 +156,19 @@ def read_catalogue(root, path):
         if not (root / entry["pairs"]).is_file():
             raise Problem(f"{where}: pairs file {entry['pairs']} does not exist")
     return entries
+
+
+def check_recommended(where, rec):
+    """recommended: {site: {"mode": fusion mode, "alpha": number in (0, 2]}}, the measured setting per site."""
+    if not isinstance(rec, dict):
+        raise Problem(f"{where}: recommended must be an object keyed by site")
+    for site, r in rec.items():
+        if site not in ("heads", "attn_out") or not isinstance(r, dict) or set(r) != {"mode", "alpha"}:
+            raise Problem(f"{where}: recommended.{site} must be a site (heads, attn_out) with mode and alpha")
+        if r["mode"] not in ("rotate", "headwise", "headwise-reference", "add"):
+            raise Problem(f"{where}: recommended.{site}.mode {r['mode']!r} is not a fusion mode")
+        if not isinstance(r["alpha"], (int, float)) or not 0 < r["alpha"] <= 2:
+            raise Problem(f"{where}: recommended.{site}.alpha must be a number in (0, 2]")
 
 
 def check(root):

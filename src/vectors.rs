@@ -321,7 +321,7 @@ impl ActivationHook for TailCapture {
 /// The tokens that every text of one side starts with (its prefix, as the tokenizer splits it in context), run
 /// once: each text then only runs its own tokens after a copy of this cache. The activations of a position do not
 /// depend on how the tokens before it were batched, so the result is the same, bit for bit, as running each text
-/// whole (tested: the shipped vector files re-derive byte for byte), at about half the cost.
+/// whole (tested: `shared_prefix_changes_no_bit` in tests/vectors.rs), at about half the cost.
 struct SharedPrefix {
     len: usize,
     cache: Cache,
@@ -336,7 +336,7 @@ impl SharedPrefix {
         let Some(first) = texts.first() else { return Ok(None) };
         let len = texts.iter().fold(first.len(), |n, t| {
             let common = t.iter().zip(first.iter()).take_while(|(a, b)| a == b).count();
-            n.min(common).min(t.len() - 1)
+            n.min(common).min(t.len().saturating_sub(1))
         });
         if len < 2 {
             return Ok(None);
@@ -451,7 +451,8 @@ pub fn check_pairs(pairs: &[SteeringPair]) -> Result<()> {
             let side = if pair.toxic.trim().is_empty() { "first (away)" } else { "second (toward)" };
             bail!(Pairs, "pair {}: its {side} side is empty", i + 1);
         }
-        if let Some(first) = seen.insert((pair.toxic.trim(), pair.nontoxic.trim()), i) {
+        // Compared as derivation reads them (a final period is dropped).
+        if let Some(first) = seen.insert((strip_final_period(&pair.toxic), strip_final_period(&pair.nontoxic)), i) {
             bail!(Pairs, "pairs {} and {} are the same pair", first + 1, i + 1);
         }
     }
@@ -471,6 +472,9 @@ pub struct Derivation {
     samples: Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)>,
     /// The (away, toward) sides' shared prefixes, run on the first step.
     prefixes: Option<(Option<SharedPrefix>, Option<SharedPrefix>)>,
+    /// Whether to run the shared prefixes once (the default; `without_shared_prefix` turns it off, for the test
+    /// that it changes nothing).
+    share_prefix: bool,
     /// Probe accuracy per (layer, head), `[layers · heads]`, filled one layer per step once every pair is read
     /// (f64: the weights (1 + accuracy) are applied before rounding to f32).
     accuracy: Vec<f64>,
@@ -497,6 +501,9 @@ impl Derivation {
         let context = model.config.context_length;
         let tokenize = |i: usize, prefix: &str, text: &str, side: &str| -> Result<Vec<u32>> {
             let ids = model.tokenizer.encode(&format!("{prefix}{}", strip_final_period(text)))?;
+            if ids.is_empty() {
+                bail!(Pairs, "pair {}: its {side} side is empty once its final period is removed (and there is no prefix)", i + 1);
+            }
             if ids.len() > context {
                 bail!(Pairs, "pair {}: its {side} side is {} tokens long with its prefix; the model's context holds {context}", i + 1, ids.len());
             }
@@ -514,6 +521,7 @@ impl Derivation {
             sum: vec![0f64; c.n_layers * c.hidden],
             samples: Vec::with_capacity(texts.len()),
             prefixes: None,
+            share_prefix: true,
             accuracy: vec![0f64; c.n_layers * c.n_heads],
             fitted: 0,
             layers: c.n_layers,
@@ -521,6 +529,13 @@ impl Derivation {
             model_sha256: model.sha256.clone(),
             options,
         })
+    }
+
+    /// Run every text whole instead of sharing its side's prefix: the same bits, twice the work. For the test of
+    /// that claim.
+    pub fn without_shared_prefix(mut self) -> Self {
+        self.share_prefix = false;
+        self
     }
 
     /// Steps in all: one per pair read, then one per layer whose probes are fitted.
@@ -556,6 +571,9 @@ impl Derivation {
             return Ok(self.fitted == self.layers);
         };
         let site = self.options.site;
+        if self.prefixes.is_none() && !self.share_prefix {
+            self.prefixes = Some((None, None));
+        }
         if self.prefixes.is_none() {
             let side = |pick: fn(&(Vec<u32>, Vec<u32>)) -> &[u32]| self.texts.iter().map(pick).collect::<Vec<_>>();
             let away_prefix = SharedPrefix::new(model, &side(|t| &t.0), site)?;

@@ -510,7 +510,14 @@ impl Engine {
     /// Fit the probes and return the vector file's bytes (safetensors), which `loadVectors` takes.
     #[wasm_bindgen(js_name = deriveFinish)]
     pub fn derive_finish(&mut self) -> Result<Vec<u8>, JsError> {
-        let d = self.derivation.take().ok_or_else(|| JsError::new("no derivation is running; call deriveStart() first"))?;
+        match &self.derivation {
+            None => return Err(JsError::new("no derivation is running; call deriveStart() first")),
+            Some(d) if d.done() < d.total() => {
+                return Err(JsError::new(&format!("the derivation is not finished ({} of {} steps); call deriveStep() until it is", d.done(), d.total())))
+            }
+            Some(_) => {}
+        }
+        let d = self.derivation.take().expect("checked above");
         d.finish(&self.model).map_err(err)?.to_safetensors_bytes().map_err(err)
     }
 

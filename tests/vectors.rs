@@ -258,3 +258,40 @@ fn step_by_step_derivation_equals_derive_and_records_the_concept() {
     let again = DetoxVectors::from_safetensors_bytes(&stepped.to_safetensors_bytes().unwrap()).unwrap();
     assert_eq!(again.meta, stepped.meta);
 }
+
+#[test]
+fn shared_prefix_changes_no_bit() {
+    use destein::vectors::Derivation;
+    let model = common::model(LoadDtype::default());
+    let text = std::fs::read_to_string(format!("{ROOT}/data/concepts/sentiment.jsonl")).unwrap();
+    let pairs = parse_pairs(text.as_bytes()).unwrap();
+    for site in [Site::Heads, Site::AttnOut] {
+        let run = |share: bool| {
+            let mut d = Derivation::new(model, &pairs, DeriveOptions::detox(site, 12, 5, String::new())).unwrap();
+            if !share {
+                d = d.without_shared_prefix();
+            }
+            while !d.step(model).unwrap() {}
+            d.finish(model).unwrap().to_safetensors_bytes().unwrap()
+        };
+        assert!(run(true) == run(false), "{site:?}: sharing the prefix changed the file");
+    }
+}
+
+#[test]
+fn a_side_that_tokenizes_to_nothing_is_named() {
+    let model = common::model(LoadDtype::default());
+    let mut text = pairs_jsonl(8);
+    text.push_str("{\"toxic\": \".\", \"nontoxic\": \"fine\"}\n");
+    let pairs = parse_pairs(text.as_bytes()).unwrap();
+    let mut options = DeriveOptions::detox(Site::Heads, 9, 0, String::new());
+    options.away_prefix = String::new();
+    let err = derive(model, &pairs, options, |_, _| {}).err().unwrap().to_string();
+    assert!(err.contains("pair 9: its away side is empty"), "{err}");
+    let dup = format!("{}{{\"toxic\": \"Day 0 was grey and dull\", \"nontoxic\": \"Day 0 was bright and fun\"}}\n", pairs_jsonl(8));
+    let err = derive(model, &parse_pairs(dup.as_bytes()).unwrap(), DeriveOptions::detox(Site::Heads, 9, 0, String::new()), |_, _| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("pairs 1 and 9 are the same pair"), "{err}");
+}

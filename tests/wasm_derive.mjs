@@ -66,7 +66,13 @@ test("the wasm engine refuses bad pair sets with the CLI's messages", { timeout:
   const dup = [...Array.from({ length: 8 }, (_, i) => line(i)), line(2)].join("\n");
   assert.throws(() => e.deriveStart({ pairsJsonl: dup, site: "heads" }), /pairs 3 and 9 are the same pair/);
   assert.throws(() => e.deriveStart({ pairsJsonl: `${line(0)}\n{"toxic": "x"`, site: "heads" }), /line 2/);
-  assert.throws(() => e.deriveStart({ pairsJsonl: few, site: "nowhere" }), /site/);
+  assert.throws(() => e.deriveStart({ pairsJsonl: few, site: "nowhere" }), /unknown site `nowhere`/);
+  assert.throws(() => e.deriveStep(), /no derivation is running/);
+  const enough = Array.from({ length: 8 }, (_, i) => line(i)).join("\n");
+  e.deriveStart({ pairsJsonl: enough, site: "heads" });
+  e.deriveStep();
+  assert.throws(() => e.deriveFinish(), /not finished \(1 of 38 steps\)/);
+  e.deriveCancel();
   assert.throws(() => e.deriveStep(), /no derivation is running/);
   e.free();
 });

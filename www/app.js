@@ -749,7 +749,8 @@ el.extraVectors.addEventListener("input", (ev) => {
 });
 el.extraVectors.addEventListener("click", async (ev) => {
   const slot = Number(ev.target.closest?.("button")?.dataset?.removeSlot);
-  if (!slot) return;
+  if (!slot || !state.extras[slot - 1]) return;
+  for (const b of el.extraVectors.querySelectorAll("button")) b.disabled = true; // one removal at a time
   if (state.run && !state.run.ended) await stopRun();
   const [x] = state.extras.splice(slot - 1, 1);
   await callAll("removeVectors", () => ({ slot })).catch((err) => showError(`${x.label} was not removed: ${err.message}`));

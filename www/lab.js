@@ -184,15 +184,18 @@ export function initLab(ctx) {
   function restore() {
     try {
       const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) || "null");
-      if (saved && typeof saved === "object" && saved.drafts) {
-        lab.drafts = saved.drafts;
-        lab.current = saved.current || "custom";
+      if (saved && typeof saved === "object" && saved.drafts && typeof saved.drafts === "object") {
+        // Keep only drafts of the shape this page writes; anything else is dropped rather than breaking the lab.
+        const ok = (d) => d && typeof d === "object" && Array.isArray(d.pairs) && d.pairs.every((p) => p && typeof p.away === "string" && typeof p.toward === "string");
+        lab.drafts = Object.fromEntries(Object.entries(saved.drafts).filter(([, d]) => ok(d)));
+        lab.current = typeof saved.current === "string" ? saved.current : "custom";
       }
     } catch {
       /* nothing kept, or unreadable: start afresh */
     }
   }
-  const draft = () => lab.drafts[lab.current];
+  // Until the first concept is loaded, edits go to an empty draft of the current concept.
+  const draft = () => (lab.drafts[lab.current] ??= { title: CUSTOM.title, away: "", toward: "", awayPrefix: "", towardPrefix: "", pairs: [], sourceText: null, site: "heads", count: null, seed: 0 });
 
   // --- errors ------------------------------------------------------------------------------------------------
   function showError(message) {
@@ -246,18 +249,24 @@ export function initLab(ctx) {
 
   async function selectConcept(id) {
     const concept = lab.catalogue.find((c) => c.id === id) || CUSTOM;
-    lab.current = concept.id;
     el.concept.value = concept.id;
     el.conceptDesc.textContent = concept.description || "";
-    if (!lab.drafts[concept.id]) {
+    let d = lab.drafts[concept.id];
+    let keep = true;
+    if (!d) {
       try {
-        lab.drafts[concept.id] = await newDraft(concept);
+        d = await newDraft(concept);
       } catch (err) {
+        // Not kept: the starter pairs are fetched again next time.
         showError(`The pairs of “${concept.title}” could not be loaded: ${err.message}`);
-        lab.drafts[concept.id] = { ...(await newDraft(CUSTOM)), title: concept.title };
+        d = { ...(await newDraft(CUSTOM)), title: concept.title };
+        keep = false;
       }
     }
-    save();
+    if (el.concept.value !== concept.id) return; // another concept was picked meanwhile
+    lab.drafts[concept.id] = d;
+    lab.current = concept.id;
+    if (keep) save();
     renderDraft();
   }
 
@@ -344,6 +353,9 @@ export function initLab(ctx) {
         towardPrefix: el.towardPrefix.value,
         concept: lab.current === "custom" ? slug(d.title === CUSTOM.title ? `${d.away}-${d.toward}` : d.title) : lab.current,
       };
+      // The starter concept's measured recommendation (for detox and your own concept, the detox one of the site).
+      const rec = lab.catalogue.find((c) => c.id === lab.current)?.recommended?.[request.site];
+      if (rec) Object.assign(request, { recommendedMode: rec.mode, recommendedAlpha: rec.alpha });
     } catch (err) {
       showError(`Cannot derive: ${err.message}.`);
       return;
@@ -366,7 +378,10 @@ export function initLab(ctx) {
       addResult(new Uint8Array(bytes), label);
       el.progressText.textContent = `Derived ${label} from ${request.count} pairs in ${(ms / 1000).toFixed(1)} s.`;
     } catch (err) {
-      if (/cancelled/.test(err.message)) el.progressText.textContent = "Cancelled. Your pairs and vectors are as they were.";
+      if (/^cancelled/.test(err.message)) {
+        const why = err.message.replace(/^cancelled:?\s*/, "");
+        el.progressText.textContent = `Cancelled${why ? ` (${why})` : ""}. Your pairs and vectors are as they were.`;
+      }
       else {
         el.progressText.textContent = "";
         showError(`The derivation failed: ${err.message}`);

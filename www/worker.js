@@ -45,7 +45,12 @@ let engine = null;
 let judge = null; // the tox-block Judge, once loaded
 let run = null; // {runId, stopRequested, steps, texts, scores}
 let currentMode = "rotate";
-let derivation = null; // {id, cancelled} while the vector lab derives
+let derivation = null; // {id, cancelled, reason} while the vector lab derives
+
+/** Stop the vector lab's derivation between two steps, saying why (a model load or a generation needs the engine). */
+function cancelDerivation(reason) {
+  if (derivation) Object.assign(derivation, { cancelled: true, reason });
+}
 
 const enginePromise = (async () => {
   try {
@@ -185,6 +190,7 @@ const handlers = {
   async loadModel({ bytes, sha256, loadDtype }) {
     await enginePromise;
     stopRun("stopped");
+    cancelDerivation("another model is being loaded");
     const opts = { loadDtype: loadDtype || "as-is" };
     if (sha256) opts.sha256 = sha256;
     // Build the new engine first: if it fails, the previous model stays usable.
@@ -222,6 +228,7 @@ const handlers = {
   async start({ params }, id) {
     await enginePromise;
     stopRun("stopped");
+    cancelDerivation("a generation was started");
     const e = requireEngine();
     const value = e.start(params);
     currentMode = params.mode;
@@ -271,35 +278,38 @@ const handlers = {
     await enginePromise;
     stopRun("stopped");
     const e = requireEngine();
-    const d = { id, cancelled: false };
-    if (derivation) derivation.cancelled = true;
+    const d = { id, cancelled: false, reason: null };
+    cancelDerivation("another derivation was started");
     derivation = d;
     const t0 = performance.now();
     try {
       let p = e.deriveStart(request);
       postMessage({ type: "deriveProgress", id, ...p });
       while (!p.finished) {
-        // Between two pairs: let a deriveCancel (or another request) in.
+        // Between two steps: let a deriveCancel (or another request) in.
         await yieldToEvents();
-        if (d.cancelled) throw new Error("cancelled");
+        if (d.cancelled) throw new Error(`cancelled${d.reason ? `: ${d.reason}` : ""}`);
         p = e.deriveStep();
         postMessage({ type: "deriveProgress", id, ...p });
       }
       const bytes = e.deriveFinish();
       return { bytes: bytes.buffer, ms: performance.now() - t0 };
-    } finally {
-      if (d.cancelled || derivation !== d) {
+    } catch (err) {
+      // Free the derivation's activations, unless a newer derivation has replaced it (deriveStart already did).
+      if (derivation === d && engine === e) {
         try {
           e.deriveCancel();
         } catch {
           /* the engine is gone */
         }
       }
+      throw err;
+    } finally {
       if (derivation === d) derivation = null;
     }
   },
   async deriveCancel() {
-    if (derivation) derivation.cancelled = true;
+    cancelDerivation(null);
     return true;
   },
   async crash() {

@@ -85,7 +85,7 @@ describe("the vector lab with the real engine", { skip: missing || false }, () =
     const first = page.locator('#lab-rows textarea[data-index="0"][data-side="toward"]');
     await first.fill("The trip was a truly wonderful use of a long weekend.");
     await page.selectOption("#lab-site", "heads");
-    await page.fill("#lab-count", "16");
+    await page.fill("#lab-count", "60"); // all of them: the edited pair is certainly read
     await page.fill("#lab-seed", "3");
     await deriveInPage(page);
 
@@ -93,6 +93,8 @@ describe("the vector lab with the real engine", { skip: missing || false }, () =
     await page.waitForFunction(() => /detox \(shipped\)/.test(document.querySelector("#lab-cosines").textContent) && /sentiment \(shipped\)/.test(document.querySelector("#lab-cosines").textContent));
     const cos = await page.$$eval("#lab-cosines tbody td", (tds) => tds.map((t) => t.textContent).filter((t) => t !== "—").map(Number));
     assert.ok(cos.length >= 9 && cos.every((c) => c >= -1 && c <= 1), `cosines in [-1, 1]: ${cos}`);
+    const detoxVsSentiment = await page.$eval("#lab-cosines tbody tr:first-child td:nth-of-type(2)", (td) => td.textContent);
+    assert.equal(detoxVsSentiment, "0.47", "toxic vs negative, as the README's table says");
     assert.ok(await page.locator("#lab-heatmap td.cell").count() === 270, "the new vector's heat map has 30 × 9 cells");
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await page.locator("#lab").screenshot({ path: path.join(ARTIFACTS, "lab.png") });
@@ -104,7 +106,8 @@ describe("the vector lab with the real engine", { skip: missing || false }, () =
     const v = readVectors(fs.readFileSync(pageFile));
     assert.equal(v.meta.concept, "sentiment");
     assert.equal(v.meta.site, "heads");
-    assert.equal(v.meta.pairs, "16");
+    assert.equal(v.meta.pairs, "60");
+    assert.equal(v.meta.recommended_mode, "add", "the starter concept's measured recommendation");
     assert.equal(v.meta.seed, "3");
     assert.equal(v.meta.model_sha256, MODEL_SHA);
     assert.deepEqual(v.direction, [30, 9, 64]);
@@ -114,8 +117,9 @@ describe("the vector lab with the real engine", { skip: missing || false }, () =
     const concepts = JSON.parse(fs.readFileSync(path.join(ROOT, "data/concepts/concepts.json"), "utf8"));
     const sentiment = concepts.find((c) => c.id === "sentiment");
     const cliFile = path.join(dir, "cli.safetensors");
-    execFileSync(CLI, ["derive", "--model", path.join(ROOT, MODEL_FILE), "--pairs", pairsFile, "--site", "heads", "--count", "16", "--seed", "3",
-      "--concept", "sentiment", "--away-prefix", sentiment.away_prefix, "--toward-prefix", sentiment.toward_prefix, "--out", cliFile], { stdio: "pipe" });
+    execFileSync(CLI, ["derive", "--model", path.join(ROOT, MODEL_FILE), "--pairs", pairsFile, "--site", "heads", "--count", "60", "--seed", "3",
+      "--concept", "sentiment", "--away-prefix", sentiment.away_prefix, "--toward-prefix", sentiment.toward_prefix,
+      "--recommended-mode", sentiment.recommended.heads.mode, "--recommended-alpha", String(sentiment.recommended.heads.alpha), "--out", cliFile], { stdio: "pipe" });
     assert.ok(fs.readFileSync(cliFile).equals(fs.readFileSync(pageFile)), "the page's vector file is byte-identical to the CLI's");
 
     // Open the downloaded file again, and steer with it.
@@ -178,16 +182,16 @@ describe("the vector lab with the real engine", { skip: missing || false }, () =
     assert.match(await labError(page), /line 2: not valid JSON/);
     assert.equal(await pairCount(page), start + 3, "nothing was added");
 
-    if (start + 3 < 8) {
-      await page.click("#lab-derive");
-      await page.waitForFunction(() => !document.querySelector("#lab-error").hidden);
-      assert.match(await labError(page), /at least 8 pairs/);
-    }
+    assert.equal(start, 0, "a fresh profile starts your own concept empty");
+    await page.click("#lab-derive");
+    await page.waitForFunction(() => !document.querySelector("#lab-error").hidden);
+    assert.match(await labError(page), /at least 8 pairs/);
     // A duplicate pair is named.
     await page.fill("#lab-paste-text", Array(6).fill(0).map((_, i) => `Line ${i} is dull.\tLine ${i} is bright.`).concat([lines[0]]).join("\n"));
     await page.click("#lab-paste-add");
     await page.click("#lab-derive");
     await page.waitForFunction(() => /same pair/.test(document.querySelector("#lab-error").textContent));
+    assert.match(await labError(page), /pairs 1 and 10 are the same pair/);
     const n = await pairCount(page);
 
     // A vector file for another model is refused by name; the list keeps what it had.
@@ -209,5 +213,25 @@ describe("the vector lab with the real engine", { skip: missing || false }, () =
     assert.ok(aways.includes("Rain again today.") && aways.includes("Line 5 is dull."), "the pasted pairs are still there");
     await page.selectOption("#lab-concept", "sentiment");
     await page.waitForFunction(() => /truly wonderful use of a long weekend/.test(document.querySelector('#lab-rows textarea[data-index="0"][data-side="toward"]')?.value || ""));
+  });
+
+  test("cancel stops a derivation between two steps and keeps everything as it was", { timeout: T }, async () => {
+    const { page } = b;
+    await page.selectOption("#lab-concept", "detox");
+    await page.waitForFunction(() => document.querySelectorAll("#lab-rows tr").length >= 200);
+    await page.fill("#lab-count", "200");
+    const listed = await page.locator("#lab-vectors li").count();
+    await page.click("#lab-derive");
+    await page.waitForFunction(() => Number(document.querySelector("#lab-progress").value) >= 3);
+    await page.click("#lab-cancel");
+    await page.waitForFunction(() => /^Cancelled/.test(document.querySelector("#lab-progress-text").textContent));
+    assert.equal(await labError(page), "");
+    assert.equal(await page.locator("#lab-vectors li").count(), listed, "no vector was added");
+    assert.ok(!(await page.isDisabled("#lab-derive")), "Derive is available again");
+    assert.ok(await page.isDisabled("#lab-cancel"));
+    // The engine is usable right away: a generation runs.
+    const again = await run(page, { prompt: "My day at the office was", alpha: 0, maxTokens: 6, seed: 5 }, { timeout: T });
+    assert.deepEqual(ids(again.steered), ids(again.raw));
+    assert.deepEqual(b.problems, []);
   });
 });
