@@ -134,7 +134,15 @@ fn apply_n<const N: usize>(a: &mut [f32], terms: [Term; N], how: Apply) {
     let u = |d: usize, x: f32| terms.iter().fold(x as f64 * inv_a, |u, &(z, c)| u - c * z[d] as f64);
     let k = match how {
         Apply::Turn(scale) => {
-            let u_norm = a.iter().enumerate().map(|(d, &x)| u(d, x) * u(d, x)).sum::<f64>().sqrt();
+            let u_norm = a
+                .iter()
+                .enumerate()
+                .map(|(d, &x)| {
+                    let u = u(d, x);
+                    u * u
+                })
+                .sum::<f64>()
+                .sqrt();
             scale / u_norm.max(NORM_EPS)
         }
         Apply::Subtract => 1.0,

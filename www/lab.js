@@ -482,12 +482,28 @@ export function initLab(ctx) {
     el.cosines.replaceChildren(h("table", { class: "lab-cos", "aria-labelledby": "lab-cos-h" }, h("thead", {}, head), h("tbody", {}, ...rows)));
   }
 
-  async function steerWith(i) {
+  /** Hand result `i` to the page: `use(bytes, label)` resolves to whether it worked (the page reports why not). */
+  async function useResult(i, use, done) {
     const r = lab.results[i];
     if (!r) return;
     clearError();
-    const ok = await ctx.steerWith(r.bytes, r.label);
-    if (!ok) showError(`${r.label} could not be used for steering (see the message above).`);
+    if (!(await use(r.bytes, r.label))) showError(`${r.label} was not ${done} (see the message above).`);
+  }
+
+  /** On a file picked in `input` (cleared at once, so the same file can be picked again): `use(file)`; a failure
+   * names the file. */
+  function onFilePicked(input, use, failed) {
+    input.addEventListener("change", async () => {
+      const f = input.files?.[0];
+      input.value = "";
+      if (!f) return;
+      clearError();
+      try {
+        await use(f);
+      } catch (err) {
+        showError(`${f.name} ${failed}: ${err.message}.`);
+      }
+    });
   }
 
   // --- events ------------------------------------------------------------------------------------------------
@@ -539,17 +555,7 @@ export function initLab(ctx) {
       showError(`Nothing was added: ${err.message}.`);
     }
   });
-  el.importInput.addEventListener("change", async () => {
-    const f = el.importInput.files?.[0];
-    el.importInput.value = "";
-    if (!f) return;
-    clearError();
-    try {
-      addPairs(parsePairsText(await f.text()));
-    } catch (err) {
-      showError(`${f.name} was not imported: ${err.message}.`);
-    }
-  });
+  onFilePicked(el.importInput, async (f) => addPairs(parsePairsText(await f.text())), "was not imported");
   el.exportButton.addEventListener("click", () => download(pairsText(), `${slug(lab.current === "custom" ? draft().title : lab.current)}.jsonl`, "application/jsonl"));
   el.derive.addEventListener("click", derive);
   el.cancel.addEventListener("click", () => lab.running?.cancel());
@@ -560,24 +566,10 @@ export function initLab(ctx) {
     else if (b.dataset.download != null) {
       const r = lab.results[Number(b.dataset.download)];
       download(r.bytes, `${slug(ctx.modelInfo()?.name || "model")}.${r.label}.safetensors`, "application/octet-stream");
-    } else if (b.dataset.steer != null) steerWith(Number(b.dataset.steer));
-    else if (b.dataset.combine != null) {
-      const r = lab.results[Number(b.dataset.combine)];
-      clearError();
-      ctx.addToSteering(r.bytes, r.label).then((ok) => ok || showError(`${r.label} was not added to the steering (see the message above).`));
-    }
+    } else if (b.dataset.steer != null) useResult(Number(b.dataset.steer), ctx.steerWith, "used for steering");
+    else if (b.dataset.combine != null) useResult(Number(b.dataset.combine), ctx.addToSteering, "added to the steering");
   });
-  el.upload.addEventListener("change", async () => {
-    const f = el.upload.files?.[0];
-    el.upload.value = "";
-    if (!f) return;
-    clearError();
-    try {
-      addResult(new Uint8Array(await f.arrayBuffer()), f.name.replace(/\.safetensors$/i, ""));
-    } catch (err) {
-      showError(`${f.name} was not opened: ${err.message}.`);
-    }
-  });
+  onFilePicked(el.upload, async (f) => addResult(new Uint8Array(await f.arrayBuffer()), f.name.replace(/\.safetensors$/i, "")), "was not opened");
 
   restore();
   loadCatalogue().then(() => selectConcept(lab.current));
