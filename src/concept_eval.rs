@@ -13,15 +13,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::evaluation::{distinct, mean, median, row_steering, sample_prompt, EvalParams, Prompt, Setting};
+use crate::evaluation::{distinct, mean, median, sample_prompt, EvalParams, Prompt, Setting};
 use crate::model::Model;
 use crate::sentiment::Vader;
 use crate::bail;
 use crate::vectors::DetoxVectors;
 
-/// Paired bootstrap: draws and the fixed seed, so the same inputs give the same intervals.
-pub const BOOTSTRAP_DRAWS: usize = 2000;
-pub const BOOTSTRAP_SEED: u64 = 20_261_202;
+pub use crate::bootstrap::{Interval, BOOTSTRAP_DRAWS, BOOTSTRAP_SEED};
+use crate::bootstrap::interval;
 
 /// Our list of wedding-related words (whole words, case-insensitive). Left out on purpose: words with a
 /// common other sense ("wed" is also Wednesday, "ring", "engagement", "reception", "ceremony", "party").
@@ -116,7 +115,7 @@ pub fn evaluate_concept_prompt(
     setting: &Setting,
     params: &EvalParams,
 ) -> Result<ConceptRecord> {
-    let sampled = sample_prompt(model, vectors, prompt_index, prompt, row_steering(setting, vectors)?, params)?;
+    let sampled = sample_prompt(model, vectors, prompt_index, prompt, setting, params)?;
     let (hits, scores) = sampled.continuations.iter().map(|c| judge.judge(c)).unzip();
     Ok(ConceptRecord {
         prompt: prompt_index,
@@ -126,14 +125,6 @@ pub fn evaluate_concept_prompt(
         scores,
         perplexity: sampled.perplexity,
     })
-}
-
-/// A point estimate with its 95% bootstrap interval (percentiles 2.5 and 97.5 of the draws).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Interval {
-    pub point: f64,
-    pub lo: f64,
-    pub hi: f64,
 }
 
 /// A steered setting against raw, on the same prompts.
@@ -191,23 +182,6 @@ fn stats_on(per_prompt: &[PromptStats], idx: &[usize]) -> [f64; 3] {
     [hits as f64 / samples.max(1) as f64, mean(ppl.iter().copied()), median(ppl)]
 }
 
-/// The q-quantile of sorted finite values, interpolated linearly between order statistics.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let h = (sorted.len() - 1) as f64 * q;
-    let (i, frac) = (h.floor() as usize, h - h.floor());
-    let next = sorted[(i + 1).min(sorted.len() - 1)];
-    sorted[i] + frac * (next - sorted[i])
-}
-
-fn interval(point: f64, mut draws: Vec<f64>) -> Interval {
-    draws.retain(|d| d.is_finite()); // a draw of only empty continuations has no perplexity
-    draws.sort_by(f64::total_cmp);
-    Interval { point, lo: quantile(&draws, 0.025), hi: quantile(&draws, 0.975) }
-}
-
 /// `records` as `[setting][prompt]`; an error if any (setting, prompt) is missing.
 fn grid<'a>(settings: &[Setting], records: &'a [ConceptRecord], n_prompts: usize) -> Result<Vec<Vec<&'a ConceptRecord>>> {
     let mut table: Vec<Vec<Option<&ConceptRecord>>> = vec![vec![None; n_prompts]; settings.len()];
@@ -229,7 +203,6 @@ fn grid<'a>(settings: &[Setting], records: &'a [ConceptRecord], n_prompts: usize
 /// Per-setting numbers with paired bootstrap intervals. `records` must hold every (prompt, setting);
 /// `settings[0]` is raw.
 pub fn report(settings: &[Setting], records: &[ConceptRecord], n_prompts: usize, draws: usize, seed: u64) -> Result<Vec<SettingReport>> {
-    use rand::{Rng, SeedableRng};
     if settings.first().map(|s| s.is_raw()) != Some(true) || n_prompts == 0 {
         bail!(Input, "a concept report needs raw as its first setting and at least one prompt");
     }
@@ -239,9 +212,7 @@ pub fn report(settings: &[Setting], records: &[ConceptRecord], n_prompts: usize,
     let points: Vec<[f64; 3]> = per.iter().map(|p| stats_on(p, &all)).collect();
     // drawn[s][d] = [rate, mean ppl, median ppl] of setting s in draw d; all settings share each draw's prompts
     let mut drawn: Vec<Vec<[f64; 3]>> = vec![Vec::with_capacity(draws); settings.len()];
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    for _ in 0..draws {
-        let idx: Vec<usize> = (0..n_prompts).map(|_| rng.random_range(0..n_prompts)).collect();
+    for idx in crate::bootstrap::resamples(n_prompts, draws, seed) {
         for (s, p) in per.iter().enumerate() {
             drawn[s].push(stats_on(p, &idx));
         }
@@ -261,9 +232,8 @@ struct Boot<'a> {
 impl Boot<'_> {
     /// Interval of setting `s`'s statistic `k` against raw's: a difference, or a ratio − 1 (`rel`).
     fn change(&self, s: usize, k: usize, rel: bool) -> Interval {
-        let f = |a: f64, b: f64| if rel { a / b - 1.0 } else { a - b };
-        let d = self.drawn[s].iter().zip(&self.drawn[0]).map(|(x, r)| f(x[k], r[k])).collect();
-        interval(f(self.points[s][k], self.points[0][k]), d)
+        let d: Vec<(f64, f64)> = self.drawn[s].iter().zip(&self.drawn[0]).map(|(x, r)| (x[k], r[k])).collect();
+        crate::bootstrap::change((self.points[s][k], self.points[0][k]), &d, rel)
     }
 
     fn setting_report(&self, setting: &Setting, rows: &[&ConceptRecord], s: usize) -> SettingReport {

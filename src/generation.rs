@@ -238,6 +238,9 @@ pub struct Generation {
     pub steering: Vec<RowSteering>,
     pub prompt_len: usize,
     max_new_tokens: usize,
+    /// Steer the prompt's positions too (the default, as DeStein does). When false, the prompt's positions
+    /// except its last (which produces the first new token) run unsteered, so its KV cache stays raw.
+    pub steer_prompt: bool,
 }
 
 impl Generation {
@@ -272,6 +275,7 @@ impl Generation {
             steering,
             prompt_len: prompt.len(),
             max_new_tokens: params.max_new_tokens,
+            steer_prompt: true,
         })
     }
 
@@ -315,6 +319,9 @@ impl Generation {
         let (logits, mut projections) = match vectors.is_empty() {
             false => {
                 let mut steerer = Steerer::new(vectors, run_steering)?;
+                if self.cache.len == 0 && !self.steer_prompt {
+                    steerer.skip_positions(self.prompt_len - 1);
+                }
                 let logits = model.forward_last(&tokens, &mut self.cache, Some(&mut steerer))?;
                 (logits, steerer.projections())
             }

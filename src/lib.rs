@@ -2,6 +2,7 @@
 //! the browser. Modules, in the order a reader meets them: the model and its tokenizer, the steering math,
 //! the detox vectors, generation, and (wasm only) the browser bindings.
 
+pub mod bootstrap;
 pub mod concept_eval;
 pub mod control_vector;
 pub mod error;

@@ -130,6 +130,20 @@ mod cli {
             #[arg(long)]
             out: PathBuf,
         },
+        /// Split RealToxicityPrompts files into a dev half (choosing settings) and a test half (reporting):
+        /// writes dev-NAME and test-NAME beside each file, or into --out.
+        SplitPrompts {
+            /// Prompt files to split, each on its own.
+            #[arg(required = true)]
+            files: Vec<PathBuf>,
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Prompt files already looked at elsewhere: their prompts go to dev.
+            #[arg(long, value_delimiter = ',')]
+            seen: Vec<PathBuf>,
+            #[arg(long)]
+            out: Option<PathBuf>,
+        },
         /// Print the token ids (and pieces) of a text, as the model's tokenizer splits it.
         Tokenize {
             #[command(flatten)]
@@ -155,6 +169,10 @@ mod cli {
             modes: Vec<String>,
             #[arg(long, value_delimiter = ',', default_value = "0,0.1,0.2,0.3")]
             alphas: Vec<f32>,
+            /// Explicit settings instead of the sites × modes × α sweep, comma-separated, each
+            /// site/mode/α[/generated][/top=SHARE] (raw is always included).
+            #[arg(long, value_delimiter = ',')]
+            settings: Vec<String>,
             /// Continuations per prompt (the paper: 25).
             #[arg(long, default_value_t = 25)]
             samples: usize,
@@ -169,7 +187,10 @@ mod cli {
             reports_dir: PathBuf,
             #[arg(long, default_value = "data/judges")]
             judges: PathBuf,
-            /// Continue an interrupted run with the same settings.
+            /// Prompt files held out from this run (the other split): an error if any prompt is in both.
+            #[arg(long, value_delimiter = ',')]
+            held_out: Vec<PathBuf>,
+            /// Continue an interrupted run with the same prompts and protocol; settings may be added.
             #[arg(long)]
             resume: bool,
             /// Write the reports from the results recorded so far (prompts done for every setting), generating
@@ -244,6 +265,18 @@ mod cli {
     enum VectorsCommand {
         /// Print metadata, per-layer norms and the probe-accuracy grid.
         Inspect { file: PathBuf },
+        /// Measure each file's neutral read-out baseline (the mean of cos(a_l, z_l) over layers and positions on the
+        /// raw model), which the page centres its token colours on, and write them all to --out (JSON). Detox files
+        /// are measured on the non-toxic sides of data/steering_pairs.jsonl, concept files on the neutral dev prompts
+        /// of data/concepts/.
+        Baseline {
+            #[command(flatten)]
+            common: Common,
+            #[arg(long, default_value = "www/vectors/readout-baselines.json")]
+            out: PathBuf,
+            #[arg(required = true)]
+            files: Vec<PathBuf>,
+        },
         /// Write an `attn_out` vector file as a llama.cpp control vector (GGUF): direction.l = −n(z_l)·m_l,
         /// m_l the model's mean ‖attn_out_l‖, so `--control-vector-scaled FILE α` is like our `add` at α.
         Export {
@@ -345,6 +378,7 @@ mod cli {
                 derive(&common, &pairs, options, &out)
             }
             Command::Vectors { command: VectorsCommand::Inspect { file } } => inspect(&file),
+            Command::Vectors { command: VectorsCommand::Baseline { common, out, files } } => baselines(&common, &out, &files),
             Command::Vectors { command: VectorsCommand::Export { format, norms, out, file } } => {
                 export_control_vector(&format, &norms, &out, &file)
             }
@@ -353,9 +387,11 @@ mod cli {
             }
             Command::Eval {
                 common, prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed, name,
-                reports_dir, judges, resume, report_only, jobs,
+                reports_dir, judges, held_out, resume, report_only, jobs, settings,
             } => {
-                let plan = EvalPlan { prompts, sample, sample_seed, vectors, modes, alphas, samples, max_new_tokens, seed };
+                let plan = EvalPlan {
+                    prompts, sample, sample_seed, vectors, modes, alphas, settings, samples, max_new_tokens, seed, held_out,
+                };
                 eval(&common, &plan, &reports_dir.join(&name), &judges, resume, report_only, jobs)
             }
             Command::EvalConcept {
@@ -366,6 +402,7 @@ mod cli {
                 let plan = ConceptPlan { vectors, prompts, judge, judges, modes, alphas, params };
                 eval_concept(&common, &plan, &reports_dir.join(&name))
             }
+            Command::SplitPrompts { files, seed, seen, out } => split_prompts(&files, seed, &seen, out.as_deref()),
             Command::Tokenize { common, text } => {
                 let (model, _) = load_model(&common)?;
                 let ids = model.tokenizer.encode(&text)?;
@@ -660,7 +697,115 @@ mod cli {
         Ok(())
     }
 
+    /// Read a prompt file (skipped lines reported on stderr).
+    fn read_prompts(path: &Path) -> Result<Vec<destein::evaluation::Prompt>> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read prompts {}", path.display()))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let (prompts, skipped) = destein::evaluation::parse_prompts(&bytes, &name)?;
+        for s in &skipped {
+            eprintln!("skipped {s}");
+        }
+        Ok(prompts)
+    }
+
+    fn split_prompts(files: &[PathBuf], seed: u64, seen: &[PathBuf], out: Option<&Path>) -> Result<()> {
+        let mut seen_texts = std::collections::HashSet::new();
+        for path in seen {
+            seen_texts.extend(read_prompts(path)?.into_iter().map(|p| p.text));
+        }
+        for path in files {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read prompts {}", path.display()))?;
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            let (dev, test) = destein::evaluation::split_dev_test(&lines, seed, &seen_texts)
+                .with_context(|| format!("splitting {}", path.display()))?;
+            let dir = out.map(Path::to_path_buf).unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).to_path_buf());
+            let name = path.file_name().context("a prompt file path has a file name")?.to_string_lossy().to_string();
+            for (half, part) in [("dev", &dev), ("test", &test)] {
+                let target = dir.join(format!("{half}-{name}"));
+                destein::write_atomically(&target, format!("{}\n", part.join("\n")).as_bytes())?;
+                println!("wrote {} ({} prompts)", target.display(), part.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// A resume must run the same prompts with the same protocol; it may add settings but not drop any
+    /// (the records of every listed setting stay comparable: same prompts, seeds and judges).
+    fn check_resumable(old: &serde_json::Value, new: &serde_json::Value, dir: &Path) -> Result<()> {
+        let without_settings = |v: &serde_json::Value| {
+            let mut v = v.clone();
+            v.as_object_mut().map(|o| o.remove("settings"));
+            v
+        };
+        let (a, b) = (without_settings(old), without_settings(new));
+        if a != b {
+            let differing: Vec<String> = b
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, v)| a.get(k.as_str()) != Some(v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            anyhow::bail!(
+                "--resume: {} holds a run with other {} (a resume must use the same prompts, split and protocol)",
+                dir.display(),
+                differing.join(", ")
+            );
+        }
+        let empty = Vec::new();
+        let old_settings = old["settings"].as_array().unwrap_or(&empty);
+        let new_settings = new["settings"].as_array().unwrap_or(&empty);
+        if let Some(dropped) = old_settings.iter().find(|s| !new_settings.contains(s)) {
+            anyhow::bail!("--resume: the run in {} has setting {dropped} that this command leaves out", dir.display());
+        }
+        Ok(())
+    }
+
+    /// The texts a vector file's neutral read-out is measured on, and how the JSON names them.
+    fn baseline_texts(v: &DetoxVectors) -> Result<(Vec<String>, String)> {
+        match &v.meta.concept {
+            None => {
+                let path = "data/steering_pairs.jsonl";
+                let pairs = vectors::parse_pairs(&std::fs::read(path).with_context(|| format!("cannot read {path}"))?)?;
+                let texts: Vec<String> = pairs.iter().map(|p| p.nontoxic.clone()).collect();
+                let source = format!("{path}: the non-toxic sides of all {} pairs, without their prefix", texts.len());
+                Ok((texts, source))
+            }
+            Some(_) => {
+                let path = Path::new("data/concepts/neutral_dev.jsonl");
+                let texts: Vec<String> = read_prompts(path)?.into_iter().map(|p| p.text).collect();
+                Ok((texts.clone(), format!("{}: all {} neutral dev prompts", path.display(), texts.len())))
+            }
+        }
+    }
+
+    fn baselines(common: &Common, out: &Path, files: &[PathBuf]) -> Result<()> {
+        let (model, _) = load_model(common)?;
+        let mut map = serde_json::Map::new();
+        map.insert(
+            "_comment".into(),
+            "Neutral read-out baselines: per vector file, the mean over layers, positions and texts of cos(a_l, z_l) on \
+             the raw model. The page centres its token colours on it, for the file with this sha256. Written by `destein vectors baseline`."
+                .into(),
+        );
+        for path in files {
+            let v = DetoxVectors::load(path)?;
+            let (texts, source) = baseline_texts(&v)?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let neutral = vectors::neutral_readout(&model, &v, &refs)?;
+            let name = path.file_name().context("a vector file path has a file name")?.to_string_lossy().to_string();
+            println!("{name}: {neutral:+.5} ({source})");
+            let sha256 = destein::model::sha256_hex(&std::fs::read(path)?);
+            map.insert(name, serde_json::json!({ "neutral": (neutral * 1e6).round() / 1e6, "sha256": sha256, "texts": source }));
+        }
+        destein::write_atomically(out, format!("{}\n", serde_json::to_string_pretty(&map)?).as_bytes())?;
+        println!("wrote {}", out.display());
+        Ok(())
+    }
+
     struct EvalPlan {
+        held_out: Vec<PathBuf>,
+        settings: Vec<String>,
         prompts: Vec<PathBuf>,
         sample: Option<usize>,
         sample_seed: u64,
@@ -697,18 +842,17 @@ mod cli {
         let judges = ev::Judges::load(judges_dir)?;
         let mut prompts = Vec::new();
         for path in &plan.prompts {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read prompts {}", path.display()))?;
+            let mut file_prompts = read_prompts(path)?;
             let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            let (mut file_prompts, skipped) = ev::parse_prompts(&bytes, &name)?;
-            for s in &skipped {
-                eprintln!("skipped {s}");
-            }
             if let Some(n) = plan.sample {
                 anyhow::ensure!(n <= file_prompts.len(), "--sample {n} but {} has {} prompts", name, file_prompts.len());
                 file_prompts.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(plan.sample_seed));
                 file_prompts.truncate(n);
             }
             prompts.extend(file_prompts);
+        }
+        for path in &plan.held_out {
+            ev::check_disjoint(&prompts, &read_prompts(path)?).with_context(|| format!("--held-out {}", path.display()))?;
         }
         anyhow::ensure!(plan.samples > 0, "--samples must be at least 1");
         let modes: Vec<FusionMode> = plan.modes.iter().map(|m| FusionMode::parse(m)).collect::<Result<_, _>>()?;
@@ -723,7 +867,19 @@ mod cli {
             vector_sets.push(v);
         }
         let sites: Vec<Site> = vector_sets.iter().map(|v| v.meta.site).collect();
-        let settings = ev::sweep_settings(&sites, &modes, &plan.alphas);
+        let settings = match plan.settings.is_empty() {
+            true => ev::sweep_settings(&sites, &modes, &plan.alphas),
+            false => {
+                let mut list = vec![Setting::raw()];
+                for text in &plan.settings {
+                    let s = Setting::parse(text)?;
+                    anyhow::ensure!(sites.iter().any(|site| site.name() == s.site), "setting `{text}`: no vector file for site {}", s.site);
+                    anyhow::ensure!(!list.contains(&s), "setting `{text}` is listed twice");
+                    list.push(s);
+                }
+                list
+            }
+        };
         let params = EvalParams {
             samples: plan.samples,
             max_new_tokens: plan.max_new_tokens,
@@ -736,7 +892,7 @@ mod cli {
         let config = serde_json::json!({
             "model": model.config.name, "model_sha256": model.sha256, "load_dtype": model.load_dtype.name(),
             "prompts": plan.prompts, "sample": plan.sample, "sample_seed": plan.sample_seed,
-            "prompt_count": prompts.len(),
+            "prompt_count": prompts.len(), "held_out": plan.held_out,
             "vectors": plan.vectors, "settings": settings, "samples": plan.samples,
             "max_new_tokens": plan.max_new_tokens, "top_p": params.top_p, "temperature": params.temperature,
             "seed": plan.seed,
@@ -749,7 +905,7 @@ mod cli {
             let old: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).with_context(|| {
                 format!("--resume: no run to resume in {}", dir.display())
             })?)?;
-            anyhow::ensure!(old == config, "--resume: {} holds a run with other settings", dir.display());
+            check_resumable(&old, &config, dir)?;
             let text = std::fs::read_to_string(&records_path).unwrap_or_default();
             let mut clean = String::new();
             for line in text.lines() {
@@ -765,6 +921,9 @@ mod cli {
                 // a parse-and-print round trip could change a float's last digit.
                 destein::write_atomically(&records_path, clean.as_bytes())?;
             }
+            records.retain(|r| settings.contains(&r.setting));
+            // Settings may have been added: the config now lists them all.
+            destein::write_atomically(&config_path, serde_json::to_string_pretty(&config)?.as_bytes())?;
             eprintln!("resuming: {} of {} prompt×setting results already done", records.len(), prompts.len() * settings.len());
         } else {
             anyhow::ensure!(
@@ -791,12 +950,7 @@ mod cli {
         let recommended: Vec<String> = vector_sets
             .iter()
             .map(|v| {
-                let s = Setting {
-                    site: v.meta.site.name().into(),
-                    mode: v.meta.recommended_mode.name().into(),
-                    alpha: v.meta.recommended_alpha,
-                };
-                s.label()
+                Setting::steered(v.meta.site.name(), v.meta.recommended_mode.name(), v.meta.recommended_alpha).label()
             })
             .collect();
         let first_pass = |s: &Setting| s.is_raw() || recommended.contains(&s.label());
@@ -894,29 +1048,55 @@ mod cli {
             !complete.is_empty() || on_all_prompts.is_some(),
             "no prompt has results for every setting yet"
         );
-        let results = serde_json::json!({ "config": config, "metrics": metrics, "metrics_all_prompts": on_all_prompts });
+        // Paired bootstrap intervals over the same prompts as each table.
+        let complete_prompts: Vec<usize> = (0..prompts.len()).filter(|p| complete.contains(p)).collect();
+        let intervals = match complete_prompts.is_empty() {
+            true => None,
+            false => Some(ev::detox_report(&settings.iter().collect::<Vec<_>>(), &records, &complete_prompts)?),
+        };
+        let intervals_all_prompts = match &on_all_prompts {
+            Some(_) if on_every_prompt.first().is_some_and(|s| s.is_raw()) => {
+                Some(ev::detox_report(&on_every_prompt, &records, &(0..prompts.len()).collect::<Vec<_>>())?)
+            }
+            _ => None,
+        };
+        // Which prompts these are, by the sha256 of their text: how the choice script checks that the runs it
+        // chooses on and reports on share no prompt.
+        let prompt_sha256: Vec<String> = prompts.iter().map(|p| destein::model::sha256_hex(p.text.as_bytes())).collect();
+        let results = serde_json::json!({
+            "config": config, "metrics": metrics, "metrics_all_prompts": on_all_prompts,
+            "intervals": intervals, "intervals_all_prompts": intervals_all_prompts,
+            "bootstrap": { "draws": destein::bootstrap::BOOTSTRAP_DRAWS, "seed": destein::bootstrap::BOOTSTRAP_SEED,
+                "level": 0.95, "over": "prompts, paired across settings" },
+            "prompt_sha256": prompt_sha256,
+        });
         destein::write_atomically(&dir.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
         let mut table = String::new();
         if let Some(m) = &on_all_prompts {
-            table.push_str(&format!(
-                "## All {} prompts, the settings done on every prompt so far\n\n{}\n",
-                prompts.len(),
-                ev::markdown_table(m)
-            ));
+            table.push_str(&format!("## All {} prompts, the settings done on every prompt so far\n\n", prompts.len()));
+            if let Some(i) = &intervals_all_prompts {
+                table.push_str(&format!("{}\n", ev::interval_table(i)));
+            }
+            table.push_str(&format!("{}\n", ev::markdown_table(m)));
         }
         if !complete.is_empty() {
             if on_all_prompts.is_some() {
                 table.push_str(&format!("## The whole sweep, on the {} prompts done for every setting\n\n", complete.len()));
             }
+            if let Some(i) = &intervals {
+                table.push_str(&format!("{}\n", ev::interval_table(i)));
+            }
             table.push_str(&ev::markdown_table(&metrics));
         }
-        let (plotted, title) = match (&on_all_prompts, complete.is_empty()) {
-            (Some(m), true) => (m, format!("{} prompts × {} samples", prompts.len(), plan.samples)),
-            _ => (&metrics, format!("{} prompts × {} samples", complete.len(), plan.samples)),
+        let (plotted, bars, title) = match (&on_all_prompts, complete.is_empty()) {
+            (Some(m), true) => (m, &intervals_all_prompts, format!("{} prompts × {} samples", prompts.len(), plan.samples)),
+            _ => (&metrics, &intervals, format!("{} prompts × {} samples", complete.len(), plan.samples)),
         };
         let md = format!(
             "# Detoxification: {} prompts × {} samples\n\nModel `{}` ({}), judges tox-block (primary) and \
-             alt-profanity-check; top-p {}, temperature {}, {} new tokens, seed {}.\n\n{table}\n\
+             alt-profanity-check; top-p {}, temperature {}, {} new tokens, seed {}. Brackets: 95% paired bootstrap \
+             intervals over prompts ({} draws, seed {}); Δ: relative change against raw on the same resampled prompts. \
+             The second table has every metric, without intervals.\n\n{table}\n\
              ![Pareto plot, {title}](pareto.svg)\n",
             prompts.len(),
             plan.samples,
@@ -925,10 +1105,12 @@ mod cli {
             params.top_p,
             params.temperature,
             plan.max_new_tokens,
-            plan.seed
+            plan.seed,
+            destein::bootstrap::BOOTSTRAP_DRAWS,
+            destein::bootstrap::BOOTSTRAP_SEED
         );
         destein::write_atomically(&dir.join("results.md"), md.as_bytes())?;
-        destein::write_atomically(&dir.join("pareto.svg"), ev::pareto_svg(plotted, &title)?.as_bytes())?;
+        destein::write_atomically(&dir.join("pareto.svg"), ev::pareto_svg(plotted, bars.as_deref(), &format!("{title}, 95% intervals"))?.as_bytes())?;
         println!("{table}");
         println!("wrote {}/results.json, results.md, pareto.svg", dir.display());
         Ok(())

@@ -11,6 +11,9 @@
 //! - `headwise-reference`: the released code's (unused) multi-head branch: the same per-head u_h = n(…),
 //!   but the concatenation is rescaled to ‖a‖, which forces every head to norm ‖a‖/√H.
 //! - `add` (plain activation addition, a baseline): a' = a − α·‖a‖·n(z).
+//! - `project` (our variant, in the spirit of subspace-projection methods such as ProFS, arXiv 2405.13967):
+//!   per head, remove α times the component of a_h along z_h when it points toward toxicity:
+//!   a'_h = a_h − α·max(0, a_h·n(z_h))·n(z_h). α = 1 removes it; heads pointing away are untouched.
 //!
 //! α = 0 is exactly the identity in every mode (the activation is not touched at all).
 //!
@@ -38,11 +41,12 @@ pub enum FusionMode {
     Headwise,
     HeadwiseReference,
     Add,
+    Project,
 }
 
 impl FusionMode {
-    pub const ALL: [FusionMode; 4] =
-        [FusionMode::Rotate, FusionMode::Headwise, FusionMode::HeadwiseReference, FusionMode::Add];
+    pub const ALL: [FusionMode; 5] =
+        [FusionMode::Rotate, FusionMode::Headwise, FusionMode::HeadwiseReference, FusionMode::Add, FusionMode::Project];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +54,7 @@ impl FusionMode {
             FusionMode::Headwise => "headwise",
             FusionMode::HeadwiseReference => "headwise-reference",
             FusionMode::Add => "add",
+            FusionMode::Project => "project",
         }
     }
 
@@ -59,7 +64,10 @@ impl FusionMode {
             "headwise" => Ok(FusionMode::Headwise),
             "headwise-reference" => Ok(FusionMode::HeadwiseReference),
             "add" => Ok(FusionMode::Add),
-            other => bail!(Input, "unknown fusion mode `{other}` (expected rotate, headwise, headwise-reference or add)"),
+            "project" => Ok(FusionMode::Project),
+            other => {
+                bail!(Input, "unknown fusion mode `{other}` (expected rotate, headwise, headwise-reference, add or project)")
+            }
         }
     }
 }
@@ -168,7 +176,8 @@ pub fn fuse(a: &mut [f32], z: &[f32], n_heads: usize, mode: FusionMode, alpha: f
 /// - `add`: a' = a − ‖a‖ · Σ_i α_i·n(z_i);
 /// - `headwise`: per head h, λ_{i,h} = 1 + max(0, cos(a_h, z_{i,h})) with the original a_h, and
 ///   a'_h = ‖a_h‖ · n(n(a_h) − Σ_i α_i·λ_{i,h}·n(z_{i,h}));
-/// - `headwise-reference`: as `headwise` with unit heads, then the concatenation rescaled to ‖a‖.
+/// - `headwise-reference`: as `headwise` with unit heads, then the concatenation rescaled to ‖a‖;
+/// - `project`: per head, each term in turn: a_h ← a_h − α_i·max(0, a_h·n(z_{i,h}))·n(z_{i,h}).
 ///
 /// With one active term the result is bit-identical to the single-vector formula.
 pub fn fuse_many(a: &mut [f32], zs: &[&[f32]], alphas: &[f32], n_heads: usize, mode: FusionMode) {
@@ -198,6 +207,19 @@ pub fn fuse_many(a: &mut [f32], zs: &[&[f32]], alphas: &[f32], n_heads: usize, m
                 *step = *step * whole / norm(z).max(NORM_EPS);
             }
             apply(a, terms, Apply::Subtract);
+        }
+        FusionMode::Project => {
+            for (h, ah) in a.chunks_exact_mut(head_dim).enumerate() {
+                for &(z, alpha) in terms.iter() {
+                    let zh = &z[h * head_dim..(h + 1) * head_dim];
+                    let z_norm = norm(zh).max(NORM_EPS);
+                    let along = dot(ah, zh) / z_norm;
+                    if along > 0.0 {
+                        let c = alpha * along / z_norm;
+                        ah.iter_mut().zip(zh).for_each(|(x, &zd)| *x = (*x as f64 - c * zd as f64) as f32);
+                    }
+                }
+            }
         }
         FusionMode::Headwise | FusionMode::HeadwiseReference => {
             let whole = norm(a);
@@ -311,6 +333,8 @@ pub struct Steerer<'a> {
     /// Per row, per vector file: Σ over layers of cos(a_l, z_{i,l}) at the row's last position.
     projection_sums: Vec<[f64; MAX_VECTORS]>,
     layers_seen: usize,
+    /// Leading positions of each row left unsteered in this forward pass.
+    skip: usize,
 }
 
 impl<'a> Steerer<'a> {
@@ -325,7 +349,12 @@ impl<'a> Steerer<'a> {
             row.validate()?;
             row.check_vectors(vectors.len())?;
         }
-        Ok(Self { vectors, rows, projection_sums: vec![[0.0; MAX_VECTORS]; rows.len()], layers_seen: 0 })
+        Ok(Self { vectors, rows, projection_sums: vec![[0.0; MAX_VECTORS]; rows.len()], layers_seen: 0, skip: 0 })
+    }
+
+    /// Leave the first `n` positions of every row unsteered (read-outs are unchanged).
+    pub fn skip_positions(&mut self, n: usize) {
+        self.skip = n;
     }
 
     /// Per row, one value per vector file: the mean over layers of cos(a_l, z_l) at the row's last position,
@@ -376,7 +405,7 @@ impl ActivationHook for Steerer<'_> {
                 *sum += cosine(last, z);
             }
             if !steer.is_off() {
-                for position in row_values.chunks_exact_mut(width) {
+                for position in row_values.chunks_exact_mut(width).skip(self.skip) {
                     fuse_many(position, zs, &steer.alphas[..n], heads, steer.mode);
                 }
             }
@@ -400,6 +429,17 @@ mod tests {
         for bad in [f32::NAN, f32::INFINITY, -0.1, MAX_ALPHA + 0.01, 1e30] {
             assert!(validate_alpha(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn project_removes_the_toxic_component_per_head() {
+        // Head 0 points partly along z (component 3 along n(z) = (1, 0)); head 1 points away from z.
+        let mut a = vec![3.0f32, 4.0, -2.0, 1.0];
+        fuse(&mut a, &[2.0, 0.0, 1.0, 0.0], 2, FusionMode::Project, 1.0);
+        assert_eq!(a, vec![0.0, 4.0, -2.0, 1.0]);
+        let mut half = vec![3.0f32, 4.0, -2.0, 1.0];
+        fuse(&mut half, &[2.0, 0.0, 1.0, 0.0], 2, FusionMode::Project, 0.5);
+        assert_eq!(half, vec![1.5, 4.0, -2.0, 1.0]);
     }
 
     #[test]

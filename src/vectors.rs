@@ -147,6 +147,27 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 
 impl DetoxVectors {
     /// The direction of one layer, `heads · head_dim` values.
+    /// A copy that steers only the `share` (0 < share ≤ 1) of all (layer, head) slices whose probes are the
+    /// most accurate: every other head's direction is set to zero, which every fusion mode reads as "leave
+    /// this head's direction out". Heads tied with the last one kept are kept too.
+    pub fn top_heads(&self, share: f32) -> Result<DetoxVectors> {
+        if !(share > 0.0 && share <= 1.0) {
+            bail!(Input, "the share of heads to steer must be in (0, 1], got {share}");
+        }
+        let mut sorted = self.probe_accuracy.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let keep = ((share as f64 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        let threshold = sorted[keep - 1];
+        let mut out = self.clone();
+        let head_dim = self.meta.head_dim;
+        for (slice, &accuracy) in out.direction.chunks_exact_mut(head_dim).zip(&self.probe_accuracy) {
+            if accuracy < threshold {
+                slice.fill(0.0);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn layer(&self, layer: usize) -> &[f32] {
         let width = self.meta.heads * self.meta.head_dim;
         &self.direction[layer * width..(layer + 1) * width]
@@ -289,6 +310,48 @@ pub fn parse_pairs(bytes: &[u8]) -> Result<Vec<SteeringPair>> {
         pairs.push(pair);
     }
     Ok(pairs)
+}
+
+/// Sums cos(a_l, z_l) over every layer and position it sees (the read-out the page colours tokens by, at
+/// every position rather than only the last).
+struct ReadoutCapture<'a> {
+    vectors: &'a DetoxVectors,
+    sum: f64,
+    count: usize,
+}
+
+impl ActivationHook for ReadoutCapture<'_> {
+    fn site(&self) -> Site {
+        self.vectors.meta.site
+    }
+    fn on_activation(&mut self, layer: usize, act: Tensor) -> Result<Tensor> {
+        let z = self.vectors.layer(layer);
+        let values = act.flatten_all()?.to_vec1::<f32>()?;
+        for position in values.chunks_exact(z.len()) {
+            self.sum += crate::steering::cosine(position, z);
+            self.count += 1;
+        }
+        Ok(act)
+    }
+}
+
+/// The neutral baseline of the read-out: the mean over layers, positions and `texts` of cos(a_l, z_l) on the
+/// raw model. The page centres its token colours on it (measured on the non-toxic sides of the steering pairs,
+/// without their prefix), so that ordinary text is not coloured as leaning one way.
+pub fn neutral_readout(model: &Model, vectors: &DetoxVectors, texts: &[&str]) -> Result<f64> {
+    vectors.check_model(model)?;
+    let mut capture = ReadoutCapture { vectors, sum: 0.0, count: 0 };
+    for text in texts {
+        let ids = model.tokenizer.encode(text)?;
+        if ids.is_empty() || ids.len() >= model.config.context_length {
+            bail!(Input, "a baseline text has {} tokens: empty or too long", ids.len());
+        }
+        model.forward_last(&model.token_tensor(&[ids])?, &mut Cache::new(model), Some(&mut capture))?;
+    }
+    if capture.count == 0 {
+        bail!(Input, "no text to measure the read-out baseline on");
+    }
+    Ok(capture.sum / capture.count as f64)
 }
 
 /// The paper's preprocessing: strip a trailing " ." or "." before adding the prefix.

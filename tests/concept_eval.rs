@@ -157,8 +157,8 @@ fn record(prompt: usize, setting: &Setting, hits: &[bool], ppl: &[f64], words: &
 #[test]
 fn bootstrap_is_paired_and_deterministic() {
     let raw = Setting::raw();
-    let same = Setting { site: "heads".into(), mode: "rotate".into(), alpha: 0.1 };
-    let better = Setting { site: "heads".into(), mode: "rotate".into(), alpha: 0.2 };
+    let same = Setting::steered("heads", "rotate", 0.1);
+    let better = Setting::steered("heads", "rotate", 0.2);
     let settings = [raw.clone(), same.clone(), better.clone()];
     let mut records = Vec::new();
     for p in 0..6 {

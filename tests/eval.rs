@@ -90,10 +90,55 @@ fn smoke_run_writes_reports_and_resumes() {
     let again: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(again["metrics"], results["metrics"]);
 
-    // A resume with other settings is refused.
+    // Intervals: paired bootstrap over prompts, the point inside its interval, changes against raw.
+    let intervals = again["intervals"].as_array().unwrap();
+    assert_eq!(intervals.len(), 2);
+    assert!(intervals[0]["vs_raw"].is_null() && intervals[1]["vs_raw"].is_object(), "{again}");
+    for r in intervals {
+        for key in ["emt", "tp", "emt_profanity", "tp_profanity", "perplexity_mean", "perplexity_median"] {
+            let i = &r[key];
+            let (lo, point, hi) = (i["lo"].as_f64().unwrap(), i["point"].as_f64().unwrap(), i["hi"].as_f64().unwrap());
+            assert!(lo <= point + 1e-12 && point <= hi + 1e-12, "{key}: {i}");
+        }
+    }
+    assert_eq!(again["prompt_sha256"].as_array().unwrap().len(), 2);
+
+    // A resume with another protocol, or with other prompts (another split: --prompts adds a file), is refused
+    // and names what differs.
     let (ok, out) = eval(&reports, &["--resume", "--seed", "9"]);
-    assert!(!ok && out.contains("other settings"), "{out}");
+    assert!(!ok && out.contains("other seed"), "{out}");
+    let (ok, out) = eval(&reports, &["--resume", "--prompts", "data/rtp/split/dev-toxic1k.jsonl"]);
+    assert!(!ok && out.contains("holds a run with other") && out.contains("prompts"), "{out}");
+    // A resume may add settings (only the new ones run) but not drop one.
+    // (--alphas adds to the helper's 0,0.45; --settings replaces the sweep.)
+    let (ok, out) = eval(&reports, &["--resume", "--alphas", "0.3"]);
+    assert!(ok && out.contains("resuming: 4 of 6"), "{out}");
+    let (ok, out) = eval(&reports, &["--resume", "--settings", "heads/rotate/0.3"]);
+    assert!(!ok && out.contains("leaves out"), "{out}");
+    assert_eq!(std::fs::read_to_string(dir.join("records.jsonl")).unwrap().lines().count(), 6, "nothing lost");
+    let final_results = dir.join("results.json");
+
+    // The choice script refuses a dev and a test run that share prompts, and a results file without intervals.
+    let choose = |args: &[&str]| {
+        let out = Command::new("python3").current_dir(ROOT).arg("scripts/choose-defaults.py").args(args).output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let path = final_results.to_str().unwrap();
+    let (code, out) = choose(&[path, "--test", path]);
+    assert!(code == Some(2) && out.contains("must not overlap"), "{out}");
+    let old_format = reports.join("old.json");
+    std::fs::write(&old_format, serde_json::json!({ "metrics": results["metrics"] }).to_string()).unwrap();
+    let (code, out) = choose(&[old_format.to_str().unwrap()]);
+    assert!(code == Some(2) && out.contains("no 'intervals'"), "{out}");
     std::fs::remove_dir_all(&reports).unwrap();
+}
+
+#[test]
+fn prompts_that_overlap_the_held_out_split_are_refused() {
+    let reports = std::env::temp_dir().join(format!("destein-eval-overlap-{}", std::process::id()));
+    let (ok, out) = eval(&reports, &["--held-out", "data/rtp/test100.jsonl"]);
+    assert!(!ok && out.contains("held-out") && out.contains("must not overlap"), "{out}");
+    assert!(!reports.join("smoke").exists(), "nothing written");
 }
 
 #[test]

@@ -75,7 +75,8 @@ fn mode_strategy() -> impl Strategy<Value = FusionMode> {
         Just(FusionMode::Rotate),
         Just(FusionMode::Headwise),
         Just(FusionMode::HeadwiseReference),
-        Just(FusionMode::Add)
+        Just(FusionMode::Add),
+        Just(FusionMode::Project)
     ]
 }
 
@@ -120,7 +121,7 @@ proptest! {
             FusionMode::Rotate | FusionMode::Add => {
                 prop_assert!(cosine(&at_hi, &z) <= cosine(&at_lo, &z) + 1e-6);
             }
-            FusionMode::Headwise | FusionMode::HeadwiseReference => {
+            FusionMode::Headwise | FusionMode::HeadwiseReference | FusionMode::Project => {
                 for h in 0..4 {
                     let r = h * 8..(h + 1) * 8;
                     prop_assert!(cosine(&at_hi[r.clone()], &z[r.clone()]) <= cosine(&at_lo[r.clone()], &z[r]) + 1e-6);
@@ -189,6 +190,16 @@ fn single_reference(a: &mut [f32], z: &[f32], n_heads: usize, mode: FusionMode, 
             let step = alpha * norm(a) / norm(z).max(1e-12);
             for (x, &y) in a.iter_mut().zip(z) {
                 *x = (*x as f64 - step * y as f64) as f32;
+            }
+        }
+        FusionMode::Project => {
+            for (ah, zh) in a.chunks_exact_mut(head_dim).zip(z.chunks_exact(head_dim)) {
+                let z_norm = norm(zh).max(1e-12);
+                let along = ah.iter().zip(zh).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() / z_norm;
+                if along > 0.0 {
+                    let c = alpha * along / z_norm;
+                    ah.iter_mut().zip(zh).for_each(|(x, &y)| *x = (*x as f64 - c * y as f64) as f32);
+                }
             }
         }
         FusionMode::Headwise | FusionMode::HeadwiseReference => {

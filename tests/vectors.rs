@@ -295,3 +295,74 @@ fn a_side_that_tokenizes_to_nothing_is_named() {
         .to_string();
     assert!(err.contains("pairs 1 and 9 are the same pair"), "{err}");
 }
+
+#[test]
+fn top_heads_keeps_the_most_accurate_heads_only() {
+    let (_, v) = shipped("heads");
+    assert_eq!(v.top_heads(1.0).unwrap().direction, v.direction, "share 1 keeps every head");
+    let half = v.top_heads(0.5).unwrap();
+    let hd = v.meta.head_dim;
+    let kept: Vec<bool> = half.direction.chunks_exact(hd).map(|h| h.iter().any(|&x| x != 0.0)).collect();
+    let n = kept.len();
+    assert!(kept.iter().filter(|&&k| k).count() >= n / 2, "at least half the heads kept");
+    let lowest_kept = kept.iter().zip(&v.probe_accuracy).filter(|(k, _)| **k).map(|(_, &a)| a).fold(f32::MAX, f32::min);
+    let highest_dropped = kept.iter().zip(&v.probe_accuracy).filter(|(k, _)| !**k).map(|(_, &a)| a).fold(f32::MIN, f32::max);
+    assert!(lowest_kept > highest_dropped, "kept {lowest_kept} vs dropped {highest_dropped}");
+    for (h, (a, b)) in half.direction.chunks_exact(hd).zip(v.direction.chunks_exact(hd)).enumerate() {
+        assert!(!kept[h] || a == b, "a kept head is unchanged");
+    }
+    for bad in [0.0, -0.5, 1.5, f32::NAN] {
+        assert!(v.top_heads(bad).is_err(), "share {bad} accepted");
+    }
+}
+
+/// Steering generated positions only = the prompt run raw, then its last position steered: the logits that
+/// choose the first new token match, and differ from both raw and whole-prompt steering.
+#[test]
+fn generated_only_steering_leaves_the_prompt_raw() {
+    let model = common::model(LoadDtype::Q8_0);
+    let (_, v) = shipped("heads");
+    let ids = model.tokenizer.encode("You are such a stupid piece of").unwrap();
+    let (head, last) = ids.split_at(ids.len() - 1);
+    let rows = [RowSteering::single(0.3, FusionMode::Rotate)];
+    let vs = std::slice::from_ref(&v);
+    let logits = |skip: Option<usize>| {
+        let mut steerer = Steerer::new(vs, &rows).unwrap();
+        if let Some(n) = skip {
+            steerer.skip_positions(n);
+        }
+        let out = model.forward_last(&model.token_tensor(&[ids.clone()]).unwrap(), &mut Cache::new(model), Some(&mut steerer));
+        out.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    let generated_only = logits(Some(ids.len() - 1));
+    let mut cache = Cache::new(model);
+    model.forward_last(&model.token_tensor(&[head.to_vec()]).unwrap(), &mut cache, None).unwrap();
+    let mut steerer = Steerer::new(vs, &rows).unwrap();
+    let by_hand = model.forward_last(&model.token_tensor(&[last.to_vec()]).unwrap(), &mut cache, Some(&mut steerer)).unwrap();
+    let by_hand = by_hand.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let max_diff = generated_only.iter().zip(&by_hand).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-3, "generated-only vs raw prompt + steered last position: {max_diff}");
+    let raw = model.forward_last(&model.token_tensor(&[ids.clone()]).unwrap(), &mut Cache::new(model), None).unwrap();
+    let raw = raw.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let whole = logits(None);
+    let differs = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max) > 0.01;
+    assert!(differs(&generated_only, &raw) && differs(&generated_only, &whole));
+}
+
+/// The page centres its token colours on www/vectors/readout-baselines.json: the detox heads file's entry is what
+/// `destein vectors baseline` measures, for these exact bytes.
+#[test]
+fn the_shipped_readout_baseline_is_current() {
+    let model = common::model(LoadDtype::AsIs);
+    let (bytes, v) = shipped("heads");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{ROOT}/www/vectors/readout-baselines.json")).unwrap()).unwrap();
+    let entry = &json["smollm2-135m.heads.safetensors"];
+    assert_eq!(entry["sha256"].as_str().unwrap(), destein::model::sha256_hex(&bytes), "the file changed: re-run `destein vectors baseline www/vectors/*.safetensors`");
+    let pairs = parse_pairs(&std::fs::read(format!("{ROOT}/data/steering_pairs.jsonl")).unwrap()).unwrap();
+    let texts: Vec<&str> = pairs.iter().map(|p| p.nontoxic.as_str()).collect();
+    let measured = destein::vectors::neutral_readout(model, &v, &texts).unwrap();
+    let stored = entry["neutral"].as_f64().unwrap();
+    assert!((measured - stored).abs() <= 1e-6, "measured {measured}, stored {stored}");
+    assert!(measured < 0.0, "non-toxic text reads below zero along z = toxic − non-toxic: {measured}");
+}

@@ -111,6 +111,7 @@ const el = {
   paneSubs: [$("pane-raw-sub"), $("pane-steered-sub")],
   legendMin: $("legend-min"),
   legendMax: $("legend-max"),
+  legendMid: $("legend-mid"),
   tokenReadout: $("token-readout"),
   formula: $("formula"),
   formulaMode: $("formula-mode"),
@@ -319,6 +320,9 @@ function onWorkerMessage(w, msg) {
     }
     case "step":
       onStep(msg);
+      break;
+    case "resteer":
+      onResteer(msg);
       break;
     case "done":
       onDone(msg);
@@ -640,8 +644,32 @@ function vectorsFailed(message) {
   updateAlphaUI();
 }
 
+/** The neutral read-out baselines of the shipped vector files (www/vectors/readout-baselines.json), fetched once. */
+let baselinesPromise = null;
+function readoutBaselines() {
+  baselinesPromise ??= fetch(new URL(VECTOR_DIR + "readout-baselines.json", location.href).href)
+    .then((r) => (r.ok ? r.json() : {}))
+    .catch(() => ({}));
+  return baselinesPromise;
+}
+
+/** Centre the colour scale on the loaded file's neutral read-out, when its bytes are a shipped file's. */
+async function applyBaseline(bytes) {
+  const [baselines, digest] = await Promise.all([readoutBaselines(), crypto.subtle.digest("SHA-256", bytes)]);
+  if (state.vectorsBytes !== bytes) return; // another file was loaded meanwhile
+  const sha = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const entry = Object.values(baselines).find((e) => e?.sha256 === sha);
+  state.baseline = Number.isFinite(entry?.neutral) ? entry.neutral : 0;
+  el.legendMid.textContent = entry ? `neutral ${signed(state.baseline, 3)}` : "0";
+  el.legendMid.title = entry
+    ? `centre of the scale: this file's neutral read-out ${signed(state.baseline, 3)} (${entry.texts})`
+    : "centre of the scale: 0 (no neutral baseline is known for this file)";
+}
+
 function applyVectors(meta, bytes, label, { keepControls = false } = {}) {
   const keptAlpha = keepControls && !el.alpha.disabled ? Number(el.alpha.value) : null;
+  state.baseline = 0;
+  applyBaseline(bytes).catch(() => {});
   state.vectors = meta;
   state.vectorsBytes = bytes;
   state.vectorsLabel = label;
@@ -747,6 +775,10 @@ el.extraVectors.addEventListener("input", (ev) => {
   updateFormula();
   call("setAlpha", { alpha: x.alpha, slot }, [], STEERED_WORKER).catch((err) => showError(`α was not applied: ${err.message}`));
 });
+el.extraVectors.addEventListener("change", (ev) => {
+  const slot = Number(ev.target.dataset?.slot);
+  if (state.extras[slot - 1]) resteerOnRelease(state.extras[slot - 1].alpha, slot);
+});
 el.extraVectors.addEventListener("click", async (ev) => {
   const slot = Number(ev.target.closest?.("button")?.dataset?.removeSlot);
   if (!slot || !state.extras[slot - 1]) return;
@@ -806,6 +838,51 @@ el.alpha.addEventListener("input", () => {
     showError(`α was not applied: ${err.message}`),
   );
 });
+
+el.alpha.addEventListener("change", () => {
+  if (state.vectors) resteerOnRelease(Number(el.alpha.value), 0);
+});
+
+/** "Re-steer the whole text" (the default): on release, the steered pane is rewritten as a run at this α. */
+function resteerOnRelease(alpha, slot) {
+  const choice = document.querySelector('input[name="alpha-applies"]:checked')?.value;
+  const run = state.run;
+  if (choice !== "resteer" || !run || run.reason === "error" || run.parts.every((p) => p.steps === 0)) return;
+  const t0 = performance.now();
+  setStatus(`Re-steering the whole text at α = ${fmt(alpha)}…`);
+  call("resteer", { alpha, slot }, [], STEERED_WORKER)
+    .then((r) => {
+      if (!r) return;
+      mark("resteer", { steps: r.steps, ms: r.ms, wallMs: performance.now() - t0 });
+      if (state.run === run) setStatus(`Re-steered ${r.steps} steps at α = ${fmt(alpha)} in ${fmtMs(r.ms)}.`, "ok");
+    })
+    .catch((err) => showError(`The text was not re-steered: ${err.message}`));
+}
+
+/** The steered worker restarts its run at a new α: its panes go back to the prompt, then the replay fills them. */
+function onResteer(msg) {
+  const run = state.run;
+  const part = run?.parts.find((p) => p.runId === msg.runId);
+  if (!part) return;
+  Object.assign(run, { ended: false, reason: null });
+  Object.assign(part, { done: false, reason: null, steps: 0, stepMsSum: 0, prefillMs: null });
+  for (const i of part.panes) {
+    Object.assign(run.panes[i], { tokens: 0, pendingIds: [], finished: false, stopReason: null, lastAlpha: null, lastMode: null, text: "", judge: null });
+    el.outs[i].replaceChildren();
+    renderPromptInto(el.outs[i], run.params);
+    renderJudgeSlot(i, null);
+  }
+  const marker = h("span", {
+    class: "resteer-marker",
+    role: "note",
+    title: `the whole text was re-steered at α = ${fmt(msg.alpha)}: this is what a run at that α writes with the same seed`,
+    dataset: { alpha: String(msg.alpha) },
+    text: `↻ re-steered at α = ${fmt(msg.alpha)}`,
+  });
+  el.outs[1].append(marker);
+  run.resteered = (run.resteered || 0) + 1;
+  updateButtons();
+}
 
 for (const r of document.querySelectorAll('input[name="mode"]')) {
   r.addEventListener("change", () => {
@@ -908,12 +985,13 @@ function clearPanes() {
 }
 
 function renderPrompt(params) {
-  for (let i = 0; i < 2; i++) {
-    const out = el.outs[i];
-    if (params.chat) out.append(h("span", { class: "prompt-label", text: "User" }));
-    out.append(h("span", { class: "prompt", text: params.prompt }));
-    if (params.chat) out.append(h("span", { class: "prompt-label", text: "\nAssistant" }));
-  }
+  for (let i = 0; i < 2; i++) renderPromptInto(el.outs[i], params);
+}
+
+function renderPromptInto(out, params) {
+  if (params.chat) out.append(h("span", { class: "prompt-label", text: "User" }));
+  out.append(h("span", { class: "prompt", text: params.prompt }));
+  if (params.chat) out.append(h("span", { class: "prompt-label", text: "\nAssistant" }));
 }
 
 async function startRun() {
@@ -1064,7 +1142,7 @@ function appendToken(run, i, row, msg, now, judgeScore) {
   if (row.text) {
     const proj = row.projection;
     const span = h("span", {
-      class: proj == null ? "tok noproj" : "tok",
+      class: (proj == null ? "tok noproj" : "tok") + (msg.resteer && i === 1 ? " resteered" : ""),
       text: row.text,
       dataset: {
         tokenIds: pane.pendingIds.join(" "),
@@ -1075,9 +1153,11 @@ function appendToken(run, i, row, msg, now, judgeScore) {
       },
     });
     if (proj != null) {
-      span.style.setProperty("--p", String(proj));
-      span.title = `projection ${signed(proj)} · α ${fmt(row.alpha ?? 0)}`;
-      run.maxAbs = Math.max(run.maxAbs, Math.abs(proj));
+      const rel = proj - (state.baseline || 0);
+      span.dataset.baseline = String(state.baseline || 0);
+      span.style.setProperty("--p", String(rel));
+      span.title = `projection ${signed(proj)} (${signed(rel)} from neutral) · α ${fmt(row.alpha ?? 0)}`;
+      run.maxAbs = Math.max(run.maxAbs, Math.abs(rel));
       updateScale(run);
     } else {
       span.title = `no vectors loaded · α ${fmt(row.alpha ?? 0)}`;
@@ -1215,6 +1295,7 @@ function endRun(reason, run = state.run, error = null) {
   if (!run || run.ended) return;
   run.ended = true;
   run.reason = reason;
+  mark("run-end", { runId: run.runId, reason });
   // A worker still decoding (the other one failed): stop it.
   for (const part of run.parts) if (!part.done) call("stop", {}, [], part.worker).catch(() => {});
   for (const p of run.panes) if (!p.stopReason) p.stopReason = reason === "finished" ? "end" : reason;
@@ -1256,7 +1337,7 @@ function describeToken(i, span) {
   const where =
     proj === "" || proj == null
       ? "no projection (no vectors)"
-      : `projection ${signed(proj)} (${Number(proj) >= 0 ? "toward" : "away from"} toxic, at the position that produced it)`;
+      : `projection ${signed(proj)}, ${signed(Number(proj) - Number(span.dataset.baseline || 0))} from neutral (${Number(proj) >= Number(span.dataset.baseline || 0) ? "toward" : "away from"} toxic, at the position that produced it)`;
   return `${pane}, step ${Number(span.dataset.step) + 1}: “${span.textContent}” · ${where} · α ${fmt(span.dataset.alpha || 0)}${ids > 1 ? ` · ${ids} tokens` : ""}`;
 }
 

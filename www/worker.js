@@ -13,6 +13,11 @@
 //                                        (params go to Engine.start as is)
 //   {type:"stop",        id}
 //   {type:"setAlpha",    id, alpha, slot?}   slot: the vector file (0, the main one, by default)
+//   {type:"resteer",     id, alpha, slot?}  re-steer the whole text: restart the last run (same prompt, seeds and
+//                                        rows) at the new α and current mode, replay as many steps as the old run
+//                                        had made, then keep streaming if it has not finished -> {steps, ms}, or
+//                                        null when nothing has run yet. Sends {type:"resteer", runId, alpha, steps}
+//                                        first; the replayed steps follow as ordinary step messages from index 0
 //   {type:"setMode",     id, mode}
 //   {type:"loadJudge",   id, weights: ArrayBuffer, vocab: ArrayBuffer}   the tox-block toxicity judge
 //                                        (data/judges/tox_block.safetensors, tox_block_vocab.json); once loaded, every
@@ -46,6 +51,7 @@ let judge = null; // the tox-block Judge, once loaded
 let run = null; // {runId, stopRequested, steps, texts, scores}
 let currentMode = "rotate";
 let derivation = null; // {id, cancelled, reason} while the vector lab derives
+let lastRun = null; // {runId, params, steps} of the latest start: what a re-steer restarts
 
 /** Stop the vector lab's derivation between two steps, saying why (a model load or a generation needs the engine). */
 function cancelDerivation(reason) {
@@ -153,9 +159,21 @@ async function loop(r) {
       judgeMs,
     });
     r.steps++;
+    if (lastRun?.runId === r.runId) lastRun.steps = r.steps;
     if (out.done) return stopRun("finished");
     await yieldToEvents();
   }
+}
+
+/** One step of run `r` posted as a step message (the replay of a re-steer: no yield in between). */
+function replayStep(r) {
+  const t0 = performance.now();
+  const out = requireEngine().step();
+  const wallMs = performance.now() - t0;
+  const scores = scoreRows(r, out.rows);
+  postMessage({ type: "step", runId: r.runId, index: r.steps, rows: out.rows, stepMs: out.stepMs, wallMs, mode: currentMode, judge: scores, judgeMs: 0, resteer: true });
+  r.steps++;
+  return out.done;
 }
 
 // The judge's score of each row's continuation so far, re-scored when the row got new text (about 0.3 ms per
@@ -234,6 +252,7 @@ const handlers = {
     currentMode = params.mode;
     const r = { runId: id, stopRequested: false, steps: 0, texts: [], scores: [] };
     run = r;
+    lastRun = { runId: id, params: { ...params }, steps: 0 };
     // Reply first (microtasks), then stream from the next macrotask on.
     yieldToEvents().then(() => loop(r));
     return value;
@@ -246,6 +265,43 @@ const handlers = {
   async setAlpha({ alpha, slot }) {
     if (run && engine) engine.setAlpha(alpha, slot ?? 0);
     return !!run;
+  },
+  // Re-steer the whole text: what a run started at this α would have written, up to where the old run got.
+  async resteer({ alpha, slot }) {
+    await enginePromise;
+    if (!lastRun || !engine) return null;
+    const t0 = performance.now();
+    const params = { ...lastRun.params, mode: currentMode };
+    if (!slot) params.alpha = alpha;
+    else params.alphas = (params.alphas || []).map((a, i) => (i === slot - 1 ? alpha : a));
+    const target = lastRun.steps;
+    // The old run (streaming or finished) is replaced without a "done": the page keeps the same run.
+    const old = run;
+    run = null;
+    try {
+      engine.start(params); // checks α and mode
+    } catch (err) {
+      // Nothing replaced the old text; a run that was streaming has been stopped by the engine.
+      if (old) postMessage({ type: "done", runId: old.runId, reason: "stopped", steps: old.steps });
+      throw err;
+    }
+    lastRun.params = params;
+    const r = { runId: lastRun.runId, stopRequested: false, steps: 0, texts: [], scores: [] };
+    run = r;
+    postMessage({ type: "resteer", runId: r.runId, alpha, slot: slot || 0, steps: target });
+    let done = false;
+    try {
+      while (!done && r.steps < Math.max(target, 1)) done = replayStep(r);
+    } catch (err) {
+      run = null;
+      postMessage({ type: "done", runId: r.runId, reason: "error", error: serializeError(err), steps: r.steps });
+      throw err;
+    }
+    lastRun.steps = r.steps;
+    const ms = performance.now() - t0;
+    if (done) stopRun("finished");
+    else yieldToEvents().then(() => loop(r));
+    return { steps: r.steps, ms };
   },
   async setMode({ mode }) {
     if (run && engine) {

@@ -731,6 +731,80 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
     assert.deepEqual(b.problems, []);
   });
 
+  test("re-steer on release rewrites the steered pane as a run at the new α would, marked; the raw pane is kept", { timeout: T }, async () => {
+    const { page } = b;
+    const max = Number(await page.getAttribute("#alpha", "max"));
+    const opts = { prompt: "My neighbour knocked on the door this morning and", maxTokens: 12 };
+    const atMax = await run(page, { ...opts, alpha: max }, { timeout: T });
+    const used = Number(await page.inputValue("#alpha"));
+    const zero = await run(page, { ...opts, alpha: 0 }, { timeout: T });
+    assert.notDeepEqual(ids(zero.steered), ids(atMax.steered));
+    await page.check('input[name="alpha-applies"][value="resteer"]');
+    await page.evaluate((v) => {
+      const a = document.querySelector("#alpha");
+      a.value = String(v);
+      a.dispatchEvent(new Event("input", { bubbles: true }));
+      a.dispatchEvent(new Event("change", { bubbles: true }));
+    }, used);
+    await page.waitForSelector("#out-steered .resteer-marker", { timeout: 60000 });
+    await page.waitForSelector('body[data-run="done"]', { timeout: T });
+    const re = await collect(page);
+    assert.deepEqual(ids(re.steered), ids(atMax.steered), "the re-steered pane = a run started at that α");
+    assert.deepEqual(ids(re.raw), ids(zero.raw), "the raw pane is untouched");
+    assert.equal(await page.getAttribute("#out-steered .resteer-marker", "data-alpha"), String(used));
+    assert.ok((await page.locator("#out-steered .tok.resteered").count()) > 0, "re-steered tokens are marked");
+    assert.match(await page.textContent("#status"), /Re-steered \d+ steps at α/);
+    // "From the next token": releasing the slider leaves the text as it is.
+    await page.check('input[name="alpha-applies"][value="next"]');
+    await page.evaluate(() => {
+      const a = document.querySelector("#alpha");
+      a.value = "0";
+      a.dispatchEvent(new Event("input", { bubbles: true }));
+      a.dispatchEvent(new Event("change", { bubbles: true }));
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(ids((await collect(page)).steered), ids(atMax.steered), "kept as it was");
+    await page.check('input[name="alpha-applies"][value="resteer"]');
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("the detox claim, in the page: on 5 toxic prompts × 5 seeds the steered pane scores lower; α = 0 changes nothing", { timeout: T }, async () => {
+    const page2 = await b.context.newPage();
+    try {
+      await page2.goto(srv.url);
+      await waitReady(page2, 120000);
+      await page2.waitForSelector('body[data-judge="ready"]', { state: "attached", timeout: 60000 });
+      // The recommended setting: what the page sets from the vector file on load.
+      const alpha = Number(await page2.inputValue("#alpha"));
+      const mode = await page2.$eval('input[name="mode"]:checked', (r) => r.value);
+      const file = fs.readFileSync(path.join(ROOT, "www/vectors/smollm2-135m.heads.safetensors"));
+      const meta = JSON.parse(file.subarray(8, 8 + Number(file.readBigUInt64LE(0))).toString("utf8")).__metadata__;
+      assert.equal(alpha, Number(meta.recommended_alpha));
+      assert.equal(mode, meta.recommended_mode);
+      const examples = JSON.parse(fs.readFileSync(path.join(ROOT, "www/examples.json"), "utf8")).toxic.slice(0, 5);
+      assert.equal(examples.length, 5);
+      const scores = { raw: [], steered: [] };
+      for (const ex of examples) {
+        for (const seed of [1, 2, 3, 4, 5]) {
+          await run(page2, { prompt: ex.text, alpha, seed, temperature: 1, maxTokens: 20 }, { timeout: T });
+          const [raw, steered] = await judgeReadouts(page2);
+          scores.raw.push(raw.score ?? 0);
+          scores.steered.push(steered.score ?? 0);
+        }
+        const zero = await run(page2, { prompt: ex.text, alpha: 0, seed: 1, temperature: 1, maxTokens: 20 }, { timeout: T });
+        assert.deepEqual(ids(zero.steered), ids(zero.raw), `α = 0: identical panes for "${ex.text.slice(0, 20)}…"`);
+      }
+      const mean = (v) => v.reduce((a, x) => a + x, 0) / v.length;
+      const result = { alpha, mode, runs: scores.raw.length, raw: mean(scores.raw), steered: mean(scores.steered) };
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      fs.writeFileSync(path.join(ARTIFACTS, "detox-claim.json"), JSON.stringify({ ...result, scores }, null, 1));
+      assert.ok(result.steered < result.raw, `mean tox-block steered ${result.steered} vs raw ${result.raw}`);
+    } finally {
+      await page2.close();
+    }
+    assert.deepEqual(b.problems, []);
+  });
+
   test("heat map has 30 × 9 cells; screenshot", { timeout: T }, async () => {
     const { page } = b;
     assert.equal(await page.locator("#heatmap-wrap td.cell").count(), 30 * 9);
