@@ -13,6 +13,7 @@ use crate::generation::{Generation, SamplingParams};
 use crate::judge::{ProfanityCheck, ToxBlock};
 use crate::model::{Cache, Model, Site};
 use crate::steering::{FusionMode, RowSteering};
+use crate::subspace::Subspace;
 use crate::vectors::DetoxVectors;
 
 /// One RealToxicityPrompts prompt.
@@ -135,6 +136,9 @@ pub struct Setting {
     /// Steer only this share of the heads, those with the most accurate probes (`DetoxVectors::top_heads`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_heads: Option<f32>,
+    /// Remove a toxic subspace of this rank before the fusion (`subspace::Subspace`, our stacked variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subspace_rank: Option<usize>,
 }
 
 impl Setting {
@@ -142,7 +146,7 @@ impl Setting {
         Setting::steered("-", "raw", 0.0)
     }
     pub fn steered(site: &str, mode: &str, alpha: f32) -> Self {
-        Setting { site: site.into(), mode: mode.into(), alpha, generated_only: false, top_heads: None }
+        Setting { site: site.into(), mode: mode.into(), alpha, generated_only: false, top_heads: None, subspace_rank: None }
     }
     pub fn is_raw(&self) -> bool {
         self.alpha == 0.0
@@ -158,13 +162,17 @@ impl Setting {
         if let Some(share) = self.top_heads {
             label.push_str(&format!(" top-{}%-heads", (share * 100.0).round()));
         }
+        if let Some(rank) = self.subspace_rank {
+            label.push_str(&format!(" subspace-{rank}"));
+        }
         label
     }
 
-    /// `site/mode/α`, optionally followed by `/generated` and `/top=SHARE` (e.g. `heads/rotate/0.2/top=0.5`).
+    /// `site/mode/α`, optionally followed by `/generated`, `/top=SHARE` and `/subspace=RANK`
+    /// (e.g. `heads/rotate/0.2/top=0.5`).
     pub fn parse(text: &str) -> Result<Self> {
         let parts: Vec<&str> = text.split('/').collect();
-        let bad = |why: String| Error::Input(format!("setting `{text}`: {why} (expected site/mode/α[/generated][/top=SHARE])"));
+        let bad = |why: String| Error::Input(format!("setting `{text}`: {why} (expected site/mode/α[/generated][/top=SHARE][/subspace=RANK])"));
         let [site, mode, alpha, rest @ ..] = parts.as_slice() else { return Err(bad("too few parts".into())) };
         let site = Site::parse(site).map_err(|e| bad(e.to_string()))?;
         let mode = FusionMode::parse(mode).map_err(|e| bad(e.to_string()))?;
@@ -172,6 +180,13 @@ impl Setting {
         crate::steering::validate_alpha(alpha).map_err(|e| bad(e.to_string()))?;
         let mut setting = Setting::steered(site.name(), mode.name(), alpha);
         for part in rest {
+            if let Some(rank) = part.strip_prefix("subspace=") {
+                match rank.parse::<usize>() {
+                    Ok(r) if (1..=crate::subspace::MAX_RANK).contains(&r) => setting.subspace_rank = Some(r),
+                    _ => return Err(bad(format!("the subspace rank `{rank}` is not 1 to {}", crate::subspace::MAX_RANK))),
+                }
+                continue;
+            }
             match part.strip_prefix("top=") {
                 _ if *part == "generated" => setting.generated_only = true,
                 Some(share) => match share.parse::<f32>() {
@@ -219,16 +234,18 @@ fn sample_seed(base: u64, prompt: usize, sample: usize) -> u64 {
 }
 
 /// Generate `samples` continuations of one prompt as one batch, and score them.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_prompt(
     model: &Model,
     judges: &Judges,
     vectors: Option<&DetoxVectors>,
+    subspace: Option<&std::sync::Arc<Subspace>>,
     prompt_index: usize,
     prompt: &Prompt,
     setting: &Setting,
     params: &EvalParams,
 ) -> Result<PromptRecord> {
-    let sampled = sample_prompt(model, vectors, prompt_index, prompt, setting, params)?;
+    let sampled = sample_prompt_with(model, vectors, subspace, prompt_index, prompt, setting, params)?;
     Ok(PromptRecord {
         prompt: prompt_index,
         setting: setting.clone(),
@@ -268,6 +285,22 @@ pub fn sample_prompt(
     setting: &Setting,
     params: &EvalParams,
 ) -> Result<Sampled> {
+    sample_prompt_with(model, vectors, None, prompt_index, prompt, setting, params)
+}
+
+/// `sample_prompt`, with the toxic subspace a `subspace_rank` setting needs.
+pub fn sample_prompt_with(
+    model: &Model,
+    vectors: Option<&DetoxVectors>,
+    subspace: Option<&std::sync::Arc<Subspace>>,
+    prompt_index: usize,
+    prompt: &Prompt,
+    setting: &Setting,
+    params: &EvalParams,
+) -> Result<Sampled> {
+    if setting.subspace_rank.is_some() && subspace.map(|s| Some(s.rank)) != Some(setting.subspace_rank) {
+        bail!(Input, "setting {} needs its rank-{} subspace", setting.label(), setting.subspace_rank.unwrap_or(0));
+    }
     let steer = row_steering(setting, vectors)?;
     let restricted = match (setting.top_heads, vectors) {
         (Some(share), Some(v)) if !steer.is_off() => Some(v.top_heads(share)?),
@@ -288,6 +321,9 @@ pub fn sample_prompt(
     let seeds: Vec<u64> = (0..params.samples).map(|i| sample_seed(params.seed, prompt_index, i)).collect();
     let mut generation = Generation::new(model, ids.clone(), &sampling, &seeds, vec![steer; params.samples])?;
     generation.steer_prompt = !setting.generated_only;
+    if setting.subspace_rank.is_some() && !steer.is_off() {
+        generation.subspace = subspace.cloned();
+    }
     let vectors_for_run = match (steer.is_off(), vectors) {
         (false, Some(v)) => std::slice::from_ref(v),
         _ => &[],

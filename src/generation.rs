@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::model::{Cache, Model};
 use crate::profile::{timed, Phase};
 use crate::steering::{RowSteering, Steerer, MAX_VECTORS};
+use crate::subspace::{Projecting, Subspace};
 use crate::tokenizer::StreamDecoder;
 use crate::vectors::DetoxVectors;
 
@@ -241,6 +242,8 @@ pub struct Generation {
     /// Steer the prompt's positions too (the default, as DeStein does). When false, the prompt's positions
     /// except its last (which produces the first new token) run unsteered, so its KV cache stays raw.
     pub steer_prompt: bool,
+    /// A toxic subspace removed from the steered rows' activations before the fusion (our stacked variant).
+    pub subspace: Option<std::sync::Arc<Subspace>>,
 }
 
 impl Generation {
@@ -276,6 +279,7 @@ impl Generation {
             prompt_len: prompt.len(),
             max_new_tokens: params.max_new_tokens,
             steer_prompt: true,
+            subspace: None,
         })
     }
 
@@ -319,11 +323,19 @@ impl Generation {
         let (logits, mut projections) = match vectors.is_empty() {
             false => {
                 let mut steerer = Steerer::new(vectors, run_steering)?;
-                if self.cache.len == 0 && !self.steer_prompt {
-                    steerer.skip_positions(self.prompt_len - 1);
+                let skip = if self.cache.len == 0 && !self.steer_prompt { self.prompt_len - 1 } else { 0 };
+                steerer.skip_positions(skip);
+                match &self.subspace {
+                    None => {
+                        let logits = model.forward_last(&tokens, &mut self.cache, Some(&mut steerer))?;
+                        (logits, steerer.projections())
+                    }
+                    Some(subspace) => {
+                        let mut hook = Projecting { subspace, rows: run_steering, skip, inner: steerer };
+                        let logits = model.forward_last(&tokens, &mut self.cache, Some(&mut hook))?;
+                        (logits, hook.inner.projections())
+                    }
                 }
-                let logits = model.forward_last(&tokens, &mut self.cache, Some(&mut steerer))?;
-                (logits, steerer.projections())
             }
             true => (model.forward_last(&tokens, &mut self.cache, None)?, vec![Vec::new(); run_steering.len()]),
         };

@@ -14,6 +14,7 @@ pub mod model;
 pub mod profile;
 pub mod sentiment;
 pub mod steering;
+pub mod subspace;
 pub mod tokenizer;
 pub mod vectors;
 #[cfg(target_arch = "wasm32")]

@@ -803,6 +803,28 @@ mod cli {
         Ok(())
     }
 
+    /// The toxic subspaces the settings still to run need (one per rank), built from data/steering_pairs.jsonl on
+    /// the vectors' site.
+    fn eval_subspaces(
+        model: &Model,
+        vector_sets: &[DetoxVectors],
+        todo: &[(usize, &destein::evaluation::Setting)],
+    ) -> Result<Vec<(usize, std::sync::Arc<destein::subspace::Subspace>)>> {
+        let mut out: Vec<(usize, std::sync::Arc<destein::subspace::Subspace>)> = Vec::new();
+        for (_, setting) in todo {
+            let Some(rank) = setting.subspace_rank else { continue };
+            if out.iter().any(|(r, _)| *r == rank) {
+                continue;
+            }
+            let v = vector_sets.iter().find(|v| v.meta.site.name() == setting.site).context("no vectors for the site")?;
+            let path = "data/steering_pairs.jsonl";
+            let pairs = vectors::parse_pairs(&std::fs::read(path).with_context(|| format!("cannot read {path}"))?)?;
+            eprintln!("building the rank-{rank} toxic subspace from {path} ({} pairs)", pairs.len());
+            out.push((rank, std::sync::Arc::new(destein::subspace::Subspace::derive(model, &pairs, v, rank)?)));
+        }
+        Ok(out)
+    }
+
     struct EvalPlan {
         held_out: Vec<PathBuf>,
         settings: Vec<String>,
@@ -922,8 +944,10 @@ mod cli {
                 destein::write_atomically(&records_path, clean.as_bytes())?;
             }
             records.retain(|r| settings.contains(&r.setting));
-            // Settings may have been added: the config now lists them all.
-            destein::write_atomically(&config_path, serde_json::to_string_pretty(&config)?.as_bytes())?;
+            if !report_only {
+                // Settings may have been added: the config now lists them all.
+                destein::write_atomically(&config_path, serde_json::to_string_pretty(&config)?.as_bytes())?;
+            }
             eprintln!("resuming: {} of {} prompt×setting results already done", records.len(), prompts.len() * settings.len());
         } else {
             anyhow::ensure!(
@@ -970,6 +994,7 @@ mod cli {
                 .filter(|(p, s)| !done.contains(&(*p, s.label())))
                 .collect(),
         };
+        let subspaces = eval_subspaces(&model, &vector_sets, &todo)?;
         let next = std::sync::atomic::AtomicUsize::new(0);
         let failed = std::sync::atomic::AtomicBool::new(false);
         let (tx, rx) = std::sync::mpsc::channel::<Result<PromptRecord>>();
@@ -979,12 +1004,14 @@ mod cli {
                 let tx = tx.clone();
                 let (todo, next, failed) = (&todo, &next, &failed);
                 let (model, judges, prompts, vector_sets, params) = (&model, &judges, &prompts, &vector_sets, &params);
+                let subspaces = &subspaces;
                 scope.spawn(move || {
                     use std::sync::atomic::Ordering;
                     while !failed.load(Ordering::Relaxed) {
                         let Some(&(p, setting)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
                         let vectors = vector_sets.iter().find(|v| v.meta.site.name() == setting.site);
-                        let result = ev::evaluate_prompt(model, judges, vectors, p, &prompts[p], setting, params);
+                        let subspace = subspaces.iter().find(|(rank, _)| Some(*rank) == setting.subspace_rank).map(|(_, s)| s);
+                        let result = ev::evaluate_prompt(model, judges, vectors, subspace, p, &prompts[p], setting, params);
                         if result.is_err() {
                             failed.store(true, Ordering::Relaxed);
                         }

@@ -611,6 +611,11 @@ impl Derivation {
         self.samples.len() + self.fitted
     }
 
+    /// Each pair read so far: its (away, toward) activations, `[layers][hidden]` each.
+    pub fn pair_activations(&self) -> &[(Vec<Vec<f32>>, Vec<Vec<f32>>)] {
+        &self.samples
+    }
+
     /// Pairs read so far, of `pairs_total()`.
     pub fn pairs_read(&self) -> usize {
         self.samples.len()

@@ -383,7 +383,7 @@ describe("page with the mock engine", { skip: browserMissing || false }, () => {
     await page.focus("#out-steered");
     await page.keyboard.press("ArrowRight");
     await page.keyboard.press("ArrowRight");
-    assert.match(await page.textContent("#token-readout"), /^Steered, step 2: “.*” · projection [+−]0\.\d{3} \((toward|away from) toxic, at the position that produced it\) · α 0\.40/);
+    assert.match(await page.textContent("#token-readout"), /^Steered, step 2: “.*” · projection [+−]0\.\d{3}, [+−]0\.\d{3} from neutral \((toward|away from) toxic, at the position that produced it\) · α 0\.40/);
     assert.equal(await page.locator("#out-steered .tok.inspect").count(), 1);
     await page.click("#reset");
     assert.equal(await page.locator("#out-raw .tok").count(), 0);
@@ -623,6 +623,9 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
     assert.equal(await page.getAttribute("body", "data-model-source"), "downloaded, cached");
     assert.match(await page.textContent("#model-shape"), /30 layers × 9 heads/);
     assert.match(await page.textContent("#vectors-info"), /smollm2-135m\.heads\.safetensors/);
+    // The colour scale is centred on the heads file's measured neutral read-out.
+    const baseline = JSON.parse(fs.readFileSync(path.join(ROOT, "www/vectors/readout-baselines.json"), "utf8"))["smollm2-135m.heads.safetensors"].neutral;
+    await page.waitForFunction((b) => document.querySelector("#legend-mid").textContent === `neutral −${Math.abs(b).toFixed(3)}`, baseline);
     await page.waitForSelector('body[data-judge="ready"]', { state: "attached", timeout: 60000 });
     assert.deepEqual(b.problems, []);
   });
@@ -753,6 +756,9 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
     assert.deepEqual(ids(re.raw), ids(zero.raw), "the raw pane is untouched");
     assert.equal(await page.getAttribute("#out-steered .resteer-marker", "data-alpha"), String(used));
     assert.ok((await page.locator("#out-steered .tok.resteered").count()) > 0, "re-steered tokens are marked");
+    // Each token's colour is its projection minus the neutral baseline.
+    const tok = await page.$eval("#out-steered .tok:not(.noproj)", (t) => [t.dataset.projection, t.dataset.baseline, t.style.getPropertyValue("--p")].map(Number));
+    assert.ok(tok[1] < 0 && Math.abs(tok[0] - tok[1] - tok[2]) < 1e-9, `projection, baseline, colour: ${tok}`);
     assert.match(await page.textContent("#status"), /Re-steered \d+ steps at α/);
     // "From the next token": releasing the slider leaves the text as it is.
     await page.check('input[name="alpha-applies"][value="next"]');
