@@ -366,3 +366,27 @@ fn the_shipped_readout_baseline_is_current() {
     assert!((measured - stored).abs() <= 1e-6, "measured {measured}, stored {stored}");
     assert!(measured < 0.0, "non-toxic text reads below zero along z = toxic − non-toxic: {measured}");
 }
+
+/// The stacked subspace variant: orthonormal directions per layer, orthogonal to z (the fusion's), built from the
+/// pairs without their prefixes.
+#[test]
+fn toxic_subspace_is_orthonormal_and_leaves_z_to_the_fusion() {
+    let model = common::model(LoadDtype::AsIs);
+    let (_, v) = shipped("heads");
+    let pairs = parse_pairs(&std::fs::read(format!("{ROOT}/data/steering_pairs.jsonl")).unwrap()).unwrap();
+    let s = destein::subspace::Subspace::derive(model, &pairs[..12], &v, 2).unwrap();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
+    for (l, basis) in s.basis.iter().enumerate() {
+        assert_eq!(basis.len(), 2);
+        let z = v.layer(l);
+        let z_norm = dot(z, z).sqrt();
+        for (i, a) in basis.iter().enumerate() {
+            assert!((dot(a, a) - 1.0).abs() < 1e-5, "layer {l}: unit");
+            assert!(dot(a, z).abs() / z_norm < 1e-5, "layer {l}: orthogonal to z");
+            for b in &basis[i + 1..] {
+                assert!(dot(a, b).abs() < 1e-5, "layer {l}: orthogonal to each other");
+            }
+        }
+    }
+    assert!(destein::subspace::Subspace::derive(model, &pairs[..12], &v, 0).is_err());
+}
