@@ -268,6 +268,7 @@ pub fn to_detox_vectors(cv: &ControlVector, model: &Model, source: String, recom
         toxic_prefix: String::new(),
         nontoxic_prefix: String::new(),
         recommended_mode: FusionMode::Add,
+        recommended_generated_only: false,
         recommended_alpha,
         max_alpha: MAX_ALPHA,
         concept: None,

@@ -98,6 +98,10 @@ mod cli {
             /// Show the raw and the steered continuation one after the other, labelled.
             #[arg(long)]
             side_by_side: bool,
+            /// Which positions are steered: all (the prompt too) or generated (only those producing new tokens;
+            /// the prompt's KV cache stays raw). Default: the first vector file's recommendation.
+            #[arg(long)]
+            scope: Option<String>,
         },
         /// Derive detox vectors from steering pairs.
         Derive {
@@ -118,6 +122,9 @@ mod cli {
             /// α stored as the file's recommendation (default: the best measured for the site, see README).
             #[arg(long)]
             recommended_alpha: Option<f32>,
+            /// Steering scope stored as the file's recommendation: all or generated (default: the best measured).
+            #[arg(long)]
+            recommended_scope: Option<String>,
             /// Prefix of the side steered away from (the pairs' `toxic` key). Default: DeStein's toxic prefix.
             #[arg(long, default_value = vectors::TOXIC_PREFIX)]
             away_prefix: String,
@@ -350,8 +357,9 @@ mod cli {
     fn run(cli: Cli) -> Result<()> {
         match cli.command {
             Command::Info { common } => info(&common),
-            Command::Generate { common, sampling, vectors, alpha, mode, side_by_side } => {
-                generate(&common, &sampling, &vectors, &alpha, mode.as_deref(), side_by_side)
+            Command::Generate { common, sampling, vectors, alpha, mode, side_by_side, scope } => {
+                let generated_only = scope.as_deref().map(parse_scope).transpose()?;
+                generate(&common, &sampling, &vectors, &alpha, mode.as_deref(), generated_only, side_by_side)
             }
             Command::Derive {
                 common,
@@ -361,6 +369,7 @@ mod cli {
                 seed,
                 recommended_mode,
                 recommended_alpha,
+                recommended_scope,
                 away_prefix,
                 toward_prefix,
                 concept,
@@ -372,6 +381,9 @@ mod cli {
                     options.recommended_mode = FusionMode::parse(&m)?;
                 }
                 options.recommended_alpha = recommended_alpha.unwrap_or(options.recommended_alpha);
+                if let Some(scope) = recommended_scope {
+                    options.recommended_generated_only = parse_scope(&scope)?;
+                }
                 options.away_prefix = away_prefix;
                 options.toward_prefix = toward_prefix;
                 options.concept = concept;
@@ -437,6 +449,15 @@ mod cli {
         Ok(())
     }
 
+    /// `--scope`: whether only the positions producing new tokens are steered.
+    fn parse_scope(scope: &str) -> Result<bool> {
+        match scope {
+            "all" => Ok(false),
+            "generated" => Ok(true),
+            other => anyhow::bail!("--scope must be `all` or `generated`, not `{other}`"),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn generate(
         common: &Common,
@@ -444,10 +465,11 @@ mod cli {
         vector_paths: &[PathBuf],
         alphas: &[f32],
         mode: Option<&str>,
+        generated_only: Option<bool>,
         side_by_side: bool,
     ) -> Result<()> {
-        if vector_paths.is_empty() && (!alphas.is_empty() || mode.is_some() || side_by_side) {
-            anyhow::bail!("--alpha, --mode and --side-by-side need --vectors FILE");
+        if vector_paths.is_empty() && (!alphas.is_empty() || mode.is_some() || generated_only.is_some() || side_by_side) {
+            anyhow::bail!("--alpha, --mode, --scope and --side-by-side need --vectors FILE");
         }
         let (model, secs) = load_model(common)?;
         eprintln!("loaded {} ({}) in {secs:.2} s", model.config.name, model.load_dtype.name());
@@ -467,6 +489,7 @@ mod cli {
         };
         let seeds = vec![s.seed; steering.len()];
         let mut generation = Generation::new(&model, ids, &params, &seeds, steering.clone())?;
+        generation.steer_prompt = !generated_only.unwrap_or(vectors.first().is_some_and(|v| v.meta.recommended_generated_only));
         let start = Instant::now();
         let mut texts = vec![String::new(); steering.len()];
         let stdout = std::io::stdout();
@@ -491,7 +514,8 @@ mod cli {
             println!("prompt:   {}", s.prompt);
             println!("--- raw");
             println!("{}{}", s.prompt, texts[0]);
-            println!("--- steered ({})", steering_label(&steering[1], vector_paths));
+            let scope = if generation.steer_prompt { "" } else { ", generated positions only" };
+            println!("--- steered ({}{scope})", steering_label(&steering[1], vector_paths));
             println!("{}{}", s.prompt, texts[1]);
         } else {
             writeln!(out)?;
@@ -803,6 +827,14 @@ mod cli {
         Ok(())
     }
 
+    /// Indices of prompts laid out file after file (`sizes[f]` each), taken one per file in turn.
+    fn interleaved(sizes: &[usize]) -> Vec<usize> {
+        let starts: Vec<usize> = sizes.iter().scan(0, |at, &n| Some(std::mem::replace(at, *at + n))).collect();
+        let longest = sizes.iter().copied().max().unwrap_or(0);
+        let starts = &starts;
+        (0..longest).flat_map(|k| (0..sizes.len()).filter(move |&f| k < sizes[f]).map(move |f| starts[f] + k)).collect()
+    }
+
     /// The toxic subspaces the settings still to run need (one per rank), built from data/steering_pairs.jsonl on
     /// the vectors' site.
     fn eval_subspaces(
@@ -863,6 +895,7 @@ mod cli {
 
         let judges = ev::Judges::load(judges_dir)?;
         let mut prompts = Vec::new();
+        let mut file_sizes = Vec::new();
         for path in &plan.prompts {
             let mut file_prompts = read_prompts(path)?;
             let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
@@ -871,6 +904,7 @@ mod cli {
                 file_prompts.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(plan.sample_seed));
                 file_prompts.truncate(n);
             }
+            file_sizes.push(file_prompts.len());
             prompts.extend(file_prompts);
         }
         for path in &plan.held_out {
@@ -984,13 +1018,14 @@ mod cli {
         ];
         // The batches still to do, in order; `jobs` threads take them one at a time and send each record back
         // here, where it is written as soon as it is done (so an interruption keeps every finished batch).
+        // Prompts in round-robin order over the prompt files, so that a sweep cut short has covered every file
+        // (the toxic and the non-toxic prompts) about equally.
+        let order = interleaved(&file_sizes);
         let todo: Vec<(usize, &Setting)> = match report_only {
             true => Vec::new(),
             false => passes
                 .iter()
-                .flat_map(|pass| {
-                    (0..prompts.len()).flat_map(move |p| pass.iter().map(move |&s| (p, s)))
-                })
+                .flat_map(|pass| order.iter().flat_map(move |&p| pass.iter().map(move |&s| (p, s))))
                 .filter(|(p, s)| !done.contains(&(*p, s.label())))
                 .collect(),
         };
@@ -1358,5 +1393,15 @@ mod cli {
             println!("| whole step | {} |", totals.join(" | "));
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn prompts_interleave_file_by_file() {
+            assert_eq!(super::interleaved(&[3, 2]), vec![0, 3, 1, 4, 2]);
+            assert_eq!(super::interleaved(&[2]), vec![0, 1]);
+            assert!(super::interleaved(&[]).is_empty());
+        }
     }
 }

@@ -44,6 +44,10 @@ pub struct VectorMeta {
     pub nontoxic_prefix: String,
     pub recommended_mode: FusionMode,
     pub recommended_alpha: f32,
+    /// Whether the recommendation steers only the positions that produce new tokens (our `generated-only`
+    /// variant: the prompt's own positions stay raw). Stored as `recommended_scope = generated` only when true, so
+    /// files without the key read as before (the whole text steered).
+    pub recommended_generated_only: bool,
     pub max_alpha: f32,
     /// The concept steered away from → toward (e.g. `sentiment`), for vectors made in the vector lab or with
     /// `derive --concept`. None for the detox files, which predate the key (their bytes stay unchanged).
@@ -85,6 +89,9 @@ impl VectorMeta {
         put("recommended_mode", self.recommended_mode.name().into());
         put("recommended_alpha", self.recommended_alpha.to_string());
         put("max_alpha", self.max_alpha.to_string());
+        if self.recommended_generated_only {
+            put("recommended_scope", "generated".into());
+        }
         if let Some(concept) = &self.concept {
             put("concept", concept.clone());
         }
@@ -134,6 +141,11 @@ impl VectorMeta {
             recommended_mode: FusionMode::parse(get("recommended_mode")?)
                 .map_err(|e| Error::Vectors(e.to_string()))?,
             recommended_alpha,
+            recommended_generated_only: match m.get("recommended_scope").map(String::as_str) {
+                None | Some("all") => false,
+                Some("generated") => true,
+                Some(other) => bail!(Vectors, "recommended_scope `{other}` is neither `all` nor `generated`"),
+            },
             max_alpha,
             concept: m.get("concept").cloned(),
             source: m.get("source").cloned(),
@@ -459,12 +471,20 @@ pub fn run_hooked(model: &Model, text: &str, hook: &mut dyn ActivationHook) -> R
     Ok(())
 }
 
-/// The recommended (mode, α) per site, measured on 400 held-out RealToxicityPrompts with 25 samples each
-/// (reports/rtp400-s25, rule in scripts/choose-defaults.py): what `destein derive` stores unless told otherwise.
-pub fn measured_recommendation(site: Site) -> (FusionMode, f32) {
+/// The recommended setting per site: what `destein derive` stores unless told otherwise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Recommendation {
+    pub mode: FusionMode,
+    pub alpha: f32,
+    pub generated_only: bool,
+}
+
+/// Heads: chosen on the dev split by scripts/choose-defaults.py and reported on the test split (README,
+/// reports/rtp-dev200 and rtp-test400). attn_out: chosen earlier on reports/rtp400-s25 (not re-run in v2).
+pub fn measured_recommendation(site: Site) -> Recommendation {
     match site {
-        Site::Heads => (FusionMode::Rotate, 0.2),
-        Site::AttnOut => (FusionMode::Headwise, 0.1),
+        Site::Heads => Recommendation { mode: FusionMode::Rotate, alpha: 0.2, generated_only: false },
+        Site::AttnOut => Recommendation { mode: FusionMode::Headwise, alpha: 0.1, generated_only: false },
     }
 }
 
@@ -478,6 +498,7 @@ pub struct DeriveOptions {
     pub pairs_sha256: String,
     pub recommended_mode: FusionMode,
     pub recommended_alpha: f32,
+    pub recommended_generated_only: bool,
     /// Put before the side steered away from (`toxic` in the pairs file) and the side steered toward.
     pub away_prefix: String,
     pub toward_prefix: String,
@@ -488,14 +509,15 @@ pub struct DeriveOptions {
 impl DeriveOptions {
     /// DeStein's detox setting: its two prefixes, and the measured recommendation for the site.
     pub fn detox(site: Site, count: usize, seed: u64, pairs_sha256: String) -> Self {
-        let (recommended_mode, recommended_alpha) = measured_recommendation(site);
+        let r = measured_recommendation(site);
         Self {
             site,
             count,
             seed,
             pairs_sha256,
-            recommended_mode,
-            recommended_alpha,
+            recommended_mode: r.mode,
+            recommended_alpha: r.alpha,
+            recommended_generated_only: r.generated_only,
             away_prefix: TOXIC_PREFIX.into(),
             toward_prefix: NONTOXIC_PREFIX.into(),
             concept: None,
@@ -714,6 +736,7 @@ impl Derivation {
             nontoxic_prefix: o.toward_prefix,
             recommended_mode: o.recommended_mode,
             recommended_alpha: o.recommended_alpha,
+            recommended_generated_only: o.recommended_generated_only,
             max_alpha: MAX_ALPHA,
             concept: o.concept,
             source: None,

@@ -107,6 +107,9 @@ struct StartOptions {
     /// "both" (default: row 0 raw, row 1 steered), or one row alone: "raw" or "steered" (for running the two
     /// panes in two workers).
     rows: String,
+    /// Steer the prompt's positions too (true), or only those producing new tokens (false). Default: the main
+    /// vector file's recommendation.
+    steer_prompt: Option<bool>,
 }
 
 impl Default for StartOptions {
@@ -123,6 +126,7 @@ impl Default for StartOptions {
             alphas: Vec::new(),
             mode: None,
             rows: "both".into(),
+            steer_prompt: None,
         }
     }
 }
@@ -159,6 +163,8 @@ struct VectorsInfo {
     model_sha256: String,
     recommended_mode: &'static str,
     recommended_alpha: f32,
+    /// "all" or "generated" (`VectorMeta::recommended_generated_only`).
+    recommended_scope: &'static str,
     max_alpha: f32,
     probe_accuracy: Vec<Vec<f32>>,
     layer_norms: Vec<f32>,
@@ -203,6 +209,7 @@ fn vectors_info(v: &DetoxVectors, slot: usize) -> VectorsInfo {
         model_sha256: m.model_sha256.clone(),
         recommended_mode: m.recommended_mode.name(),
         recommended_alpha: m.recommended_alpha,
+        recommended_scope: if m.recommended_generated_only { "generated" } else { "all" },
         max_alpha: m.max_alpha,
         probe_accuracy: v.probe_accuracy.chunks(m.heads).map(|c| c.to_vec()).collect(),
         layer_norms: v.layer_norms(),
@@ -409,7 +416,10 @@ impl Engine {
             other => return Err(JsError::new(&format!("rows must be \"both\", \"raw\" or \"steered\", not {other:?}"))),
         };
         let seeds = vec![o.seed; steering.len()];
-        self.generation = Some(Generation::new(&self.model, ids, &params, &seeds, steering).map_err(err)?);
+        let mut generation = Generation::new(&self.model, ids, &params, &seeds, steering).map_err(err)?;
+        let recommended_generated_only = self.vectors.first().is_some_and(|v| v.meta.recommended_generated_only);
+        generation.steer_prompt = o.steer_prompt.unwrap_or(!recommended_generated_only);
+        self.generation = Some(generation);
         self.steered_row = steered_row;
         to_js(&StartOut { prompt_tokens })
     }

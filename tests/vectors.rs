@@ -390,3 +390,21 @@ fn toxic_subspace_is_orthonormal_and_leaves_z_to_the_fusion() {
     }
     assert!(destein::subspace::Subspace::derive(model, &pairs[..12], &v, 0).is_err());
 }
+
+/// `recommended_scope = generated` round-trips; files without the key read as the whole text; other values are refused.
+#[test]
+fn recommended_scope_round_trips_and_is_checked() {
+    let (bytes, v) = shipped("attn_out");
+    assert!(!v.meta.recommended_generated_only && !String::from_utf8_lossy(&bytes).contains("recommended_scope"));
+    let mut g = v.clone();
+    g.meta.recommended_generated_only = true;
+    let g_bytes = g.to_safetensors_bytes().unwrap();
+    assert!(DetoxVectors::from_safetensors_bytes(&g_bytes).unwrap().meta.recommended_generated_only);
+    // Same length, so the header stays valid: only the value is wrong.
+    let (from, to) = (b"\"recommended_scope\":\"generated\"", b"\"recommended_scope\":\"prompt!!!\"");
+    let at = g_bytes.windows(from.len()).position(|w| w == from).expect("the key is in the header");
+    let mut bad = g_bytes.clone();
+    bad[at..at + from.len()].copy_from_slice(to);
+    let err = DetoxVectors::from_safetensors_bytes(&bad).unwrap_err().to_string();
+    assert!(err.contains("recommended_scope"), "{err}");
+}

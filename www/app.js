@@ -112,6 +112,7 @@ const el = {
   legendMin: $("legend-min"),
   legendMax: $("legend-max"),
   legendMid: $("legend-mid"),
+  steerPrompt: $("steer-prompt"),
   tokenReadout: $("token-readout"),
   formula: $("formula"),
   formulaMode: $("formula-mode"),
@@ -683,9 +684,11 @@ function applyVectors(meta, bytes, label, { keepControls = false } = {}) {
   el.alpha.value = String(keptAlpha != null ? Math.min(max, keptAlpha) : rec);
   el.alpha.disabled = false;
   if (!keepControls && MODES.includes(meta.recommendedMode)) setMode(meta.recommendedMode);
+  if (!keepControls) el.steerPrompt.checked = meta.recommendedScope !== "generated";
   el.vectorsInfo.textContent =
     `${label} · site ${meta.site} · ${meta.layers} layers × ${meta.heads} heads × ${meta.headDim} · ` +
-    `${meta.pairs} steering pairs · made for ${meta.modelName} · recommended α ${fmt(rec)} (${meta.recommendedMode}), ` +
+    `${meta.pairs} steering pairs · made for ${meta.modelName} · recommended α ${fmt(rec)} (${meta.recommendedMode}` +
+    `${meta.recommendedScope === "generated" ? ", new tokens only" : ""}), ` +
     `max ${fmt(max)}`;
   renderHeatmap(meta);
   updateAlphaUI();
@@ -842,6 +845,11 @@ el.alpha.addEventListener("input", () => {
 el.alpha.addEventListener("change", () => {
   if (state.vectors) resteerOnRelease(Number(el.alpha.value), 0);
 });
+// The prompt is read once, at the start: a change of scope re-steers the whole text (when that is on), or applies
+// to the next run.
+el.steerPrompt.addEventListener("change", () => {
+  if (state.vectors) resteerOnRelease(Number(el.alpha.value), 0);
+});
 
 /** "Re-steer the whole text" (the default): on release, the steered pane is rewritten as a run at this α. */
 function resteerOnRelease(alpha, slot) {
@@ -850,7 +858,7 @@ function resteerOnRelease(alpha, slot) {
   if (choice !== "resteer" || !run || run.reason === "error" || run.parts.every((p) => p.steps === 0)) return;
   const t0 = performance.now();
   setStatus(`Re-steering the whole text at α = ${fmt(alpha)}…`);
-  call("resteer", { alpha, slot }, [], STEERED_WORKER)
+  call("resteer", { alpha, slot, steerPrompt: el.steerPrompt.checked }, [], STEERED_WORKER)
     .then((r) => {
       if (!r) return;
       mark("resteer", { steps: r.steps, ms: r.ms, wallMs: performance.now() - t0 });
@@ -968,6 +976,7 @@ function readParams() {
     alpha: currentAlpha(),
     alphas: state.extras.map((x) => x.alpha),
     mode: currentMode(),
+    steerPrompt: el.steerPrompt.checked,
   };
 }
 
@@ -1010,7 +1019,7 @@ async function startRun() {
   clearError();
   clearPanes();
   renderPrompt(p);
-  el.paneSubs[1].textContent = state.vectors ? `α = ${fmt(p.alpha)} · ${p.mode}` : "steering off";
+  el.paneSubs[1].textContent = state.vectors ? `α = ${fmt(p.alpha)} · ${p.mode}${p.steerPrompt ? "" : " · new tokens only"}` : "steering off";
   // One start request per worker: the batch layout's worker decodes both rows, the pair layout's one row each.
   const starts = PARTS.map((part, i) => post("start", { params: { ...p, rows: part.rows } }, [], i));
   const id = starts[0].id;

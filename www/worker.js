@@ -9,12 +9,13 @@
 //   {type:"removeVectors", id, slot}     remove the added file in slot 1 or 2 (the others move up)
 //   {type:"clearVectors", id}
 //   {type:"start",       id, params: {prompt, chat, maxNewTokens, temperature, topP, topK, seed, alpha, mode,
-//                                              alphas?: [α of each added file], rows?: "both"|"raw"|"steered"}}
+//                                              alphas?: [α of each added file], rows?: "both"|"raw"|"steered",
+//                                              steerPrompt?: bool}}
 //                                        (params go to Engine.start as is)
 //   {type:"stop",        id}
 //   {type:"setAlpha",    id, alpha, slot?}   slot: the vector file (0, the main one, by default)
-//   {type:"resteer",     id, alpha, slot?}  re-steer the whole text: restart the last run (same prompt, seeds and
-//                                        rows) at the new α and current mode, replay as many steps as the old run
+//   {type:"resteer",     id, alpha, slot?, steerPrompt?}  re-steer the whole text: restart the last run (same
+//                                        prompt, seeds and rows) at the new α, current mode and prompt scope, replay as many steps as the old run
 //                                        had made, then keep streaming if it has not finished -> {steps, ms}, or
 //                                        null when nothing has run yet. Sends {type:"resteer", runId, alpha, steps}
 //                                        first; the replayed steps follow as ordinary step messages from index 0
@@ -267,11 +268,12 @@ const handlers = {
     return !!run;
   },
   // Re-steer the whole text: what a run started at this α would have written, up to where the old run got.
-  async resteer({ alpha, slot }) {
+  async resteer({ alpha, slot, steerPrompt }) {
     await enginePromise;
     if (!lastRun || !engine) return null;
     const t0 = performance.now();
     const params = { ...lastRun.params, mode: currentMode };
+    if (typeof steerPrompt === "boolean") params.steerPrompt = steerPrompt;
     if (!slot) params.alpha = alpha;
     else params.alphas = (params.alphas || []).map((a, i) => (i === slot - 1 ? alpha : a));
     const target = lastRun.steps;

@@ -787,6 +787,7 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
       const meta = JSON.parse(file.subarray(8, 8 + Number(file.readBigUInt64LE(0))).toString("utf8")).__metadata__;
       assert.equal(alpha, Number(meta.recommended_alpha));
       assert.equal(mode, meta.recommended_mode);
+      assert.equal(await page2.isChecked("#steer-prompt"), meta.recommended_scope !== "generated", "the recommended scope");
       const examples = JSON.parse(fs.readFileSync(path.join(ROOT, "www/examples.json"), "utf8")).toxic.slice(0, 5);
       assert.equal(examples.length, 5);
       const scores = { raw: [], steered: [] };
