@@ -381,12 +381,12 @@ mod cli {
                     options.recommended_mode = FusionMode::parse(&m)?;
                 }
                 options.recommended_alpha = recommended_alpha.unwrap_or(options.recommended_alpha);
+                options.away_prefix = away_prefix;
+                options.toward_prefix = toward_prefix;
+                options.set_concept(concept);
                 if let Some(scope) = recommended_scope {
                     options.recommended_generated_only = parse_scope(&scope)?;
                 }
-                options.away_prefix = away_prefix;
-                options.toward_prefix = toward_prefix;
-                options.concept = concept;
                 derive(&common, &pairs, options, &out)
             }
             Command::Vectors { command: VectorsCommand::Inspect { file } } => inspect(&file),

@@ -525,6 +525,17 @@ impl DeriveOptions {
     }
 }
 
+impl DeriveOptions {
+    /// Name the concept (stored in the file). A concept file recommends steering the whole text: the
+    /// generated-only recommendation was measured for detox, the concepts' with every position steered.
+    pub fn set_concept(&mut self, concept: Option<String>) {
+        if concept.is_some() {
+            self.recommended_generated_only = false;
+        }
+        self.concept = concept;
+    }
+}
+
 /// Refuse pair sets no probe can be fitted on, naming the pair: too few, an empty side, a pair twice.
 pub fn check_pairs(pairs: &[SteeringPair]) -> Result<()> {
     if pairs.len() < MIN_PAIRS {

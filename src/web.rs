@@ -501,7 +501,7 @@ impl Engine {
         options.recommended_alpha = r.recommended_alpha.unwrap_or(options.recommended_alpha);
         options.away_prefix = r.away_prefix.unwrap_or(options.away_prefix);
         options.toward_prefix = r.toward_prefix.unwrap_or(options.toward_prefix);
-        options.concept = r.concept.filter(|c| !c.trim().is_empty());
+        options.set_concept(r.concept.filter(|c| !c.trim().is_empty()));
         let derivation = Derivation::new(&self.model, &pairs, options).map_err(err)?;
         let progress = DeriveProgress::of(&derivation, false);
         self.derivation = Some(derivation);

@@ -51,6 +51,7 @@ fn shipped_vectors_rederive_byte_identical() {
         let mut options = DeriveOptions::detox(m.site, m.pairs, m.seed, m.pairs_sha256.clone());
         options.recommended_mode = m.recommended_mode;
         options.recommended_alpha = m.recommended_alpha;
+        options.recommended_generated_only = m.recommended_generated_only;
         options.away_prefix = m.toxic_prefix.clone();
         options.toward_prefix = m.nontoxic_prefix.clone();
         options.concept = m.concept.clone();
