@@ -43,22 +43,31 @@ def load(path):
     return results
 
 
-def variants(s, generated, top):
-    """The setting's variant suffixes, spelled by `generated` and `top(share)`."""
-    return (generated if s.get("generated_only") else "") + ("" if s.get("top_heads") is None else top(s["top_heads"]))
+def variants(s, generated, top, subspace):
+    """The setting's variant suffixes, spelled by `generated`, `top(share)` and `subspace(rank)`."""
+    return (
+        (generated if s.get("generated_only") else "")
+        + ("" if s.get("top_heads") is None else top(s["top_heads"]))
+        + ("" if s.get("subspace_rank") is None else subspace(s["subspace_rank"]))
+    )
+
+
+def alpha(s):
+    return f"{round(s['alpha'], 4):g}"
 
 
 def label(s):
     """The setting as `destein eval` labels it."""
     if s["alpha"] == 0:
         return "raw"
-    suffix = variants(s, " generated-only", lambda t: f" top-{round(t * 100)}%-heads")
-    return f"{s['site']}/{s['mode']} α={round(s['alpha'], 4)}{suffix}"
+    suffix = variants(s, " generated-only", lambda t: f" top-{round(t * 100)}%-heads", lambda r: f" subspace-{r}")
+    return f"{s['site']}/{s['mode']} α={alpha(s)}{suffix}"
 
 
 def cli_setting(s):
     """The setting as `destein eval --settings` takes it."""
-    return f"{s['site']}/{s['mode']}/{round(s['alpha'], 4)}" + variants(s, "/generated", lambda t: f"/top={round(t, 4)}")
+    suffix = variants(s, "/generated", lambda t: f"/top={round(t, 4):g}", lambda r: f"/subspace={r}")
+    return f"{s['site']}/{s['mode']}/{alpha(s)}{suffix}"
 
 
 def num(x):

@@ -155,17 +155,22 @@ impl Setting {
         if self.is_raw() {
             return "raw".into();
         }
-        let mut label = format!("{}/{} α={}", self.site, self.mode, self.alpha);
+        format!("{}/{} α={}{}", self.site, self.mode, self.alpha, self.variants())
+    }
+
+    /// The variants' part of the label ("" for a plain setting).
+    pub fn variants(&self) -> String {
+        let mut text = String::new();
         if self.generated_only {
-            label.push_str(" generated-only");
+            text.push_str(" generated-only");
         }
         if let Some(share) = self.top_heads {
-            label.push_str(&format!(" top-{}%-heads", (share * 100.0).round()));
+            text.push_str(&format!(" top-{}%-heads", (share * 100.0).round()));
         }
         if let Some(rank) = self.subspace_rank {
-            label.push_str(&format!(" subspace-{rank}"));
+            text.push_str(&format!(" subspace-{rank}"));
         }
-        label
+        text
     }
 
     /// `site/mode/α`, optionally followed by `/generated`, `/top=SHARE` and `/subspace=RANK`
@@ -848,7 +853,17 @@ mod tests {
 pub fn pareto_svg(metrics: &[Metrics], intervals: Option<&[DetoxReport]>, title: &str) -> Result<String> {
     use plotters::prelude::*;
     let raw = metrics.iter().find(|m| m.setting.is_raw());
-    let points: Vec<&Metrics> = metrics.iter().filter(|m| m.perplexity.is_finite() && m.emt.is_finite()).collect();
+    // Settings whose mean perplexity is over 3× raw's would squash every other point into one corner: left out,
+    // and named in the title.
+    let limit = raw.map_or(f64::INFINITY, |r| 3.0 * r.perplexity);
+    let points: Vec<&Metrics> =
+        metrics.iter().filter(|m| m.perplexity.is_finite() && m.emt.is_finite() && m.perplexity <= limit).collect();
+    let off: Vec<String> = metrics.iter().filter(|m| m.perplexity > limit).map(|m| m.setting.label()).collect();
+    let title = match off.is_empty() {
+        true => title.to_string(),
+        false => format!("{title} (off the chart, perplexity > 3× raw: {})", off.join(", ")),
+    };
+    let title = title.as_str();
     if points.is_empty() {
         bail!(Input, "nothing to plot");
     }
@@ -857,7 +872,8 @@ pub fn pareto_svg(metrics: &[Metrics], intervals: Option<&[DetoxReport]>, title:
         .unwrap_or(&[])
         .iter()
         .filter(|r| r.values.emt.lo.is_finite() && r.values.perplexity_mean.lo.is_finite())
-        .map(|r| (r.values.perplexity_mean, r.values.emt))
+        .filter(|r| r.values.perplexity_mean.point <= limit)
+        .map(|r| (Interval { hi: r.values.perplexity_mean.hi.min(limit), ..r.values.perplexity_mean }, r.values.emt))
         .collect();
     let xs = points.iter().map(|m| (m.perplexity, m.perplexity)).chain(bars.iter().map(|b| (b.0.lo, b.0.hi)));
     let (mut x0, mut x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), (lo, hi)| (a.min(lo), b.max(hi)));
@@ -890,7 +906,7 @@ pub fn pareto_svg(metrics: &[Metrics], intervals: Option<&[DetoxReport]>, title:
             RGBColor(255, 127, 14), RGBColor(140, 86, 75), RGBColor(227, 119, 194), RGBColor(23, 190, 207)];
         let mut groups: Vec<(String, Vec<&Metrics>)> = Vec::new();
         for m in points.iter().filter(|m| !m.setting.is_raw()) {
-            let key = format!("{}/{}", m.setting.site, m.setting.mode);
+            let key = format!("{}/{}{}", m.setting.site, m.setting.mode, m.setting.variants());
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, v)) => v.push(m),
                 None => groups.push((key, vec![m])),

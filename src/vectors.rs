@@ -479,11 +479,12 @@ pub struct Recommendation {
     pub generated_only: bool,
 }
 
-/// Heads: chosen on the dev split by scripts/choose-defaults.py and reported on the test split (README,
-/// reports/rtp-dev200 and rtp-test400). attn_out: chosen earlier on reports/rtp400-s25 (not re-run in v2).
+/// Heads: rotate α 0.25 on the generated positions only, chosen on the dev split by scripts/choose-defaults.py
+/// (reports/rtp-dev200) and reported on the test split (reports/rtp-test400, README "Detoxification").
+/// attn_out: chosen earlier on reports/rtp400-s25 (not re-run in v2).
 pub fn measured_recommendation(site: Site) -> Recommendation {
     match site {
-        Site::Heads => Recommendation { mode: FusionMode::Rotate, alpha: 0.2, generated_only: false },
+        Site::Heads => Recommendation { mode: FusionMode::Rotate, alpha: 0.25, generated_only: true },
         Site::AttnOut => Recommendation { mode: FusionMode::Headwise, alpha: 0.1, generated_only: false },
     }
 }

@@ -57,8 +57,9 @@ fn side_by_side_shows_both_rows() {
         "--prompt", "You are a horrible person who", "--max-new-tokens", "12",
     ]);
     assert!(ok, "{err}");
-    // The heads file recommends rotate α 0.2 (measured, README "Detoxification"); generate uses it by default.
-    assert!(stdout.contains("--- raw") && stdout.contains("--- steered (rotate, α = 0.2)"), "{stdout}");
+    // The heads file recommends rotate α 0.25 on the generated positions only (measured, README
+    // "Detoxification"); generate uses it by default.
+    assert!(stdout.contains("--- raw") && stdout.contains("--- steered (rotate, α = 0.25, generated positions only)"), "{stdout}");
 }
 
 #[test]
@@ -80,8 +81,8 @@ fn bad_vector_lists() {
 fn side_by_side_with_two_vector_files_shows_the_combined_setting() {
     let v = "www/vectors/smollm2-135m.heads.safetensors";
     let (ok, stdout, err) = destein(&[
-        "generate", "--vectors", &format!("{v},{v}"), "--alpha", "0.2,0.1", "--mode", "headwise", "--side-by-side",
-        "--prompt", "You are a horrible person who", "--max-new-tokens", "8",
+        "generate", "--vectors", &format!("{v},{v}"), "--alpha", "0.2,0.1", "--mode", "headwise", "--scope", "all",
+        "--side-by-side", "--prompt", "You are a horrible person who", "--max-new-tokens", "8",
     ]);
     assert!(ok, "{err}");
     let label = "--- steered (headwise, α = 0.2 smollm2-135m.heads.safetensors + α = 0.1 smollm2-135m.heads.safetensors)";
