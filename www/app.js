@@ -873,6 +873,8 @@ function onResteer(msg) {
   const part = run?.parts.find((p) => p.runId === msg.runId);
   if (!part) return;
   Object.assign(run, { ended: false, reason: null });
+  // The run's parameters now describe the re-steered text (what the run-finished event reports).
+  if (!msg.slot) run.params = { ...run.params, alpha: msg.alpha, steerPrompt: el.steerPrompt.checked };
   Object.assign(part, { done: false, reason: null, steps: 0, stepMsSum: 0, prefillMs: null });
   for (const i of part.panes) {
     Object.assign(run.panes[i], { tokens: 0, pendingIds: [], finished: false, stopReason: null, lastAlpha: null, lastMode: null, text: "", judge: null });

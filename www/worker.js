@@ -14,11 +14,13 @@
 //                                        (params go to Engine.start as is)
 //   {type:"stop",        id}
 //   {type:"setAlpha",    id, alpha, slot?}   slot: the vector file (0, the main one, by default)
-//   {type:"resteer",     id, alpha, slot?, steerPrompt?}  re-steer the whole text: restart the last run (same
-//                                        prompt, seeds and rows) at the new α, current mode and prompt scope, replay as many steps as the old run
-//                                        had made, then keep streaming if it has not finished -> {steps, ms}, or
-//                                        null when nothing has run yet. Sends {type:"resteer", runId, alpha, steps}
-//                                        first; the replayed steps follow as ordinary step messages from index 0
+//   {type:"resteer",     id, alpha, slot?, steerPrompt?}
+//                                        re-steer the whole text: restart the last run (same prompt, seeds and rows)
+//                                        at the new α, the current mode and the given prompt scope, replay as many
+//                                        steps as the old run had made, then keep streaming if it has not finished
+//                                        -> {steps, ms}, or null when nothing has run yet. Sends {type:"resteer",
+//                                        runId, alpha, slot, steps} first; the replayed steps follow as ordinary step
+//                                        messages (flagged resteer: true) from index 0
 //   {type:"setMode",     id, mode}
 //   {type:"loadJudge",   id, weights: ArrayBuffer, vocab: ArrayBuffer}   the tox-block toxicity judge
 //                                        (data/judges/tox_block.safetensors, tox_block_vocab.json); once loaded, every
