@@ -159,13 +159,16 @@ def read_catalogue(root, path):
 
 
 def check_recommended(where, rec):
-    """recommended: {site: {"mode": fusion mode, "alpha": number in (0, 2]}}, the measured setting per site."""
+    """recommended: {site: {"mode": fusion mode, "alpha": number in (0, 2], optional "scope": all | generated}},
+    the measured setting per site."""
     if not isinstance(rec, dict):
         raise Problem(f"{where}: recommended must be an object keyed by site")
     for site, r in rec.items():
-        if site not in ("heads", "attn_out") or not isinstance(r, dict) or set(r) != {"mode", "alpha"}:
-            raise Problem(f"{where}: recommended.{site} must be a site (heads, attn_out) with mode and alpha")
-        if r["mode"] not in ("rotate", "headwise", "headwise-reference", "add"):
+        if site not in ("heads", "attn_out") or not isinstance(r, dict) or set(r) - {"scope"} != {"mode", "alpha"}:
+            raise Problem(f"{where}: recommended.{site} must be a site (heads, attn_out) with mode, alpha and optionally scope")
+        if r.get("scope", "all") not in ("all", "generated"):
+            raise Problem(f"{where}: recommended.{site}.scope must be all or generated")
+        if r["mode"] not in ("rotate", "headwise", "headwise-reference", "add", "project"):
             raise Problem(f"{where}: recommended.{site}.mode {r['mode']!r} is not a fusion mode")
         if not isinstance(r["alpha"], (int, float)) or not 0 < r["alpha"] <= 2:
             raise Problem(f"{where}: recommended.{site}.alpha must be a number in (0, 2]")

@@ -232,6 +232,8 @@ struct DeriveRequest {
     concept: Option<String>,
     recommended_mode: Option<String>,
     recommended_alpha: Option<f32>,
+    /// "all" or "generated" (default: whole-text steering for a named concept, the detox measurement otherwise).
+    recommended_scope: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -502,6 +504,12 @@ impl Engine {
         options.away_prefix = r.away_prefix.unwrap_or(options.away_prefix);
         options.toward_prefix = r.toward_prefix.unwrap_or(options.toward_prefix);
         options.set_concept(r.concept.filter(|c| !c.trim().is_empty()));
+        match r.recommended_scope.as_deref() {
+            None => {}
+            Some("all") => options.recommended_generated_only = false,
+            Some("generated") => options.recommended_generated_only = true,
+            Some(other) => return Err(JsError::new(&format!("recommendedScope must be \"all\" or \"generated\", not {other:?}"))),
+        }
         let derivation = Derivation::new(&self.model, &pairs, options).map_err(err)?;
         let progress = DeriveProgress::of(&derivation, false);
         self.derivation = Some(derivation);

@@ -355,7 +355,7 @@ export function initLab(ctx) {
       };
       // The starter concept's measured recommendation (for detox and your own concept, the detox one of the site).
       const rec = lab.catalogue.find((c) => c.id === lab.current)?.recommended?.[request.site];
-      if (rec) Object.assign(request, { recommendedMode: rec.mode, recommendedAlpha: rec.alpha });
+      if (rec) Object.assign(request, { recommendedMode: rec.mode, recommendedAlpha: rec.alpha, recommendedScope: rec.scope });
     } catch (err) {
       showError(`Cannot derive: ${err.message}.`);
       return;
