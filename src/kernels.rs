@@ -55,6 +55,8 @@ const GROUP: usize = 8;
 /// Below this many multiply-accumulates per thread, [`QuantizedMatrix::matmul_threads`] uses
 /// fewer threads (spawning one costs tens of microseconds).
 const MIN_MACS_PER_THREAD: usize = 1 << 21;
+/// The same for the threaded wasm build, whose helpers are already running (no spawn to pay for).
+const MIN_MACS_PER_POOL_THREAD: usize = 1 << 17;
 
 /// GGML block formats supported by [`QuantizedMatrix`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -484,19 +486,22 @@ impl QuantizedMatrix {
         let act = Activations::quantize(x, rows, self.in_features, isa);
         let threads = self.plan_threads(rows, threads);
         if threads <= 1 {
-            let mut sink = Sink { out, first_group: 0, width: self.out_features, out_features: self.out_features };
+            let mut sink = Sink::new(out, 0, self.out_features, self.out_features);
             self.run_groups(&act, 0..self.groups, &mut sink);
             return;
         }
         self.run_threaded(&act, out, threads);
     }
 
+    /// `threads` contiguous ranges of output-row groups, one per thread.
+    fn split_groups(&self, threads: usize) -> Vec<Range<usize>> {
+        let per = self.groups.div_ceil(threads);
+        (0..self.groups).step_by(per).map(|g0| g0..(g0 + per).min(self.groups)).collect()
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     fn run_threaded(&self, act: &Activations, out: &mut [f32], threads: usize) {
-        let per = self.groups.div_ceil(threads);
-        let ranges: Vec<Range<usize>> =
-            (0..self.groups).step_by(per).map(|g0| g0..(g0 + per).min(self.groups)).collect();
-        let rows = act.rows;
+        let ranges = self.split_groups(threads);
         let parts: Vec<Vec<f32>> = std::thread::scope(|s| {
             let handles: Vec<_> = ranges[1..]
                 .iter()
@@ -509,7 +514,34 @@ impl QuantizedMatrix {
             parts.extend(handles.into_iter().map(|h| h.join().expect("matmul worker panicked")));
             parts
         });
-        for (range, part) in ranges.iter().zip(&parts) {
+        self.gather(act.rows, &ranges, &parts, out);
+    }
+
+    /// The threaded wasm build: the same split, run by the module's helper threads (`pool`), each
+    /// writing its own groups straight into `out`.
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    fn run_threaded(&self, act: &Activations, out: &mut [f32], threads: usize) {
+        let ranges = self.split_groups(threads);
+        let shared = SharedOut(out.as_mut_ptr(), out.len());
+        crate::pool::run(&|i| {
+            if let Some(r) = ranges.get(i) {
+                // SAFETY: `out` outlives `pool::run`, and the ranges are disjoint.
+                let mut sink = unsafe { Sink::shared(shared, self.out_features, self.out_features) };
+                self.run_groups(act, r.clone(), &mut sink);
+            }
+        });
+    }
+
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    fn run_threaded(&self, act: &Activations, out: &mut [f32], _threads: usize) {
+        let mut sink = Sink::new(out, 0, self.out_features, self.out_features);
+        self.run_groups(act, 0..self.groups, &mut sink);
+    }
+
+    /// Copies each thread's columns (`run_into_buffer` of its range) into `out`.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn gather(&self, rows: usize, ranges: &[Range<usize>], parts: &[Vec<f32>], out: &mut [f32]) {
+        for (range, part) in ranges.iter().zip(parts) {
             let o0 = range.start * GROUP;
             let o1 = (range.end * GROUP).min(self.out_features);
             let width = range.len() * GROUP;
@@ -520,27 +552,25 @@ impl QuantizedMatrix {
         }
     }
 
-    #[cfg(target_arch = "wasm32")]
-    fn run_threaded(&self, act: &Activations, out: &mut [f32], _threads: usize) {
-        let mut sink = Sink { out, first_group: 0, width: self.out_features, out_features: self.out_features };
-        self.run_groups(act, 0..self.groups, &mut sink);
-    }
-
     #[cfg(not(target_arch = "wasm32"))]
     fn run_into_buffer(&self, act: &Activations, groups: Range<usize>) -> Vec<f32> {
         let width = groups.len() * GROUP;
         let mut buf = vec![0.0f32; act.rows * width];
-        let mut sink = Sink { out: &mut buf, first_group: groups.start, width, out_features: usize::MAX };
+        let mut sink = Sink::new(&mut buf, groups.start, width, usize::MAX);
         self.run_groups(act, groups, &mut sink);
         buf
     }
 
+    /// Threads worth using, at most `threads`: fewer for small products; one in the
+    /// single-threaded wasm build. (The threaded wasm build's helpers are already running, so
+    /// smaller products are worth splitting there.)
     fn plan_threads(&self, rows: usize, threads: usize) -> usize {
-        if cfg!(target_arch = "wasm32") {
+        if cfg!(all(target_arch = "wasm32", not(target_feature = "atomics"))) {
             return 1;
         }
+        let min_macs = if cfg!(target_arch = "wasm32") { MIN_MACS_PER_POOL_THREAD } else { MIN_MACS_PER_THREAD };
         let macs = rows * self.out_features * self.in_features;
-        threads.min(macs / MIN_MACS_PER_THREAD).min(self.groups).max(1)
+        threads.min(macs / min_macs).min(self.groups).max(1)
     }
 
     fn run_groups(&self, act: &Activations, groups: Range<usize>, sink: &mut Sink) {
@@ -576,29 +606,59 @@ fn check_shape(out_features: usize, in_features: usize) -> Result<(), KernelErro
 }
 
 /// Where a kernel puts the 8 lane results of `(group, row)`.
+///
+/// A raw pointer rather than a `&mut [f32]`, so that the threaded wasm build's parts can write
+/// their own (disjoint) groups of one output buffer at the same time.
 struct Sink<'a> {
-    out: &'a mut [f32],
+    out: *mut f32,
+    len: usize,
     /// Group stored at column 0 of `out`.
     first_group: usize,
     /// Row stride of `out`.
     width: usize,
     /// Columns at or past this (absolute output feature) are padding and are dropped.
     out_features: usize,
+    _out: std::marker::PhantomData<&'a mut [f32]>,
 }
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
+    fn new(out: &'a mut [f32], first_group: usize, width: usize, out_features: usize) -> Self {
+        Sink { out: out.as_mut_ptr(), len: out.len(), first_group, width, out_features, _out: std::marker::PhantomData }
+    }
+
+    /// A sink over `out` for one of several threads.
+    ///
+    /// # Safety
+    /// `out` must stay valid while the sink lives, and sinks over the same buffer used at the same
+    /// time must store disjoint groups.
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    unsafe fn shared(out: SharedOut, width: usize, out_features: usize) -> Self {
+        Sink { out: out.0, len: out.1, first_group: 0, width, out_features, _out: std::marker::PhantomData }
+    }
+
     #[inline]
     fn store(&mut self, g: usize, r: usize, acc: &[f32; GROUP]) {
         let o0 = g * GROUP;
         let col0 = (g - self.first_group) * GROUP;
-        let row = &mut self.out[r * self.width..(r + 1) * self.width];
+        let row = r * self.width;
         for (k, &v) in acc.iter().enumerate() {
             if o0 + k < self.out_features && col0 + k < self.width {
-                row[col0 + k] = v;
+                let i = row + col0 + k;
+                assert!(i < self.len, "kernel output index {i} past the buffer ({})", self.len);
+                // SAFETY: in bounds (checked); `out` is valid for the sink's lifetime.
+                unsafe { self.out.add(i).write(v) };
             }
         }
     }
 }
+
+/// An output buffer's address and length, handed to the threaded wasm build's parts.
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32, usize);
+// SAFETY: only used through `Sink::shared`, whose contract keeps the threads' writes disjoint.
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+unsafe impl Sync for SharedOut {}
 
 /// Activations quantized to 8-bit blocks, plus the layout the chosen kernel wants.
 struct Activations {
@@ -1275,6 +1335,76 @@ mod simd128 {
             v128_store(o.as_mut_ptr().add(4) as *mut v128, a[1]);
         }
     }
+}
+
+/// SplitMix64: reproducible pseudo-random numbers for the kernel checks.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Random GGML bytes of an `out_features × in_features` matrix for the kernel checks: random quants, and
+/// finite scales in [2^-7, 2^-6) (`Q4_1`: `m = −8d`, centring the nibbles).
+pub fn random_ggml(format: WeightFormat, out_features: usize, in_features: usize, next: &mut impl FnMut() -> u64) -> Vec<u8> {
+    let mut w: Vec<u8> = (0..format.ggml_bytes(out_features, in_features)).map(|_| next() as u8).collect();
+    for b in w.chunks_exact_mut(format.ggml_block_bytes()) {
+        let d = 0x2000u16 | (next() as u16 & 0x3FF);
+        b[..2].copy_from_slice(&d.to_le_bytes());
+        if format == WeightFormat::Q4_1 {
+            b[2..4].copy_from_slice(&(d | 0x8C00).to_le_bytes());
+        }
+    }
+    w
+}
+
+/// What [`exactness_check`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExactnessReport {
+    /// Matrix × batch-size cases run.
+    pub cases: usize,
+    /// Cases where some path's output differed from the scalar path's in any bit.
+    pub mismatches: usize,
+    /// Threads the split path used.
+    pub threads: usize,
+    /// The instruction sets compared (scalar first).
+    pub isas: Vec<Isa>,
+}
+
+/// Multiplies random `Q4_1` and `Q8_0` matrices of the model's shapes (and odd ones) by random
+/// batches of 1, 2, 3 and 9 rows on every available instruction set, one thread and `threads`
+/// threads, and counts outputs that differ from the scalar path's in any bit (a NaN matches a
+/// NaN). For checking a build where it runs (the browser's wasm, threaded or not).
+pub fn exactness_check(seed: u64, threads: usize) -> ExactnessReport {
+    let mut state = seed;
+    let mut next = move || splitmix64(&mut state);
+    let isas = Isa::available();
+    let mut report = ExactnessReport { cases: 0, mismatches: 0, threads, isas: isas.clone() };
+    for format in [WeightFormat::Q4_1, WeightFormat::Q8_0] {
+        for (o, i) in [(576, 576), (1536, 576), (576, 1536), (192, 576), (100, 96)] {
+            let w = random_ggml(format, o, i, &mut next);
+            let m = QuantizedMatrix::from_ggml(format, &w, o, i).expect("valid random matrix");
+            for rows in [1usize, 2, 3, 9] {
+                let x: Vec<f32> =
+                    (0..rows * i).map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * 3.0).collect();
+                let mut want = vec![0f32; rows * o];
+                m.matmul_with(&x, rows, &mut want, Isa::Scalar, 1);
+                let mut differs = false;
+                for &isa in &isas {
+                    for t in [1, threads] {
+                        let mut got = vec![0f32; rows * o];
+                        m.matmul_with(&x, rows, &mut got, isa, t);
+                        differs |= got.iter().zip(&want).any(|(a, b)| a.to_bits() != b.to_bits() && !(a.is_nan() && b.is_nan()));
+                    }
+                }
+                report.cases += 1;
+                report.mismatches += usize::from(differs);
+            }
+        }
+    }
+    report
 }
 
 #[cfg(test)]

@@ -2,6 +2,9 @@
 //! the browser. Modules, in the order a reader meets them: the model and its tokenizer, the steering math,
 //! the detox vectors, generation, and (wasm only) the browser bindings.
 
+// The threaded wasm build (nightly, see scripts/build-wasm.sh) sleeps on wasm's futex instructions.
+#![cfg_attr(all(target_arch = "wasm32", target_feature = "atomics"), feature(stdarch_wasm_atomic_wait))]
+
 pub mod bootstrap;
 pub mod concept_eval;
 pub mod control_vector;
@@ -11,6 +14,8 @@ pub mod generation;
 pub mod judge;
 pub mod kernels;
 pub mod model;
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+pub mod pool;
 pub mod profile;
 pub mod sentiment;
 pub mod steering;

@@ -200,9 +200,14 @@ impl Linear {
     }
 }
 
-/// Threads for our kernels: the same count candle uses (RAYON_NUM_THREADS, else all cores); one in wasm.
+/// Threads for our kernels: the same count candle uses (RAYON_NUM_THREADS, else all cores); in wasm
+/// the engine thread plus the helpers started by the page (none in the single-threaded build).
 fn matmul_threads() -> usize {
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    {
+        crate::pool::threads()
+    }
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     {
         1
     }

@@ -17,6 +17,49 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// Whether this is the threaded build (shared memory; the page starts helper threads for it).
+#[wasm_bindgen(js_name = threadedBuild)]
+pub fn threaded_build() -> bool {
+    cfg!(target_feature = "atomics")
+}
+
+/// Threads a matrix product is split over: 1 + the helpers that have started (1 in the
+/// single-threaded build).
+#[wasm_bindgen(js_name = engineThreads)]
+pub fn engine_threads() -> usize {
+    #[cfg(target_feature = "atomics")]
+    return crate::pool::threads();
+    #[cfg(not(target_feature = "atomics"))]
+    1
+}
+
+/// The body of a helper thread (threaded build only): called by `www/thread.js` in its own worker
+/// on the engine's module and memory; it never returns. In the single-threaded build, an error.
+#[wasm_bindgen(js_name = runHelperThread)]
+pub fn run_helper_thread() -> Result<(), JsError> {
+    #[cfg(target_feature = "atomics")]
+    crate::pool::helper_loop();
+    #[cfg(not(target_feature = "atomics"))]
+    Err(JsError::new("this engine build is single-threaded: it has no helper threads"))
+}
+
+/// Kernel exactness in this browser: random `Q4_1` and `Q8_0` matrices of the model's shapes
+/// multiplied on the scalar path, on `simd128`, and on `simd128` split over the engine's threads;
+/// returns `{cases, mismatches, threads, isas}` (outputs compared bit for bit, NaN = NaN).
+#[wasm_bindgen(js_name = kernelCheck)]
+pub fn kernel_check(seed: u32) -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Report {
+        cases: usize,
+        mismatches: usize,
+        threads: usize,
+        isas: Vec<String>,
+    }
+    let r = crate::kernels::exactness_check(u64::from(seed), engine_threads());
+    let isas = r.isas.iter().map(|i| format!("{i:?}").to_lowercase()).collect();
+    to_js(&Report { cases: r.cases, mismatches: r.mismatches, threads: r.threads, isas })
+}
+
 /// `performance.now()`: microsecond resolution (`Date.now()` counts whole milliseconds, too coarse for a step).
 fn now_ms() -> f64 {
     crate::profile::now_ms()

@@ -477,3 +477,14 @@ fn isa_detection_is_consistent() {
         assert_eq!(best, Isa::Avx2);
     }
 }
+
+/// The check the browser runs on its own build (`kernelCheck`, www/worker.js) covers its cases and finds the native
+/// paths (scalar, AVX2 where present, split over threads) exact.
+#[test]
+fn exactness_check_passes_natively() {
+    let r = destein::kernels::exactness_check(5, 3);
+    assert_eq!(r.cases, 40);
+    assert_eq!(r.mismatches, 0, "{r:?}");
+    assert_eq!(r.threads, 3);
+    assert_eq!(r.isas[0], Isa::Scalar);
+}

@@ -99,19 +99,13 @@ EOF
 cat > "$crate/src/bin/vectors.rs" <<'EOF'
 //! Writes the test vectors: per case, u32 [format, out, in, rows, bytes], GGML bytes, x (f32),
 //! and the native Scalar result (f32), all little-endian.
-use kernels_wasm_check::kernels::{Isa, QuantizedMatrix, WeightFormat};
+use kernels_wasm_check::kernels::{self, Isa, QuantizedMatrix, WeightFormat};
 use std::io::Write;
 
 fn main() {
     let path = std::env::args().nth(1).expect("usage: vectors OUT.bin");
     let mut state = 0x5EEDu64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut next = move || kernels::splitmix64(&mut state);
     let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
     let mut cases = 0;
     let shapes = [(576, 576), (1536, 576), (576, 1536), (192, 576), (4104, 576), (1, 32), (13, 160), (100, 96)];
@@ -122,14 +116,7 @@ fn main() {
                     continue;
                 }
                 let n = format.ggml_bytes(o, i);
-                let mut w: Vec<u8> = (0..n).map(|_| next() as u8).collect();
-                for b in w.chunks_exact_mut(format.ggml_block_bytes()) {
-                    let d = 0x2000u16 | (next() as u16 & 0x3FF); // d in [2^-7, 2^-6)
-                    b[..2].copy_from_slice(&d.to_le_bytes());
-                    if format == WeightFormat::Q4_1 {
-                        b[2..4].copy_from_slice(&(d | 0x8C00).to_le_bytes()); // m = -8d
-                    }
-                }
+                let w = kernels::random_ggml(format, o, i, &mut next);
                 let mut x: Vec<f32> = (0..rows * i)
                     .map(|k| {
                         let u = (next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;

@@ -79,6 +79,7 @@ const el = {
   progressLabel: $("model-progress-label"),
   progressText: $("model-progress-text"),
   modelFacts: $("model-facts"),
+  engineFacts: $("engine-facts"),
   modelSha: $("model-sha"),
   modelShape: $("model-shape"),
   vectorsInfo: $("vectors-info"),
@@ -228,30 +229,42 @@ const ttPolicy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
   },
 });
 
-// The panes run in one of two layouts (scripts/bench-browser.mjs measures both; see README "Browser performance"):
-//   pair:  two workers, one Engine each: worker 0 decodes the raw row, worker 1 the steered row, in parallel. A
-//          single-row step costs about 70 % of a batch-of-two step, so with a core per worker each pane streams about
-//          1.4 times faster and the prompt is read in about 56 % of the time (measured: the workers alone). It costs
-//          a second engine (about 138 MB of wasm memory) and a little more loading. The default.
-//   batch: one worker decodes both rows as a batch of two: the least CPU in all and half the memory. Used on one
-//          core (two workers would share it: two single-row steps cost more than one batch step), when the browser
-//          reports under 4 GB of memory, and with ?workers=1 (?workers=2 forces pair).
+// The panes run in one of two layouts (scripts/bench-browser.mjs and scripts/bench-threads.mjs measure them; see README
+// "Browser performance"):
+//   pair:  two workers, one Engine each: worker 0 decodes the raw row, worker 1 the steered row, in parallel, with
+//          a core each. It costs a second engine (about 138 MB of wasm memory) and a little more loading.
+//   batch: one worker decodes both rows as a batch of two: half the memory. When the page is cross-origin isolated
+//          (SharedArrayBuffer), its engine is the threaded build and splits each matrix product over THREADS threads
+//          (one per core, up to 4); otherwise it runs on one core.
+// Default: batch with threads when isolated on two or more cores (measured faster than pair), else pair on two or
+// more cores with 4 GB or more, else batch. ?workers=1 forces batch, ?workers=2 pair; ?threads=N sets the threads of
+// the batch layout's engine (1: the single-threaded build).
+// Measured in reports/threads-bench.json (scripts/bench-threads.mjs): per pane while both stream, one threaded
+// engine decoding the batch of two against two single-threaded engines, on a two-core machine.
+const THREADED_BATCH_BEATS_PAIR = true;
+const CORES = navigator.hardwareConcurrency || 1;
+const ISOLATED = globalThis.crossOriginIsolated === true;
 const LAYOUT = (() => {
   const w = params.get("workers");
   if (w === "1") return "batch";
   if (w === "2") return "pair";
-  const cores = navigator.hardwareConcurrency || 1;
   const memoryGb = navigator.deviceMemory ?? Infinity; // Chromium only, coarse (0.25 … 8)
-  return cores >= 2 && memoryGb >= 4 ? "pair" : "batch";
+  if (ISOLATED && CORES >= 2 && THREADED_BATCH_BEATS_PAIR) return "batch";
+  return CORES >= 2 && memoryGb >= 4 ? "pair" : "batch";
+})();
+const THREADS = (() => {
+  if (LAYOUT !== "batch") return 1;
+  const t = Number(params.get("threads"));
+  if (Number.isInteger(t) && t >= 1) return Math.min(t, 16);
+  return ISOLATED ? Math.min(CORES, 4) : 1;
 })();
 document.body.dataset.layout = LAYOUT;
 /** What each worker decodes (Engine.start's `rows`), and which panes its step rows fill. */
 const PARTS = LAYOUT === "pair" ? [{ rows: "raw", panes: [0] }, { rows: "steered", panes: [1] }] : [{ rows: "both", panes: [0, 1] }];
 /** The worker that decodes the steered pane: α and mode changes go there. */
 const STEERED_WORKER = PARTS.findIndex((p) => p.panes.includes(1));
-
 function spawnWorkers() {
-  const url = new URL("./worker.js", import.meta.url).href;
+  const url = new URL(`./worker.js${THREADS > 1 ? `?threads=${THREADS}` : ""}`, import.meta.url).href;
   state.engineOk = null;
   state.workers = PARTS.map((part, i) => {
     const w = new Worker(ttPolicy ? ttPolicy.createScriptURL(url) : url, {
@@ -269,6 +282,22 @@ function spawnWorkers() {
     };
     return w;
   });
+}
+
+/** The "Engine" line of the model facts: the layout, and the threads of the engine's matrix products. */
+function showEngineFacts() {
+  const ws = state.workers;
+  if (!ws.length || ws.some((w) => w.hello !== true)) return;
+  const threads = ws[0].threads;
+  const threadsText =
+    THREADS > 1
+      ? threads > 1
+        ? `${threads} threads (cross-origin isolated)`
+        : `1 thread (${ws[0].threadsNote || "the threaded engine is unavailable"})`
+      : `1 thread${ISOLATED ? "" : " (not cross-origin isolated)"}`;
+  el.engineFacts.textContent =
+    LAYOUT === "pair" ? "two engines, one row each, 1 thread each" : `one engine, both rows as a batch · ${threadsText}`;
+  document.body.dataset.threads = String(threads);
 }
 
 /** Send a request to worker `index`; {id, promise}. */
@@ -299,6 +328,9 @@ function onWorkerMessage(w, msg) {
   switch (msg.type) {
     case "hello":
       w.hello = msg.ok;
+      w.threads = msg.threads ?? 1;
+      w.threadsNote = msg.threadsNote ?? null;
+      showEngineFacts();
       if (!msg.ok) {
         state.engineOk = false;
         state.engineError = msg.error.message;
@@ -1257,6 +1289,7 @@ function runStats(run = state.run) {
   return {
     runId: run.runId,
     layout: LAYOUT,
+    threads: state.workers[0]?.threads ?? null,
     ended: run.ended,
     reason: run.reason ?? null,
     promptTokens: run.promptTokens ?? null,
@@ -1325,7 +1358,7 @@ function endRun(reason, run = state.run, error = null) {
       parts.push(
         LAYOUT === "pair"
           ? `then ${perStep.toFixed(0)} ms per step for each row (two engines in parallel)`
-          : `then ${perStep.toFixed(0)} ms per step for both rows`,
+          : `then ${perStep.toFixed(0)} ms per step for both rows${state.workers[0]?.threads > 1 ? ` (${state.workers[0].threads} threads)` : ""}`,
       );
     }
     setStatus(`${reason === "stopped" ? "Stopped" : "Finished"}: ${parts.join(" · ")}.`, "ok");
@@ -1874,6 +1907,7 @@ if (DEBUG) {
     loadModel,
     runStats: () => runStats(),
     engineMemory: () => Promise.all(state.workers.map((_, i) => call("memory", {}, [], i))),
+    kernelCheck: (seed) => call("kernelCheck", { seed }),
   });
 }
 globalThis.destein = api;

@@ -26,6 +26,8 @@
 //                                        (data/judges/tox_block.safetensors, tox_block_vocab.json); once loaded, every
 //                                        step message carries its score of each row's continuation so far
 //   {type:"memory",      id}            -> {wasmBytes}: the size of the engine's wasm memory
+//   {type:"kernelCheck", id, seed}     -> {cases, mismatches, threads, isas}: the matrix kernels of this build
+//                                        checked bit for bit (scalar, simd128, and split over the engine's threads)
 //   {type:"profile",     id, on}        turn the engine's per-phase profile on (cleared) or off -> what it held:
 //                                        [[phase, ms], …] (for the benchmarks, src/profile.rs)
 //   {type:"derive",      id, request}   the vector lab: derive a vector from steering pairs with the same Rust code
@@ -37,7 +39,9 @@
 //   {type:"deriveCancel", id}           cancel the derivation in progress (between two pairs)
 //   {type:"crash",       id}            (testing aid: throws an uncaught error, as a dying engine would)
 // Replies (worker → page):
-//   {type:"hello", ok: true} | {type:"hello", ok: false, error}           once, when the engine module is loaded
+//   {type:"hello", ok: true, threads, threadsNote} | {type:"hello", ok: false, error}
+//                                        once, when the engine module is loaded: the threads its matrix products use
+//                                        (1 + helpers), and why not more when ?threads=N asked for more (or null)
 //   {type:"result", id, ok: true, value} | {type:"result", id, ok: false, error: {message, name, fatal}}
 //   {type:"step", runId, index, rows, stepMs, wallMs, mode, judge, judgeMs}
 //                                        one per decoding step of run `runId` (runId is the id of its start request);
@@ -61,12 +65,78 @@ function cancelDerivation(reason) {
   if (derivation) Object.assign(derivation, { cancelled: true, reason });
 }
 
+// Threads the page asked for (?threads=N in this worker's URL). More than one needs the threaded build
+// (pkg/threads/, shared memory), which only a cross-origin isolated page may use; otherwise, or if it fails to
+// start, the single-threaded build (pkg/) runs, which always works.
+const THREADS_WANTED = Math.max(1, Math.min(16, Math.floor(Number(new URL(self.location.href).searchParams.get("threads"))) || 1));
+let threadsNote = null; // why the threaded build is not in use, when threads were asked for
+
+// Trusted Types (enforced here when the server sends the page's CSP with this script): the only script URL this
+// worker creates is its helper threads'.
+const ttPolicy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
+  createScriptURL: (url) => {
+    const u = new URL(url, self.location.href);
+    if (u.origin !== self.location.origin || !u.pathname.endsWith("/www/thread.js")) {
+      throw new TypeError(`refusing helper thread URL ${url}`);
+    }
+    return u.href;
+  },
+});
+
+/** The threaded engine with `threads - 1` helper workers on its shared memory; throws if any part fails. */
+async function loadThreadedEngine(threads) {
+  const m = await import("../pkg/threads/destein.js");
+  const wasmUrl = new URL("../pkg/threads/destein_bg.wasm", import.meta.url);
+  const response = await fetch(wasmUrl);
+  if (!response.ok) throw new Error(`${wasmUrl.pathname}: HTTP ${response.status}`);
+  // Compiled here (not by the glue) because the helpers need the module itself.
+  const module = await WebAssembly.compile(await response.arrayBuffer());
+  const exports = await m.default({ module_or_path: module });
+  if (!m.threadedBuild?.()) throw new Error("pkg/threads/ holds a single-threaded build");
+  const url = new URL("./thread.js", import.meta.url).href;
+  const helpers = [];
+  try {
+    for (let i = 1; i < threads; i++) {
+      const w = new Worker(ttPolicy ? ttPolicy.createScriptURL(url) : url, { type: "module", name: `destein-engine-thread-${i}` });
+      w.postMessage({ module, memory: exports.memory });
+      helpers.push(w);
+    }
+    const failed = new Promise((_, reject) => {
+      for (const w of helpers) w.onerror = (ev) => reject(new Error(`a helper thread failed to start: ${ev.message || "error"}`));
+    });
+    const started = (async () => {
+      const deadline = performance.now() + 15000;
+      while (m.engineThreads() < threads) {
+        if (performance.now() > deadline) throw new Error(`only ${m.engineThreads() - 1} of ${threads - 1} helper threads started`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await Promise.race([started, failed]);
+  } catch (err) {
+    for (const w of helpers) w.terminate();
+    throw err;
+  }
+  return { m, exports };
+}
+
 const enginePromise = (async () => {
   try {
-    const m = await import("../pkg/destein.js");
-    wasmExports = await m.default();
-    mod = m;
-    postMessage({ type: "hello", ok: true });
+    if (THREADS_WANTED > 1) {
+      if (!self.crossOriginIsolated) threadsNote = "the page is not cross-origin isolated";
+      else {
+        try {
+          ({ m: mod, exports: wasmExports } = await loadThreadedEngine(THREADS_WANTED));
+        } catch (err) {
+          threadsNote = `the threaded engine could not start (${err?.message || err})`;
+        }
+      }
+    }
+    if (!mod) {
+      const m = await import("../pkg/destein.js");
+      wasmExports = await m.default();
+      mod = m;
+    }
+    postMessage({ type: "hello", ok: true, threads: mod.engineThreads?.() ?? 1, threadsNote });
   } catch (err) {
     const message =
       `The inference engine (pkg/destein.js) could not be loaded: ${err?.message || err}. ` +
@@ -333,6 +403,11 @@ const handlers = {
   async memory() {
     await enginePromise;
     return { wasmBytes: wasmExports?.memory?.buffer?.byteLength ?? null };
+  },
+  // Kernel exactness in this browser and build: scalar = simd128 = split over the engine's threads, bit for bit.
+  async kernelCheck({ seed }) {
+    await enginePromise;
+    return mod.kernelCheck(seed >>> 0);
   },
   async derive({ request }, id) {
     await enginePromise;

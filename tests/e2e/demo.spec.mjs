@@ -56,6 +56,10 @@ async function makeOverlay() {
   await fsp.mkdir(path.join(dir, "models"), { recursive: true });
   await fsp.mkdir(path.join(dir, "www/vectors"), { recursive: true });
   await fsp.copyFile(path.join(HERE, "mock-engine/destein.js"), path.join(dir, "pkg/destein.js"));
+  // The page asks for threads when it is cross-origin isolated: the "threaded build" is the same stand-in, which says
+  // it is not threaded, so the worker falls back to pkg/destein.js (the real threaded engine is tested below).
+  await fsp.mkdir(path.join(dir, "pkg/threads"), { recursive: true });
+  await fsp.copyFile(path.join(HERE, "mock-engine/destein.js"), path.join(dir, "pkg/threads/destein.js"));
   await fsp.writeFile(path.join(dir, "pkg/destein_bg.wasm"), Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]));
   const body = crypto.createHash("sha512");
   const chunks = [Buffer.from("GGUF")];
@@ -691,6 +695,42 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
       for (let t = 0; t < m.step; t++) assert.equal(moved.steered[t]?.id, ref.steered[t]?.id, `step ${t} before the move`);
       const after = moved.steered.slice(m.step).filter(Boolean);
       assert.ok(after.some((x, k) => x.id !== ref.steered[m.step + k]?.id), "tokens after the move differ");
+    } finally {
+      await page2.close();
+    }
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("threads: the threaded engine writes the same tokens, its kernels are exact; without it the page falls back", { timeout: T }, async () => {
+    const page2 = await b.context.newPage();
+    try {
+      const opts = { prompt: "The best way to learn a new language is", alpha: 0.3, maxTokens: 12 };
+      const out = {};
+      for (const threads of ["2", "1"]) {
+        await page2.goto(`${srv.url}?workers=1&threads=${threads}&debug=1`);
+        await waitReady(page2, 120000);
+        assert.equal(await page2.evaluate(() => crossOriginIsolated), true, "serve.mjs makes the page cross-origin isolated");
+        await page2.waitForSelector(`body[data-threads="${threads}"]`, { state: "attached" });
+        assert.match(await page2.textContent("#engine-facts"), threads === "2" ? /batch · 2 threads \(cross-origin isolated\)/ : /batch · 1 thread$/);
+        // scalar = simd128 = split over the threads, bit for bit, in this browser.
+        const check = await page2.evaluate(() => globalThis.destein.kernelCheck(11));
+        assert.equal(check.threads, Number(threads));
+        assert.deepEqual(check.isas, ["scalar", "simd128"]);
+        assert.ok(check.cases >= 40 && check.mismatches === 0, JSON.stringify(check));
+        out[threads] = await run(page2, opts, { timeout: T });
+        assert.deepEqual(b.problems, []);
+      }
+      assert.deepEqual(ids(out["2"].raw), ids(out["1"].raw));
+      assert.deepEqual(ids(out["2"].steered), ids(out["1"].steered));
+      // A browser or host where the threaded build cannot start: the single-threaded engine runs, and the page says why.
+      await page2.route("**/pkg/threads/destein_bg.wasm", (route) => route.fulfill({ status: 404, body: "" }));
+      await page2.goto(`${srv.url}?workers=1&threads=2`);
+      await waitReady(page2, 120000);
+      await page2.waitForSelector('body[data-threads="1"]', { state: "attached" });
+      assert.match(await page2.textContent("#engine-facts"), /1 thread \(the threaded engine could not start \(.*HTTP 404\)\)/);
+      const fallback = await run(page2, opts, { timeout: T });
+      assert.deepEqual(ids(fallback.steered), ids(out["1"].steered));
+      b.problems.splice(0, b.problems.length, ...b.problems.filter((p) => !/status of 404/.test(p)));
     } finally {
       await page2.close();
     }

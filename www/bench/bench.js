@@ -33,7 +33,7 @@ const status = document.getElementById("status");
 
 const workers = [];
 
-async function setup({ loadDtype = "as-is" } = {}) {
+async function setup({ loadDtype = "as-is", threads = 1 } = {}) {
   status.textContent = "Reading the model…";
   // DEFAULT_MODEL.url is relative to the demo page (the site root): the same absolute URL, so the same cache entry.
   const modelUrl = new URL(`../../${DEFAULT_MODEL.url}`, import.meta.url).href;
@@ -44,9 +44,11 @@ async function setup({ loadDtype = "as-is" } = {}) {
   const info = [];
   let vectors = null;
   const loadMs = [];
-  for (const name of ["bench-a", "bench-b"]) {
-    const w = new EngineWorker(name);
-    await w.hello;
+  const names = threads > 1 ? ["bench-a", "bench-b", "bench-t"] : ["bench-a", "bench-b"];
+  const helloes = [];
+  for (const name of names) {
+    const w = new EngineWorker(name, name === "bench-t" ? threads : 1);
+    helloes.push(await w.hello);
     const bytes = model.bytes.slice(); // each engine gets (and keeps) its own copy
     const t = performance.now();
     info.push(await w.call("loadModel", { bytes: bytes.buffer, sha256: model.sha256, loadDtype }, [bytes.buffer]));
@@ -56,13 +58,13 @@ async function setup({ loadDtype = "as-is" } = {}) {
   }
   status.textContent = "Ready.";
   const { probeAccuracy, layerNorms, ...vectorFacts } = vectors;
-  return { modelSource: model.source, info, vectors: vectorFacts, loadMs };
+  return { modelSource: model.source, info, vectors: vectorFacts, loadMs, threads: helloes.map((h) => h.threads), threadsNote: helloes.at(-1).threadsNote };
 }
 
-async function batch(params) {
-  const gen = await workers[0].generate({ ...params, rows: "both" });
+async function batch(params, layout = "batch") {
+  const gen = await workers[layout === "batch-threads" ? 2 : 0].generate({ ...params, rows: "both" });
   return {
-    layout: "batch",
+    layout,
     wallMs: gen.end - gen.t0,
     stepsPerWorker: [gen.steps.length],
     panes: [paneStats(gen, 0), paneStats(gen, 1)],
@@ -89,6 +91,7 @@ const SINGLE = {
   steered: { worker: 0, rows: "steered" }, // the hook fuses z at the given α and reads the projection
   readout: { worker: 0, rows: "raw" }, // the hook at α = 0: the projection read-out only (the demo's raw pane)
   plain: { worker: 1, rows: "raw" }, // no vectors: no hook
+  "steered-threads": { worker: 2, rows: "steered" }, // "steered" in the threaded worker (setup({threads}))
 };
 async function single(layout, params) {
   const { worker, rows } = SINGLE[layout];
@@ -108,10 +111,11 @@ async function profiled(layout, params) {
 
 let current = null;
 function begin(layout, params) {
-  const run = layout === "pair" ? pair : layout === "batch" ? batch : (p) => single(layout, p);
+  const run = layout === "pair" ? pair : layout.startsWith("batch") ? (p) => batch(p, layout) : (p) => single(layout, p);
   const result = run(params);
   result.catch(() => {});
-  const busy = layout === "pair" ? workers : [workers[SINGLE[layout]?.worker ?? 0]];
+  const busy =
+    layout === "pair" ? workers.slice(0, 2) : [workers[layout === "batch-threads" ? 2 : (SINGLE[layout]?.worker ?? 0)]];
   current = { result, workers: busy };
   return true;
 }
@@ -128,6 +132,9 @@ async function memory() {
   return Promise.all(workers.map((w) => w.call("memory")));
 }
 
-globalThis.bench = { setup, batch, pair, single, clearVectors, profiled, memory, begin, firstToken, finish };
+// The kernels' exactness check (www/worker.js "kernelCheck") in worker i.
+const kernelCheck = (i, seed) => workers[i].call("kernelCheck", { seed });
+
+globalThis.bench = { kernelCheck, setup, batch, pair, single, clearVectors, profiled, memory, begin, firstToken, finish };
 status.textContent = "Idle: call bench.setup().";
 document.body.dataset.ready = "1";

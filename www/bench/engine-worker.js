@@ -1,7 +1,8 @@
 // The demo's inference worker (www/worker.js, protocol in its header) as the benchmark pages drive it
 // (www/bench/bench.js, www/bench/wllama-bench.js; not part of the demo).
 //
-//   new EngineWorker(name)           starts a worker; await .hello before the first call
+//   new EngineWorker(name, threads?) starts a worker (threads > 1: the threaded build, when the page is cross-origin
+//                                    isolated); await .hello (-> {threads, threadsNote}) before the first call
 //   .call(type, payload, transfer)   one request -> its result value
 //   .generate(params, t0?)           one generation (Engine.start options) -> {t0, end, steps: [{at, index, stepMs,
 //                                    rows}], started: {promptTokens}}; .lastSteps grows while it runs
@@ -12,18 +13,19 @@ const WORKER_URL = new URL("../worker.js", import.meta.url).href;
 // Trusted Types: like the demo, a benchmark page only ever creates this worker's script URL.
 const policy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
   createScriptURL: (url) => {
-    if (url !== WORKER_URL) throw new TypeError(`refusing worker URL ${url}`);
+    if (url.split("?")[0] !== WORKER_URL) throw new TypeError(`refusing worker URL ${url}`);
     return url;
   },
 });
 
 export class EngineWorker {
-  constructor(name) {
+  constructor(name, threads = 1) {
     this.nextId = 1;
     this.pending = new Map();
     this.runs = new Map();
     this.hello = new Promise((resolve, reject) => (this.helloWaiter = { resolve, reject }));
-    this.worker = new Worker(policy ? policy.createScriptURL(WORKER_URL) : WORKER_URL, { type: "module", name });
+    const url = threads > 1 ? `${WORKER_URL}?threads=${threads}` : WORKER_URL;
+    this.worker = new Worker(policy ? policy.createScriptURL(url) : url, { type: "module", name });
     this.worker.onmessage = (ev) => this.onMessage(ev.data, performance.now());
     this.worker.onerror = (ev) => {
       const err = new Error(`worker ${name}: ${ev.message || "error"}`);
@@ -36,7 +38,7 @@ export class EngineWorker {
   onMessage(msg, now) {
     switch (msg.type) {
       case "hello":
-        if (msg.ok) this.helloWaiter.resolve();
+        if (msg.ok) this.helloWaiter.resolve({ threads: msg.threads, threadsNote: msg.threadsNote });
         else this.helloWaiter.reject(new Error(msg.error.message));
         break;
       case "result": {

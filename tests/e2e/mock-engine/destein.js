@@ -53,6 +53,9 @@ function busy(ms) {
 }
 
 export default async function init() {}
+// Single-threaded, like pkg/destein.js (www/worker.js falls back to it when asked for threads).
+export const threadedBuild = () => false;
+export const engineThreads = () => 1;
 
 export class Engine {
   constructor(bytes, opts = {}) {
