@@ -523,7 +523,7 @@ impl QuantizedMatrix {
     fn run_threaded(&self, act: &Activations, out: &mut [f32], threads: usize) {
         let ranges = self.split_groups(threads);
         let shared = SharedOut(out.as_mut_ptr(), out.len());
-        crate::pool::run(&|i| {
+        crate::pool::run(ranges.len(), &|i| {
             if let Some(r) = ranges.get(i) {
                 // SAFETY: `out` outlives `pool::run`, and the ranges are disjoint.
                 let mut sink = unsafe { Sink::shared(shared, self.out_features, self.out_features) };
