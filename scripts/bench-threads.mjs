@@ -7,6 +7,9 @@
 // and one pane alone (the steered row) single-threaded and threaded. Per layout: each pane's decoding speed while
 // both stream, the prompt's prefill time (44-token prompt), time to first token, and wasm memory. It also runs the
 // kernels' exactness check in the threaded worker (scalar = simd128 = threaded, bit for bit) and fails if it differs.
+// Then the page itself (index.html?debug=1, warm cache: a reload reads the model from Cache Storage), driven through
+// its controls, in the three layouts (?workers=1&threads=1, ?workers=1&threads=2, ?workers=2): navigation → ready,
+// Start → first token, prefill, and each pane's speed while both stream (with rendering and the tox-block judge).
 //
 //   node scripts/bench-threads.mjs [--rounds 5] [--tokens 64] [--threads 2] [--out reports/threads-bench.json]
 import fs from "node:fs";
@@ -30,7 +33,41 @@ const env = {
   threadedWasmSha256: sha256File(path.join(ROOT, "pkg/threads/destein_bg.wasm")),
 };
 const rounds = [];
+const pageRounds = [];
 let setup, check;
+// The page's layouts: URL parameters, and what the page must report running.
+const PAGE_LAYOUTS = ["batch", "batch-threads", "pair"];
+const PAGE_URL = { batch: "workers=1&threads=1", "batch-threads": `workers=1&threads=${opts.threads}`, pair: "workers=2" };
+
+/** One warm-cache page load and run in `layout`, through the page's own controls. */
+async function pageRound(page, base, layout, ours) {
+  await page.goto(`${base}?debug=1&${PAGE_URL[layout]}`);
+  await page.waitForSelector('body[data-phase="ready"]', { timeout: 600000 });
+  await page.waitForFunction(() => !document.querySelector("#start").disabled, null, { timeout: 600000 });
+  await page.waitForSelector("body[data-judge=ready]", { state: "attached", timeout: 60000 });
+  const facts = await page.evaluate(() => ({
+    layout: document.body.dataset.layout, threads: Number(document.body.dataset.threads), source: document.body.dataset.modelSource,
+    readyMs: performance.getEntriesByName("destein:ready")[0]?.startTime,
+  }));
+  const wantThreads = layout === "batch-threads" ? opts.threads : 1;
+  if (facts.layout !== (layout === "pair" ? "pair" : "batch") || facts.threads !== wantThreads) throw new Error(`asked for ${layout}, the page runs ${JSON.stringify(facts)}`);
+  if (facts.source !== "from cache") throw new Error(`warm load came ${facts.source}`);
+  await page.fill("#prompt", PROMPT);
+  await page.check('input[name="format"][value="continuation"]');
+  await page.fill("#max-tokens", String(opts.tokens));
+  await page.fill("#seed", String(opts.seed));
+  await page.fill("#temperature", "0");
+  const before = await page.evaluate(() => document.body.dataset.runId || "");
+  const cpu = cpuMeter(ours);
+  await page.click("#start");
+  await page.waitForFunction((b) => document.body.dataset.runId !== b, before, { timeout: 10000 });
+  await page.waitForSelector('body[data-run="done"]', { timeout: 600000 });
+  const stats = await page.evaluate(() => globalThis.destein.runStats());
+  return {
+    layout, readyMs: facts.readyMs, startToFirstTokenMs: stats.ttftMs, ttftMs: facts.readyMs + stats.ttftMs, prefillMs: stats.prefillMs,
+    promptTokens: stats.promptTokens, foreignCores: cpu.foreignCores(), panes: stats.panes.map(({ text, ...p }) => p),
+  };
+}
 try {
   // Let the demo download and cache the model once (the bench page reads it from Cache Storage).
   await page.goto(`${srv.url}?workers=1`);
@@ -63,6 +100,15 @@ try {
     }
   }
   env.wasmMemory = await page.evaluate(() => globalThis.bench.memory());
+  for (let i = 0; i < opts.rounds; i++) {
+    const order = i % 2 === 0 ? PAGE_LAYOUTS : [...PAGE_LAYOUTS].reverse();
+    for (const layout of order) {
+      const r = await pageRound(page, srv.url, layout, ours);
+      r.round = i + 1;
+      pageRounds.push(r);
+      log(`page ${layout} ${i + 1}: ready ${f0(r.readyMs)} ms, first token +${f0(r.startToFirstTokenMs)} ms, prefill ${f0(r.prefillMs)} ms, tok/s ${r.panes.map((p) => f1(p.decodeTokPerS)).join(" / ")}, other load ${f1(r.foreignCores)} cores`);
+    }
+  }
   env.chromiumPids = chromiumPids(userDataDir).length;
 } finally {
   env.loadavgAfter = os.loadavg();
@@ -99,7 +145,20 @@ const ratios = {
   "steered-threads / steered": ratio("steered-threads", "steered", 0),
   "batch step / single step (1 thread)": ratio("steered", "batch", 0),
 };
-const out = { env, opts, setup: { threads: setup.threads, threadsNote: setup.threadsNote, loadMs: setup.loadMs }, kernelCheck: check, summary: S, ratios, rounds };
+const P = {};
+for (const layout of PAGE_LAYOUTS) {
+  const rs = pageRounds.filter((r) => r.layout === layout);
+  P[layout] = {
+    readyMs: summary(rs.map((r) => r.readyMs)),
+    startToFirstTokenMs: summary(rs.map((r) => r.startToFirstTokenMs)),
+    ttftMs: summary(rs.map((r) => r.ttftMs)),
+    prefillMs: summary(rs.map((r) => r.prefillMs)),
+    promptTokens: rs[0].promptTokens,
+    paneTokPerS: [0, 1].map((k) => summary(rs.map((r) => r.panes[k].decodeTokPerS))),
+    foreignCores: median(rs.map((r) => r.foreignCores)),
+  };
+}
+const out = { env, opts, page: P, pageRounds, setup: { threads: setup.threads, threadsNote: setup.threadsNote, loadMs: setup.loadMs }, kernelCheck: check, summary: S, ratios, rounds };
 const outPath = path.resolve(ROOT, opts.out);
 fs.mkdirSync(path.dirname(outPath), { recursive: true });
 fs.writeFileSync(outPath, JSON.stringify(out, null, 1) + "\n");
@@ -108,6 +167,11 @@ for (const layout of LAYOUTS) {
   const s = S[layout];
   const panes = s.paneTokPerS.length === 2 ? s.paneTokPerS.map((p) => withRange(p)) : ["–", withRange(s.paneTokPerS[0])];
   console.log(`| ${layout} | ${panes[0]} | ${panes[1]} | ${withRange(s.prefillMs, f0)} | ${withRange(s.ttftMs, f0)} |`);
+}
+console.log(`\n| the page (warm cache) | raw pane tok/s | steered pane tok/s | prefill ms | navigation → ready ms | Start → first token ms | time to first token ms |\n|---|---|---|---|---|---|---|`);
+for (const layout of PAGE_LAYOUTS) {
+  const s = P[layout];
+  console.log(`| ${layout} | ${withRange(s.paneTokPerS[0])} | ${withRange(s.paneTokPerS[1])} | ${withRange(s.prefillMs, f0)} | ${withRange(s.readyMs, f0)} | ${withRange(s.startToFirstTokenMs, f0)} | ${withRange(s.ttftMs, f0)} |`);
 }
 for (const [k, v] of Object.entries(ratios)) console.log(`${k}: ${withRange(v, (x) => x.toFixed(2))}`);
 console.log(`wrote ${opts.out}`);

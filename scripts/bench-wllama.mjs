@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // Our engine vs. llama.cpp in the browser (wllama), measured in one headless Chromium session.
 //
-//   node scripts/bench-wllama.mjs [--rounds 7] [--tokens 64] [--out reports/wllama-bench.json]
+//   node scripts/bench-wllama.mjs [--rounds 7] [--tokens 64] [--threads 1] [--out reports/wllama-bench.json]
+//
+// --threads N (N > 1): both engines with N threads: ours its threaded build (pkg/threads/), wllama its pthread pool
+// (n_threads N). scripts/serve.mjs makes the page cross-origin isolated (COOP + COEP), which both need.
 //
 // Needs: npm install (playwright-core and the @wllama/wllama dev dependency), Chromium at /usr/bin/chromium (or
 // CHROMIUM_PATH), pkg/ (scripts/build-wasm.sh) and models/SmolLM2-135M-Instruct.Q4_1.gguf. It starts
@@ -53,7 +56,7 @@ const WLLAMA_PKG = "node_modules/@wllama/wllama";
 const ENGINES = ["ours", "wllama"];
 
 function parseArgs(argv) {
-  const o = parseOptions(argv, { rounds: 7, tokens: 64, warmupTokens: 8, out: "reports/wllama-bench.json" }, import.meta.url);
+  const o = parseOptions(argv, { rounds: 7, tokens: 64, warmupTokens: 8, threads: 1, out: "reports/wllama-bench.json" }, import.meta.url);
   if (o.tokens < 2) throw new Error("--tokens must be at least 2 (decode speed needs a token after the first)");
   return o;
 }
@@ -118,14 +121,17 @@ async function main() {
   try {
     await page.goto(`${srv.url}www/bench/wllama.html`);
     await page.waitForSelector("body[data-ready]", { state: "attached" });
-    const setup = await page.evaluate(() => globalThis.wbench.setup());
+    const setup = await page.evaluate((t) => globalThis.wbench.setup({ threads: t }), opts.threads);
     results.setup = setup;
-    if (setup.wllama.multithread || setup.wllama.threads !== 1) {
-      throw new Error(`wllama runs ${setup.wllama.threads} threads (multithread ${setup.wllama.multithread})`);
+    if (setup.wllama.multithread !== opts.threads > 1 || setup.wllama.threads !== opts.threads || setup.ours.threads !== opts.threads) {
+      throw new Error(
+        `asked for ${opts.threads} threads: wllama runs ${setup.wllama.threads} (multithread ${setup.wllama.multithread}), ` +
+          `ours ${setup.ours.threads}${setup.ours.threadsNote ? ` (${setup.ours.threadsNote})` : ""}`,
+      );
     }
     log(
       `model ${setup.modelSource}; load: ours ${f0(setup.ours.loadMs)} ms, wllama ${f0(setup.wllama.loadMs)} ms ` +
-        `(llama.cpp ${setup.wllama.libllamaVersion}, ${setup.wllama.threads} thread, cross-origin isolated: ` +
+        `(llama.cpp ${setup.wllama.libllamaVersion}, ${setup.wllama.threads} thread(s), cross-origin isolated: ` +
         `${setup.crossOriginIsolated})`,
     );
 
@@ -203,10 +209,10 @@ async function main() {
     `Chromium ${String(env.chromium).replace(/^.*Chrome\/(\S+).*$/, "$1")}, headless, ${env.cpus} CPU cores ` +
       `(${env.cpuModel}); SmolLM2-135M-Instruct Q4_1 (the same ${(su.modelBytes / 1e6).toFixed(1)} MB GGUF from the local ` +
       `server), a plain-continuation prompt of ${o.promptTokens.join("/")} tokens (ours) / ${w.promptTokens.join("/")} ` +
-      `tokens (wllama), ${opts.tokens} new tokens, greedy. Ours: pkg/ (wasm32, simd128), weights as stored ` +
-      `(${su.ours.loadDtype}), one Web Worker, one row. wllama ${env.wllama} (llama.cpp ${su.wllama.libllamaVersion}, ` +
+      `tokens (wllama), ${opts.tokens} new tokens, greedy. Ours: ${su.ours.threads > 1 ? `pkg/threads/ (wasm32, simd128, atomics), ${su.ours.threads} threads` : "pkg/ (wasm32, simd128)"}, weights as stored ` +
+      `(${su.ours.loadDtype}), one Web Worker${su.ours.threads > 1 ? " plus its helper threads" : ""}, one row. wllama ${env.wllama} (llama.cpp ${su.wllama.libllamaVersion}, ` +
       `wasm64 + JSPI), n_threads ${su.wllama.threads}, CPU only, in its own Web Worker; the page is ` +
-      `${su.crossOriginIsolated ? "" : "not "}cross-origin isolated, so wllama runs ${su.wllama.multithread ? "multi" : "single"}-threaded. ` +
+      `${su.crossOriginIsolated ? "" : "not "}cross-origin isolated, and wllama runs ${su.wllama.multithread ? "multi" : "single"}-threaded. ` +
       `Medians (min–max) over ${opts.rounds} rounds per engine, alternating, after one uncounted warm-up each. ` +
       `Other processes kept ${f1(median([...o.foreignCores.values, ...w.foreignCores.values]))} of the ${env.cpus} cores busy ` +
       `(median); load average (1 min) ${env.loadavgBefore[0].toFixed(2)} before, ${ld.median == null ? "–" : `${ld.median.toFixed(2)} (${ld.min.toFixed(2)}–${ld.max.toFixed(2)})`} during, ` +

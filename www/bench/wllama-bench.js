@@ -2,11 +2,11 @@
 //
 // Both engines get the same GGUF bytes (read from the demo's Cache Storage entry, or downloaded from this server and
 // verified), the same prompt as a plain continuation (no chat template), greedy decoding and the same number of new
-// tokens, each in a Web Worker of its own on a single thread:
+// tokens, each in a Web Worker of its own:
 //   ours    the demo's worker (www/worker.js) with `rows: "raw"`: one row, no steering vectors loaded;
-//   wllama  @wllama/wllama (served from node_modules/@wllama/wllama/esm/) with n_threads 1. This page is not
-//           cross-origin isolated (no COEP header), so wllama could not start threads anyway: it runs without its
-//           pthread pool.
+//   wllama  @wllama/wllama (served from node_modules/@wllama/wllama/esm/) with n_threads 1,
+// or, with setup({threads: N}), both with N threads (ours: its threaded build; wllama: its pthread pool), which needs
+// the page cross-origin isolated (scripts/serve.mjs sends COOP and COEP).
 //
 // API (globalThis.wbench), all async:
 //   setup()                 load both engines -> {modelSource, sha256, modelBytes, crossOriginIsolated, ours: {...},
@@ -44,7 +44,7 @@ function keepLog(level, args) {
   if (logging && wllamaLog.length < 400) wllamaLog.push(`${level}: ${args.map(String).join(" ")}`);
 }
 
-async function setup({ wllamaParams = {} } = {}) {
+async function setup({ wllamaParams = {}, threads = 1 } = {}) {
   status.textContent = "Reading the model…";
   // DEFAULT_MODEL.url is relative to the demo page (the site root): the same absolute URL, so the same cache entry.
   const modelUrl = new URL(`../../${DEFAULT_MODEL.url}`, import.meta.url).href;
@@ -52,8 +52,8 @@ async function setup({ wllamaParams = {} } = {}) {
 
   status.textContent = "Loading our engine…";
   let t = performance.now();
-  ours = new EngineWorker("ours");
-  await ours.hello;
+  ours = new EngineWorker("ours", threads);
+  const hello = await ours.hello;
   const oursWorkerMs = performance.now() - t;
   const bytes = model.bytes.slice(); // transferred to the worker
   const info = await ours.call("loadModel", { bytes: bytes.buffer, sha256: model.sha256, loadDtype: "as-is" }, [bytes.buffer]);
@@ -64,7 +64,7 @@ async function setup({ wllamaParams = {} } = {}) {
   t = performance.now();
   wllama = new Wllama({ default: WLLAMA_WASM }, { logger: quietLogger, allowOffline: false });
   await wllama.loadModel([blob], {
-    n_threads: 1,
+    n_threads: threads,
     n_gpu_layers: 0, // CPU only (the page has no WebGPU under --disable-gpu anyway)
     n_ctx: N_CTX,
     n_parallel: 1,
@@ -89,7 +89,8 @@ async function setup({ wllamaParams = {} } = {}) {
       workerStartMs: oursWorkerMs, // of which: worker start and wasm instantiation
       engineLoadMs: info.loadMs, // of which: the engine's own time to build the model
       loadDtype: info.loadDtype,
-      threads: 1,
+      threads: hello.threads,
+      threadsNote: hello.threadsNote,
       info,
     },
     wllama: {
