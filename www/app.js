@@ -235,13 +235,12 @@ const ttPolicy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
 //          a core each. It costs a second engine (about 138 MB of wasm memory) and a little more loading.
 //   batch: one worker decodes both rows as a batch of two: half the memory. When the page is cross-origin isolated
 //          (SharedArrayBuffer), its engine is the threaded build and splits each matrix product over THREADS threads
-//          (one per core, up to 4); otherwise it runs on one core.
-// Default: batch with threads when isolated on two or more cores (measured faster than pair), else pair on two or
-// more cores with 4 GB or more, else batch. ?workers=1 forces batch, ?workers=2 pair; ?threads=N sets the threads of
-// the batch layout's engine (1: the single-threaded build).
-// Measured in reports/threads-bench.json (scripts/bench-threads.mjs): per pane while both stream, one threaded
-// engine decoding the batch of two against two single-threaded engines, on a two-core machine.
-const THREADED_BATCH_BEATS_PAIR = true;
+//          (one per core, up to 4): 1.38× the single-threaded batch speed per pane on two cores.
+// Default: pair on two or more cores with 4 GB or more, else batch (threaded when isolated). On two cores the
+// threaded batch measured the same as pair with the workers alone (1.02×) and a little slower in the page (36.9 vs
+// 38.4–41.9 tok/s per pane, reports/threads-bench.json), so pair stays the default there; more cores (pair with threads
+// in each worker) could not be measured on the project's machines. ?workers=1 forces batch, ?workers=2 pair;
+// ?threads=N sets the batch engine's threads (1: the single-threaded build).
 const CORES = navigator.hardwareConcurrency || 1;
 const ISOLATED = globalThis.crossOriginIsolated === true;
 const LAYOUT = (() => {
@@ -249,7 +248,6 @@ const LAYOUT = (() => {
   if (w === "1") return "batch";
   if (w === "2") return "pair";
   const memoryGb = navigator.deviceMemory ?? Infinity; // Chromium only, coarse (0.25 … 8)
-  if (ISOLATED && CORES >= 2 && THREADED_BATCH_BEATS_PAIR) return "batch";
   return CORES >= 2 && memoryGb >= 4 ? "pair" : "batch";
 })();
 const THREADS = (() => {
