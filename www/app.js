@@ -10,6 +10,7 @@ import {
   cacheAvailable,
 } from "./model-store.js";
 import { initLab } from "./lab.js";
+import { ensureIsolation, describeIsolation, serviceWorkerUrl } from "./isolation.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration
@@ -82,6 +83,7 @@ const el = {
   modelSha: $("model-sha"),
   modelShape: $("model-shape"),
   vectorsInfo: $("vectors-info"),
+  isolationInfo: $("isolation-info"),
   retry: $("retry-model"),
   dropzone: $("dropzone"),
   fileInput: $("file-input"),
@@ -217,16 +219,17 @@ class EngineError extends Error {
   }
 }
 
-// Trusted Types: the only script URL this page ever creates is its worker.
+// Trusted Types: the only script URLs this page ever creates are its worker and its service worker (coi-sw.js next
+// to index.html, see www/isolation.js).
 const ttPolicy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
   createScriptURL: (url) => {
     const u = new URL(url, location.href);
-    if (u.origin !== location.origin || !u.pathname.endsWith("/www/worker.js")) {
-      throw new TypeError(`refusing worker URL ${url}`);
-    }
+    const worker = u.origin === location.origin && u.pathname.endsWith("/www/worker.js");
+    if (!worker && u.href !== serviceWorkerUrl()) throw new TypeError(`refusing script URL ${url}`);
     return u.href;
   },
 });
+const trustedScriptURL = (url) => (ttPolicy ? ttPolicy.createScriptURL(url) : url);
 
 // The panes run in one of two layouts (scripts/bench-browser.mjs measures both; see README "Browser performance"):
 //   pair:  two workers, one Engine each: worker 0 decodes the raw row, worker 1 the steered row, in parallel. A
@@ -254,7 +257,7 @@ function spawnWorkers() {
   const url = new URL("./worker.js", import.meta.url).href;
   state.engineOk = null;
   state.workers = PARTS.map((part, i) => {
-    const w = new Worker(ttPolicy ? ttPolicy.createScriptURL(url) : url, {
+    const w = new Worker(trustedScriptURL(url), {
       type: "module",
       name: PARTS.length > 1 ? `destein-engine-${part.rows}` : "destein-engine",
     });
@@ -1882,6 +1885,11 @@ async function boot() {
   updatePromptCount();
   updateAlphaUI();
   updateButtons();
+  // First, cross-origin isolation (SharedArrayBuffer, for wasm threads): on a static host this may register
+  // coi-sw.js and reload the page once, so nothing is fetched before it.
+  const isolation = await ensureIsolation(trustedScriptURL);
+  document.body.dataset.isolation = isolation.isolated ? isolation.how : "no";
+  el.isolationInfo.textContent = describeIsolation(isolation);
   loadExamples();
   spawnWorkers();
   const source = modelSourceFromParams();
