@@ -2,10 +2,10 @@
 // Model text is only ever inserted with textContent (the page's CSP enforces Trusted Types, so innerHTML with a
 // string would throw).
 import {
-  DEFAULT_MODEL,
   ModelLoadError,
   formatBytes,
   loadModelBytes,
+  readSiteConfig,
   sha256Hex,
   cacheAvailable,
 } from "./model-store.js";
@@ -38,31 +38,32 @@ function mark(name, detail) {
   }
 }
 
-function modelSourceFromParams() {
+/** The model to load: ?model=URL (&sha256=HEX), else the site's default (destein-config.json, readSiteConfig). */
+function modelSourceFromParams(defaultModel) {
   const url = params.get("model");
   const sha = (params.get("sha256") || "").trim().toLowerCase();
-  if (sha && !/^[0-9a-f]{64}$/.test(sha)) {
-    return { error: `The sha256 parameter '${sha}' is not 64 hex digits; it was ignored.`, ...defaultSource() };
-  }
-  if (!url) return defaultSource(sha || null);
-  const abs = new URL(url, location.href);
-  const isDefault = abs.href === new URL(DEFAULT_MODEL.url, location.href).href;
-  return {
+  const defaultUrl = new URL(defaultModel.url, location.href);
+  const source = (abs, expectedSha256, label) => ({
     kind: "url",
     url: abs.href,
-    expectedSha256: sha || (isDefault ? DEFAULT_MODEL.sha256 : null),
-    label: isDefault ? DEFAULT_MODEL.label : decodeURIComponent(abs.pathname.split("/").pop() || abs.href),
+    expectedSha256,
+    label,
     crossOrigin: abs.origin !== location.origin,
-  };
-}
-function defaultSource(sha = null) {
-  return {
-    kind: "url",
-    url: new URL(DEFAULT_MODEL.url, location.href).href,
-    expectedSha256: sha || DEFAULT_MODEL.sha256,
-    label: DEFAULT_MODEL.label,
-    crossOrigin: false,
-  };
+  });
+  if (sha && !/^[0-9a-f]{64}$/.test(sha)) {
+    return {
+      error: `The sha256 parameter '${sha}' is not 64 hex digits; it was ignored.`,
+      ...source(defaultUrl, defaultModel.sha256, defaultModel.label),
+    };
+  }
+  if (!url) return source(defaultUrl, sha || defaultModel.sha256, defaultModel.label);
+  const abs = new URL(url, location.href);
+  const isDefault = abs.href === defaultUrl.href;
+  return source(
+    abs,
+    sha || (isDefault ? defaultModel.sha256 : null),
+    isDefault ? defaultModel.label : decodeURIComponent(abs.pathname.split("/").pop() || abs.href),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1892,12 +1893,16 @@ async function boot() {
   el.isolationInfo.textContent = describeIsolation(isolation);
   loadExamples();
   spawnWorkers();
-  const source = modelSourceFromParams();
-  if (source.error) showError(source.error);
+  const config = await readSiteConfig();
+  const source = modelSourceFromParams(config.model);
   if (!cacheAvailable()) {
     setStatus("This page is not in a secure context: the model cannot be cached and is downloaded each time.");
   }
   await loadModel(source);
+  // Problems with the site's configuration or the URL's parameters, shown once the model load no longer clears the
+  // alert (before a failure of the load itself, when there is one).
+  const notes = [config.error, source.error].filter(Boolean);
+  if (notes.length) showError([...notes, el.alert.hidden ? "" : el.alertText.textContent].join(" ").trim());
   // The judge is optional and small: load it once the model is in, so it does not slow the model's loading down.
   // (A run started meanwhile gets its scores from the judge's arrival on.)
   await loadJudge();

@@ -18,6 +18,44 @@ export const DEFAULT_MODEL = Object.freeze({
   label: "SmolLM2-135M-Instruct (Q4_1)",
 });
 const SHA_HEADER = "x-destein-sha256";
+export const CONFIG_FILE = "destein-config.json";
+
+/**
+ * The page's default model, from destein-config.json next to index.html: {"model": {"url", "sha256", "label"?}}, the
+ * url relative to the page or absolute. The repository's copy names models/ (what DEFAULT_MODEL says);
+ * scripts/build-site.sh writes the published site's, which may point to another host.
+ * @returns {Promise<{model: {url, sha256, label}, error: string|null}>}: without a usable file, DEFAULT_MODEL and an
+ *   error naming the problem.
+ */
+export async function readSiteConfig(base = globalThis.location?.href) {
+  const url = new URL(CONFIG_FILE, base);
+  const fallback = (why) => ({
+    model: DEFAULT_MODEL,
+    error: `The site's ${CONFIG_FILE} ${why}; using the built-in default model ${DEFAULT_MODEL.url}.`,
+  });
+  let resp, config;
+  try {
+    resp = await fetch(url, { cache: "no-cache" });
+  } catch (err) {
+    return fallback(`could not be fetched (${err.message || err})`);
+  }
+  if (!resp.ok) {
+    return fallback(resp.status === 404 ? "is missing on the server (HTTP 404)" : `could not be fetched (HTTP ${resp.status})`);
+  }
+  try {
+    config = await resp.json();
+  } catch (err) {
+    return fallback(`is not valid JSON (${err.message})`);
+  }
+  const m = config?.model;
+  if (typeof m?.url !== "string" || !m.url) return fallback('has no "model": {"url": …}');
+  if (typeof m.sha256 !== "string" || !/^[0-9a-f]{64}$/i.test(m.sha256)) {
+    return fallback(`gives no "sha256" of 64 hex digits for ${m.url}`);
+  }
+  const label =
+    typeof m.label === "string" && m.label ? m.label : decodeURIComponent(new URL(m.url, url).pathname.split("/").pop());
+  return { model: Object.freeze({ url: m.url, sha256: m.sha256.toLowerCase(), label }), error: null };
+}
 
 export class ModelLoadError extends Error {
   constructor(message, { cause, retryable = true, kind = "network" } = {}) {

@@ -122,6 +122,7 @@ describe("server", () => {
       "data/judges/tox_block.safetensors": /^application\/octet-stream$/,
       "data/judges/tox_block_vocab.json": /^application\/json/,
       "coi-sw.js": /^text\/javascript/,
+      "destein-config.json": /^application\/json/,
     };
     for (const [p, re] of Object.entries(cases)) {
       const r = await fetch(srv.url + p, { method: "HEAD" });
@@ -148,7 +149,7 @@ describe("server", () => {
     await r.body.cancel();
   });
 
-  test("serves nothing outside index.html, coi-sw.js, www/, pkg/, models/, data/judges/, data/concepts/ and the detox pairs", async () => {
+  test("serves nothing outside index.html, destein-config.json, coi-sw.js, www/, pkg/, models/, data/judges/, data/concepts/ and the detox pairs", async () => {
     for (const p of ["Cargo.toml", "src/lib.rs", ".git/HEAD", "www/../Cargo.toml", "%2e%2e/etc/passwd", "www/.hidden", "scripts/serve.mjs", "data/README.md", "data/rtp/test100.jsonl", "data/judges/../README.md", "data/judges", "data/concepts"]) {
       const r = await fetch(srv.url + p);
       assert.equal(r.status, 404, p);
@@ -572,6 +573,20 @@ describe("page with the mock engine", { skip: browserMissing || false }, () => {
     } finally {
       await b2.close();
     }
+  });
+
+  test("a malformed sha256 parameter is named once the model is in (the default model is loaded)", { timeout: 60000 }, async () => {
+    const page2 = await b.context.newPage();
+    try {
+      await page2.goto(`${srv.url}?sha256=xyz&debug=1`);
+      await waitReady(page2);
+      // (Then the mock vectors' refusal of the real model: later problems follow the parameter's.)
+      assert.match(await alertText(page2), /^The sha256 parameter 'xyz' is not 64 hex digits; it was ignored\. The vector file /);
+      assert.match(await page2.textContent("#model-sha"), /\(verified\)$/);
+    } finally {
+      await page2.close();
+    }
+    assert.deepEqual(b.problems, []);
   });
 
   test("a cached copy that fails its hash is evicted and fetched again", { timeout: 60000 }, async () => {
