@@ -266,7 +266,9 @@ function spawnWorkers() {
     w.onmessage = (ev) => onWorkerMessage(w, ev.data);
     w.onerror = (ev) => {
       ev.preventDefault?.();
-      if (state.workers.includes(w)) handleWorkerDeath(ev.message || `worker ${i + 1} reported an error`);
+      if (!state.workers.includes(w)) return;
+      if (w.hello === null) workerDidNotStart(url, ev.message);
+      else handleWorkerDeath(ev.message || `worker ${i + 1} reported an error`);
     };
     w.onmessageerror = () => {
       if (state.workers.includes(w)) handleWorkerDeath("a message from the worker could not be read");
@@ -339,6 +341,24 @@ function onWorkerMessage(w, msg) {
       judgeFailed(`it failed while scoring (${msg.error?.message || "unknown error"})`);
       break;
   }
+}
+
+/** The worker script failed before its engine said hello (missing or broken file): no restart, say which file. */
+async function workerDidNotStart(url, detail) {
+  const old = state.workers;
+  state.workers = [];
+  for (const w of old) w.terminate();
+  const status = await fetch(url, { method: "HEAD", cache: "no-store" }).then((r) => r.status, () => null);
+  const file = new URL(url).pathname.split("/").slice(-2).join("/");
+  state.engineOk = false;
+  state.engineError =
+    status === 404
+      ? `The inference engine cannot start: ${file} is missing on the server (HTTP 404). Upload the whole site folder (scripts/build-site.sh).`
+      : `The inference engine cannot start: its worker ${file} failed to load${detail ? ` (${detail})` : ""}.`;
+  for (const [, p] of pending) p.reject(new Error(state.engineError));
+  pending.clear();
+  showError(state.engineError);
+  setStatus("The inference engine is not available.");
 }
 
 async function handleWorkerDeath(reason) {
@@ -437,6 +457,11 @@ function onDownloadProgress(e) {
   }
 }
 
+/** URLs the page's Content-Security-Policy refused (a model URL among them explains a failed download). */
+const cspBlocked = new Set();
+/** The model URLs the page has tried (and their origins, as a violation report may give only the origin). */
+const modelUrls = new Set();
+
 /**
  * Load a model into the engine. source: {kind:"url", url, expectedSha256, label} or {kind:"file", file, label}.
  * On failure, a previously loaded model stays in use.
@@ -452,6 +477,7 @@ async function loadModel(source, { quiet = false } = {}) {
   if (!quiet) clearError();
 
   let bytes, sha256, origin;
+  if (source.kind === "url") modelUrls.add(source.url).add(new URL(source.url).origin);
   try {
     if (source.kind === "url") {
       if (source.crossOrigin) {
@@ -478,10 +504,17 @@ async function loadModel(source, { quiet = false } = {}) {
   } catch (err) {
     if (stale()) return;
     const msg = err instanceof ModelLoadError ? err.message : `Could not read the model: ${err.message || err}`;
-    const hint =
-      source.kind === "url" && source.crossOrigin
-        ? " A cross-origin model must be allowed by the page's Content-Security-Policy (connect-src) and served with CORS headers."
-        : "";
+    const modelOrigin = source.kind === "url" ? new URL(source.url).origin : null;
+    let hint = "";
+    if (source.kind === "url" && [...cspBlocked].some((u) => u === source.url || u === modelOrigin)) {
+      hint =
+        ` The page's Content-Security-Policy does not allow connections to ${modelOrigin} (connect-src): build the site ` +
+        "with scripts/build-site.sh --model-url, which adds it, or serve the page with DESTEIN_CONNECT_SRC.";
+    } else if (source.kind === "url" && source.crossOrigin && err.kind === "network") {
+      hint =
+        ` The server at ${modelOrigin} did not let this page read the file: it must answer with CORS headers ` +
+        "(Access-Control-Allow-Origin), or it could not be reached.";
+    }
     showError(msg + hint + (hadModel ? " The previous model is still loaded." : ""));
     showProgress({ label: "Download", value: 0, text: "Failed." });
     el.retry.hidden = false;
@@ -499,6 +532,7 @@ async function loadModel(source, { quiet = false } = {}) {
   setStatus(`Loading the model into ${engines}…`);
   let info;
   try {
+    if (!state.workers.length) throw new Error(state.engineError || "the engine is not running");
     if (bytes.byteOffset !== 0 || bytes.byteLength !== bytes.buffer.byteLength) bytes = bytes.slice();
     // Each worker gets its own copy of the bytes (the first one the original), transferred, not cloned again.
     const copies = state.workers.map((_, i) => (i === 0 ? bytes : bytes.slice()));
@@ -1635,7 +1669,7 @@ async function loadExamples() {
   let data;
   try {
     const resp = await fetch(new URL("./examples.json", import.meta.url));
-    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    if (!resp.ok) throw new Error(`www/examples.json: the server answered HTTP ${resp.status}`);
     data = await resp.json();
   } catch (err) {
     el.examplesNeutral.replaceChildren(h("p", { class: "placeholder", text: `Examples unavailable (${err.message}).` }));
@@ -1864,6 +1898,9 @@ lab = initLab({
 // Boot
 
 document.addEventListener("securitypolicyviolation", (ev) => {
+  cspBlocked.add(ev.blockedURI);
+  // A refused model URL: loadModel's own message says so (this event may come after it, and must not replace it).
+  if (modelUrls.has(ev.blockedURI)) return;
   showError(
     `The page's Content-Security-Policy blocked ${ev.blockedURI || "a resource"} (${ev.effectiveDirective}). ` +
       "This page only talks to its own origin; see index.html for how to allow another.",

@@ -172,6 +172,26 @@ async function storeInCache(url, bytes, sha256) {
   }
 }
 
+const HEAD_BYTES = 16;
+
+function concatBytes(a, b) {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Why the first bytes of a download are not a GGUF file's, or null when they are. */
+function notGguf(head, contentType) {
+  if (head.length >= 4 && String.fromCharCode(...head.subarray(0, 4)) === "GGUF") return null;
+  const start = new TextDecoder().decode(head).trimStart().toLowerCase();
+  if (/^\s*text\/html\b/i.test(contentType) || start.startsWith("<!doctype html") || start.startsWith("<html")) {
+    return "the model URL returned an HTML page, not a GGUF file";
+  }
+  if (!head.length) return "the model URL returned an empty file, not a GGUF file";
+  return `the model URL returned a file that does not start with "GGUF" (content type ${contentType || "not given"}), not a GGUF model`;
+}
+
 /**
  * One download attempt. `partial` ({buffer, received, validator}) lets it resume with a Range request.
  * Returns {bytes} on success; throws ModelLoadError with `partial` attached on failure.
@@ -233,11 +253,24 @@ async function downloadOnce(url, { partial, signal, onProgress, attempt, attempt
   };
   report(true);
 
+  // The first bytes of a download from the start must be GGUF's magic: a static host answers a wrong URL with an
+  // HTML page (its 404 or index page), often with status 200.
+  const contentType = resp.headers.get("content-type") || "";
+  let head = received === 0 ? new Uint8Array(0) : null;
+  const checkHead = (value, done) => {
+    if (value) head = concatBytes(head, value.subarray(0, HEAD_BYTES - head.length));
+    if (head.length < HEAD_BYTES && !done) return;
+    const problem = notGguf(head, contentType);
+    head = null;
+    if (problem) throw new ModelLoadError(problem, { kind: "format", retryable: false });
+  };
+
   const reader = resp.body.getReader();
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
+      if (head) checkHead(value, false);
       if (buffer) {
         if (received + value.length > buffer.length) {
           throw new ModelLoadError("the server sent more bytes than it announced", { retryable: true });
@@ -249,7 +282,9 @@ async function downloadOnce(url, { partial, signal, onProgress, attempt, attempt
       received += value.length;
       report(false);
     }
+    if (head) checkHead(null, true);
   } catch (err) {
+    reader.cancel().catch(() => {});
     if (signal?.aborted) throw new ModelLoadError("cancelled", { kind: "aborted", retryable: false });
     const e =
       err instanceof ModelLoadError
@@ -338,7 +373,7 @@ export async function loadModelBytes({
     }
   }
   const tries = lastError.retryable ? ` after ${attempts} attempts` : "";
-  const e = new ModelLoadError(`Could not download the model${tries}: ${lastError.message}.`, {
+  const e = new ModelLoadError(`Could not download the model${tries}: ${lastError.message} (${url}).`, {
     kind: lastError.kind,
     retryable: false,
     cause: lastError,
