@@ -87,7 +87,10 @@ const refs = [
 ];
 for (const s of scripts) {
   const text = read(s);
-  for (const re of refs) for (const [, ref] of text.matchAll(re)) if (!/^[a-z]+:|\/$/i.test(ref)) add(resolveFrom(s, ref), s);
+  // Files only: a URL scheme, a folder ("../", or a bare "../../.." as wasm-bindgen-rayon's helpers import) is skipped.
+  for (const re of refs) {
+    for (const [, ref] of text.matchAll(re)) if (!/^[a-z]+:/i.test(ref) && /\.[a-z0-9]+$/i.test(ref)) add(resolveFrom(s, ref), s);
+  }
 }
 // The lab's starter concepts: their pairs and shipped vector files.
 if (exists("data/concepts/concepts.json")) {

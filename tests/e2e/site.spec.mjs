@@ -158,11 +158,19 @@ describe("published site", { skip: missing || false }, () => {
       const broken = copySite("check-broken");
       fs.rmSync(path.join(broken, "pkg/destein_bg.wasm"));
       fs.rmSync(path.join(broken, VECTOR_FILES[0]));
+      // Scripts in pkg/'s subfolders are read too (a threaded build's helpers); a folder they import is no file.
+      fs.mkdirSync(path.join(broken, "pkg/threads/snippets"), { recursive: true });
+      fs.writeFileSync(
+        path.join(broken, "pkg/threads/snippets/helpers.js"),
+        "const pkg = await import('../..');\nnew Worker(new URL('./helpers.worker.js', import.meta.url), { type: 'module' });\n",
+      );
       const r = buildSite("--check", broken);
       assert.equal(r.status, 1);
       assert.match(r.out, /is not a complete site/);
       assert.match(r.out, /missing pkg\/destein_bg\.wasm \(needed by (the page|pkg\/destein\.js)\)/);
       assert.match(r.out, /missing www\/vectors\/smollm2-135m\.heads\.safetensors/);
+      assert.match(r.out, /missing pkg\/threads\/snippets\/helpers\.worker\.js \(needed by pkg\/threads\/snippets\/helpers\.js\)/);
+      assert.equal(r.out.match(/^  /gm).length, 3, r.out);
       assert.equal(fs.readFileSync(path.join(work, "not-a-site", "notes.txt"), "utf8"), "keep me");
     });
   });
