@@ -4,13 +4,18 @@
 //   node scripts/serve.mjs            # http://127.0.0.1:8080/ (or a free port if 8080 is taken)
 //   PORT=9000 node scripts/serve.mjs  # PORT=0 picks a free port
 //
-// It binds 127.0.0.1 only, serves index.html and the folders www/, pkg/, models/, data/judges/ (the toxicity
-// judge's files) and data/concepts/ plus data/steering_pairs.jsonl (the vector lab's starter pairs) of this
-// repository, read-only (nothing else: no .git, no target/, no other data/), with the right
-// MIME types (application/wasm for the engine, application/octet-stream for .gguf and .safetensors),
-// ETag/Last-Modified, single HTTP ranges (206) and the page's Content-Security-Policy.
+// It binds 127.0.0.1 only, serves index.html, destein-config.json (the page's default model), coi-sw.js (the
+// cross-origin-isolation service worker, for hosts that cannot send headers; unused here) and the folders www/, pkg/
+// (with its subfolders), models/, data/judges/ (the toxicity judge's files) and data/concepts/ plus
+// data/steering_pairs.jsonl (the vector lab's starter pairs) of this repository, read-only (nothing else: no .git, no
+// target/, no other data/), with the right MIME types (application/wasm for the engine, application/octet-stream for
+// .gguf and .safetensors), ETag/Last-Modified, single HTTP ranges (206), the page's Content-Security-Policy and
+// cross-origin isolation (Cross-Origin-Opener-Policy: same-origin + Cross-Origin-Embedder-Policy: require-corp, so
+// that `crossOriginIsolated` is true and SharedArrayBuffer, i.e. wasm threads, is available; a cross-origin
+// ?model=URL is a CORS fetch, which require-corp allows).
 // For the llama.cpp comparison (scripts/bench-wllama.mjs, not part of the demo) it also serves the ES module and wasm
-// of the @wllama/wllama dev dependency (node_modules/@wllama/wllama/esm/ only; 404 when it is not installed).
+// of the @wllama/wllama dev dependency (node_modules/@wllama/wllama/esm/ only; 404 when it is not installed). That
+// page is isolated too, so that `bench-wllama.mjs --threads N` can give wllama its pthread pool.
 //
 // Environment:
 //   PORT                      port to listen on (default 8080; falls back to a free port when it is taken)
@@ -46,7 +51,7 @@ for (const origin of EXTRA_CONNECT) {
 }
 
 // Only these are served. Everything else is 404.
-const ALLOWED_FILES = new Set(["index.html", "data/steering_pairs.jsonl"]);
+const ALLOWED_FILES = new Set(["index.html", "destein-config.json", "coi-sw.js", "data/steering_pairs.jsonl"]);
 const WLLAMA_DIR = "node_modules/@wllama/wllama/esm/";
 const ALLOWED_DIRS = ["www/", "pkg/", "models/", "data/judges/", "data/concepts/", WLLAMA_DIR];
 // The wllama benchmark page. wllama starts its worker from a blob: URL made from a string, which the demo's policy

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All tests: native unit and integration tests against the real model, the wasm32 build, and the
-# end-to-end browser test in real headless Chromium.
+# end-to-end browser tests in real headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
@@ -11,4 +11,5 @@ python3 tests/python_reads_vectors.py
 python3 tests/control_vector_reads.py
 # The browser engine derives the CLI's vector files byte for byte (wasm under Node, then in Chromium: lab.spec).
 node --test tests/wasm_derive.mjs
-DESTEIN_E2E_REQUIRE_REAL=1 node --test --test-concurrency=1 tests/e2e/demo.spec.mjs tests/e2e/lab.spec.mjs
+# The page on scripts/serve.mjs (demo, lab), then as published: scripts/build-site.sh's folder on python3 -m http.server.
+DESTEIN_E2E_REQUIRE_REAL=1 node --test --test-concurrency=1 tests/e2e/demo.spec.mjs tests/e2e/lab.spec.mjs tests/e2e/site.spec.mjs

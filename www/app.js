@@ -2,14 +2,15 @@
 // Model text is only ever inserted with textContent (the page's CSP enforces Trusted Types, so innerHTML with a
 // string would throw).
 import {
-  DEFAULT_MODEL,
   ModelLoadError,
   formatBytes,
   loadModelBytes,
+  readSiteConfig,
   sha256Hex,
   cacheAvailable,
 } from "./model-store.js";
 import { initLab } from "./lab.js";
+import { ensureIsolation, describeIsolation, serviceWorkerUrl } from "./isolation.js";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration
@@ -37,31 +38,32 @@ function mark(name, detail) {
   }
 }
 
-function modelSourceFromParams() {
+/** The model to load: ?model=URL (&sha256=HEX), else the site's default (destein-config.json, readSiteConfig). */
+function modelSourceFromParams(defaultModel) {
   const url = params.get("model");
   const sha = (params.get("sha256") || "").trim().toLowerCase();
-  if (sha && !/^[0-9a-f]{64}$/.test(sha)) {
-    return { error: `The sha256 parameter '${sha}' is not 64 hex digits; it was ignored.`, ...defaultSource() };
-  }
-  if (!url) return defaultSource(sha || null);
-  const abs = new URL(url, location.href);
-  const isDefault = abs.href === new URL(DEFAULT_MODEL.url, location.href).href;
-  return {
+  const defaultUrl = new URL(defaultModel.url, location.href);
+  const source = (abs, expectedSha256, label) => ({
     kind: "url",
     url: abs.href,
-    expectedSha256: sha || (isDefault ? DEFAULT_MODEL.sha256 : null),
-    label: isDefault ? DEFAULT_MODEL.label : decodeURIComponent(abs.pathname.split("/").pop() || abs.href),
+    expectedSha256,
+    label,
     crossOrigin: abs.origin !== location.origin,
-  };
-}
-function defaultSource(sha = null) {
-  return {
-    kind: "url",
-    url: new URL(DEFAULT_MODEL.url, location.href).href,
-    expectedSha256: sha || DEFAULT_MODEL.sha256,
-    label: DEFAULT_MODEL.label,
-    crossOrigin: false,
-  };
+  });
+  if (sha && !/^[0-9a-f]{64}$/.test(sha)) {
+    return {
+      error: `The sha256 parameter '${sha}' is not 64 hex digits; it was ignored.`,
+      ...source(defaultUrl, defaultModel.sha256, defaultModel.label),
+    };
+  }
+  if (!url) return source(defaultUrl, sha || defaultModel.sha256, defaultModel.label);
+  const abs = new URL(url, location.href);
+  const isDefault = abs.href === defaultUrl.href;
+  return source(
+    abs,
+    sha || (isDefault ? defaultModel.sha256 : null),
+    isDefault ? defaultModel.label : decodeURIComponent(abs.pathname.split("/").pop() || abs.href),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -83,6 +85,7 @@ const el = {
   modelSha: $("model-sha"),
   modelShape: $("model-shape"),
   vectorsInfo: $("vectors-info"),
+  isolationInfo: $("isolation-info"),
   retry: $("retry-model"),
   dropzone: $("dropzone"),
   fileInput: $("file-input"),
@@ -218,16 +221,17 @@ class EngineError extends Error {
   }
 }
 
-// Trusted Types: the only script URL this page ever creates is its worker.
+// Trusted Types: the only script URLs this page ever creates are its worker and its service worker (coi-sw.js next
+// to index.html, see www/isolation.js).
 const ttPolicy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
   createScriptURL: (url) => {
     const u = new URL(url, location.href);
-    if (u.origin !== location.origin || !u.pathname.endsWith("/www/worker.js")) {
-      throw new TypeError(`refusing worker URL ${url}`);
-    }
+    const worker = u.origin === location.origin && u.pathname.endsWith("/www/worker.js");
+    if (!worker && u.href !== serviceWorkerUrl()) throw new TypeError(`refusing script URL ${url}`);
     return u.href;
   },
 });
+const trustedScriptURL = (url) => (ttPolicy ? ttPolicy.createScriptURL(url) : url);
 
 // The panes run in one of two layouts (scripts/bench-browser.mjs and scripts/bench-threads.mjs measure them; see README
 // "Browser performance"):
@@ -265,7 +269,7 @@ function spawnWorkers() {
   const url = new URL(`./worker.js${THREADS > 1 ? `?threads=${THREADS}` : ""}`, import.meta.url).href;
   state.engineOk = null;
   state.workers = PARTS.map((part, i) => {
-    const w = new Worker(ttPolicy ? ttPolicy.createScriptURL(url) : url, {
+    const w = new Worker(trustedScriptURL(url), {
       type: "module",
       name: PARTS.length > 1 ? `destein-engine-${part.rows}` : "destein-engine",
     });
@@ -273,7 +277,9 @@ function spawnWorkers() {
     w.onmessage = (ev) => onWorkerMessage(w, ev.data);
     w.onerror = (ev) => {
       ev.preventDefault?.();
-      if (state.workers.includes(w)) handleWorkerDeath(ev.message || `worker ${i + 1} reported an error`);
+      if (!state.workers.includes(w)) return;
+      if (w.hello === null) workerDidNotStart(url, ev.message);
+      else handleWorkerDeath(ev.message || `worker ${i + 1} reported an error`);
     };
     w.onmessageerror = () => {
       if (state.workers.includes(w)) handleWorkerDeath("a message from the worker could not be read");
@@ -365,6 +371,24 @@ function onWorkerMessage(w, msg) {
       judgeFailed(`it failed while scoring (${msg.error?.message || "unknown error"})`);
       break;
   }
+}
+
+/** The worker script failed before its engine said hello (missing or broken file): no restart, say which file. */
+async function workerDidNotStart(url, detail) {
+  const old = state.workers;
+  state.workers = [];
+  for (const w of old) w.terminate();
+  const status = await fetch(url, { method: "HEAD", cache: "no-store" }).then((r) => r.status, () => null);
+  const file = new URL(url).pathname.split("/").slice(-2).join("/");
+  state.engineOk = false;
+  state.engineError =
+    status === 404
+      ? `The inference engine cannot start: ${file} is missing on the server (HTTP 404). Upload the whole site folder (scripts/build-site.sh).`
+      : `The inference engine cannot start: its worker ${file} failed to load${detail ? ` (${detail})` : ""}.`;
+  for (const [, p] of pending) p.reject(new Error(state.engineError));
+  pending.clear();
+  showError(state.engineError);
+  setStatus("The inference engine is not available.");
 }
 
 async function handleWorkerDeath(reason) {
@@ -463,6 +487,11 @@ function onDownloadProgress(e) {
   }
 }
 
+/** URLs the page's Content-Security-Policy refused (a model URL among them explains a failed download). */
+const cspBlocked = new Set();
+/** The model URLs the page has tried (and their origins, as a violation report may give only the origin). */
+const modelUrls = new Set();
+
 /**
  * Load a model into the engine. source: {kind:"url", url, expectedSha256, label} or {kind:"file", file, label}.
  * On failure, a previously loaded model stays in use.
@@ -478,6 +507,7 @@ async function loadModel(source, { quiet = false } = {}) {
   if (!quiet) clearError();
 
   let bytes, sha256, origin;
+  if (source.kind === "url") modelUrls.add(source.url).add(new URL(source.url).origin);
   try {
     if (source.kind === "url") {
       if (source.crossOrigin) {
@@ -504,10 +534,17 @@ async function loadModel(source, { quiet = false } = {}) {
   } catch (err) {
     if (stale()) return;
     const msg = err instanceof ModelLoadError ? err.message : `Could not read the model: ${err.message || err}`;
-    const hint =
-      source.kind === "url" && source.crossOrigin
-        ? " A cross-origin model must be allowed by the page's Content-Security-Policy (connect-src) and served with CORS headers."
-        : "";
+    const modelOrigin = source.kind === "url" ? new URL(source.url).origin : null;
+    let hint = "";
+    if (source.kind === "url" && [...cspBlocked].some((u) => u === source.url || u === modelOrigin)) {
+      hint =
+        ` The page's Content-Security-Policy does not allow connections to ${modelOrigin} (connect-src): build the site ` +
+        "with scripts/build-site.sh --model-url, which adds it, or serve the page with DESTEIN_CONNECT_SRC.";
+    } else if (source.kind === "url" && source.crossOrigin && err.kind === "network") {
+      hint =
+        ` The server at ${modelOrigin} did not let this page read the file: it must answer with CORS headers ` +
+        "(Access-Control-Allow-Origin), or it could not be reached.";
+    }
     showError(msg + hint + (hadModel ? " The previous model is still loaded." : ""));
     showProgress({ label: "Download", value: 0, text: "Failed." });
     el.retry.hidden = false;
@@ -525,6 +562,7 @@ async function loadModel(source, { quiet = false } = {}) {
   setStatus(`Loading the model into ${engines}…`);
   let info;
   try {
+    if (!state.workers.length) throw new Error(state.engineError || "the engine is not running");
     if (bytes.byteOffset !== 0 || bytes.byteLength !== bytes.buffer.byteLength) bytes = bytes.slice();
     // Each worker gets its own copy of the bytes (the first one the original), transferred, not cloned again.
     const copies = state.workers.map((_, i) => (i === 0 ? bytes : bytes.slice()));
@@ -1662,7 +1700,7 @@ async function loadExamples() {
   let data;
   try {
     const resp = await fetch(new URL("./examples.json", import.meta.url));
-    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    if (!resp.ok) throw new Error(`www/examples.json: the server answered HTTP ${resp.status}`);
     data = await resp.json();
   } catch (err) {
     el.examplesNeutral.replaceChildren(h("p", { class: "placeholder", text: `Examples unavailable (${err.message}).` }));
@@ -1891,6 +1929,9 @@ lab = initLab({
 // Boot
 
 document.addEventListener("securitypolicyviolation", (ev) => {
+  cspBlocked.add(ev.blockedURI);
+  // A refused model URL: loadModel's own message says so (this event may come after it, and must not replace it).
+  if (modelUrls.has(ev.blockedURI)) return;
   showError(
     `The page's Content-Security-Policy blocked ${ev.blockedURI || "a resource"} (${ev.effectiveDirective}). ` +
       "This page only talks to its own origin; see index.html for how to allow another.",
@@ -1914,14 +1955,23 @@ async function boot() {
   updatePromptCount();
   updateAlphaUI();
   updateButtons();
+  // First, cross-origin isolation (SharedArrayBuffer, for wasm threads): on a static host this may register
+  // coi-sw.js and reload the page once, so nothing is fetched before it.
+  const isolation = await ensureIsolation(trustedScriptURL);
+  document.body.dataset.isolation = isolation.isolated ? isolation.how : "no";
+  el.isolationInfo.textContent = describeIsolation(isolation);
   loadExamples();
   spawnWorkers();
-  const source = modelSourceFromParams();
-  if (source.error) showError(source.error);
+  const config = await readSiteConfig();
+  const source = modelSourceFromParams(config.model);
   if (!cacheAvailable()) {
     setStatus("This page is not in a secure context: the model cannot be cached and is downloaded each time.");
   }
   await loadModel(source);
+  // Problems with the site's configuration or the URL's parameters, shown once the model load no longer clears the
+  // alert (before a failure of the load itself, when there is one).
+  const notes = [config.error, source.error].filter(Boolean);
+  if (notes.length) showError([...notes, el.alert.hidden ? "" : el.alertText.textContent].join(" ").trim());
   // The judge is optional and small: load it once the model is in, so it does not slow the model's loading down.
   // (A run started meanwhile gets its scores from the judge's arrival on.)
   await loadJudge();

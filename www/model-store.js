@@ -18,6 +18,44 @@ export const DEFAULT_MODEL = Object.freeze({
   label: "SmolLM2-135M-Instruct (Q4_1)",
 });
 const SHA_HEADER = "x-destein-sha256";
+export const CONFIG_FILE = "destein-config.json";
+
+/**
+ * The page's default model, from destein-config.json next to index.html: {"model": {"url", "sha256", "label"?}}, the
+ * url relative to the page or absolute. The repository's copy names models/ (what DEFAULT_MODEL says);
+ * scripts/build-site.sh writes the published site's, which may point to another host.
+ * @returns {Promise<{model: {url, sha256, label}, error: string|null}>}: without a usable file, DEFAULT_MODEL and an
+ *   error naming the problem.
+ */
+export async function readSiteConfig(base = globalThis.location?.href) {
+  const url = new URL(CONFIG_FILE, base);
+  const fallback = (why) => ({
+    model: DEFAULT_MODEL,
+    error: `The site's ${CONFIG_FILE} ${why}; using the built-in default model ${DEFAULT_MODEL.url}.`,
+  });
+  let resp, config;
+  try {
+    resp = await fetch(url, { cache: "no-cache" });
+  } catch (err) {
+    return fallback(`could not be fetched (${err.message || err})`);
+  }
+  if (!resp.ok) {
+    return fallback(resp.status === 404 ? "is missing on the server (HTTP 404)" : `could not be fetched (HTTP ${resp.status})`);
+  }
+  try {
+    config = await resp.json();
+  } catch (err) {
+    return fallback(`is not valid JSON (${err.message})`);
+  }
+  const m = config?.model;
+  if (typeof m?.url !== "string" || !m.url) return fallback('has no "model": {"url": …}');
+  if (typeof m.sha256 !== "string" || !/^[0-9a-f]{64}$/i.test(m.sha256)) {
+    return fallback(`gives no "sha256" of 64 hex digits for ${m.url}`);
+  }
+  const label =
+    typeof m.label === "string" && m.label ? m.label : decodeURIComponent(new URL(m.url, url).pathname.split("/").pop());
+  return { model: Object.freeze({ url: m.url, sha256: m.sha256.toLowerCase(), label }), error: null };
+}
 
 export class ModelLoadError extends Error {
   constructor(message, { cause, retryable = true, kind = "network" } = {}) {
@@ -134,6 +172,26 @@ async function storeInCache(url, bytes, sha256) {
   }
 }
 
+const HEAD_BYTES = 16;
+
+function concatBytes(a, b) {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Why the first bytes of a download are not a GGUF file's, or null when they are. */
+function notGguf(head, contentType) {
+  if (head.length >= 4 && String.fromCharCode(...head.subarray(0, 4)) === "GGUF") return null;
+  const start = new TextDecoder().decode(head).trimStart().toLowerCase();
+  if (/^\s*text\/html\b/i.test(contentType) || start.startsWith("<!doctype html") || start.startsWith("<html")) {
+    return "the model URL returned an HTML page, not a GGUF file";
+  }
+  if (!head.length) return "the model URL returned an empty file, not a GGUF file";
+  return `the model URL returned a file that does not start with "GGUF" (content type ${contentType || "not given"}), not a GGUF model`;
+}
+
 /**
  * One download attempt. `partial` ({buffer, received, validator}) lets it resume with a Range request.
  * Returns {bytes} on success; throws ModelLoadError with `partial` attached on failure.
@@ -195,11 +253,24 @@ async function downloadOnce(url, { partial, signal, onProgress, attempt, attempt
   };
   report(true);
 
+  // The first bytes of a download from the start must be GGUF's magic: a static host answers a wrong URL with an
+  // HTML page (its 404 or index page), often with status 200.
+  const contentType = resp.headers.get("content-type") || "";
+  let head = received === 0 ? new Uint8Array(0) : null;
+  const checkHead = (value, done) => {
+    if (value) head = concatBytes(head, value.subarray(0, HEAD_BYTES - head.length));
+    if (head.length < HEAD_BYTES && !done) return;
+    const problem = notGguf(head, contentType);
+    head = null;
+    if (problem) throw new ModelLoadError(problem, { kind: "format", retryable: false });
+  };
+
   const reader = resp.body.getReader();
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
+      if (head) checkHead(value, false);
       if (buffer) {
         if (received + value.length > buffer.length) {
           throw new ModelLoadError("the server sent more bytes than it announced", { retryable: true });
@@ -211,7 +282,9 @@ async function downloadOnce(url, { partial, signal, onProgress, attempt, attempt
       received += value.length;
       report(false);
     }
+    if (head) checkHead(null, true);
   } catch (err) {
+    reader.cancel().catch(() => {});
     if (signal?.aborted) throw new ModelLoadError("cancelled", { kind: "aborted", retryable: false });
     const e =
       err instanceof ModelLoadError
@@ -300,7 +373,7 @@ export async function loadModelBytes({
     }
   }
   const tries = lastError.retryable ? ` after ${attempts} attempts` : "";
-  const e = new ModelLoadError(`Could not download the model${tries}: ${lastError.message}.`, {
+  const e = new ModelLoadError(`Could not download the model${tries}: ${lastError.message} (${url}).`, {
     kind: lastError.kind,
     retryable: false,
     cause: lastError,

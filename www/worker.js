@@ -138,13 +138,28 @@ const enginePromise = (async () => {
     }
     postMessage({ type: "hello", ok: true, threads: mod.engineThreads?.() ?? 1, threadsNote });
   } catch (err) {
-    const message =
-      `The inference engine (pkg/destein.js) could not be loaded: ${err?.message || err}. ` +
-      "Build it with scripts/build-wasm.sh.";
+    const message = await engineLoadError(err);
     postMessage({ type: "hello", ok: false, error: { message, name: "EngineMissing", fatal: false } });
     throw new Error(message);
   }
 })();
+
+/** Why the engine could not be loaded; names the file when one that the error mentions is missing on the server. */
+async function engineLoadError(err) {
+  const detail = err?.message || String(err);
+  const root = new URL("../", import.meta.url).href; // the page's folder
+  for (const url of detail.match(/https?:\/\/[^\s'"]+/g) || []) {
+    const status = await fetch(url, { method: "HEAD", cache: "no-store" }).then((r) => r.status, () => null);
+    if (status === 404) {
+      const file = url.startsWith(root) ? url.slice(root.length) : url;
+      return (
+        `The inference engine cannot start: ${file} is missing on the server (HTTP 404). Upload the whole site ` +
+        "folder, pkg/ included (scripts/build-site.sh); in a checkout, build the engine with scripts/build-wasm.sh."
+      );
+    }
+  }
+  return `The inference engine (pkg/destein.js) could not be loaded: ${detail}. Build it with scripts/build-wasm.sh.`;
+}
 enginePromise.catch(() => {}); // reported through "hello" and through each request
 
 function serializeError(err) {

@@ -103,6 +103,13 @@ describe("server", () => {
     assert.match(meta, /worker-src 'self'/);
     assert.match(meta, /connect-src 'self'/);
     assert.equal(r.headers.get("x-content-type-options"), "nosniff");
+    // Cross-origin isolated (SharedArrayBuffer): COOP + COEP on the page and on what it loads, the threaded engine
+    // and the wllama benchmark page included.
+    for (const p of ["", "www/worker.js", "www/thread.js", "pkg/destein.js", "pkg/destein_bg.wasm", "pkg/threads/destein.js", "coi-sw.js", "www/bench/wllama.html"]) {
+      const h = (await fetch(srv.url + p, { method: "HEAD" })).headers;
+      assert.equal(h.get("cross-origin-opener-policy"), "same-origin", p);
+      assert.equal(h.get("cross-origin-embedder-policy"), "require-corp", p);
+    }
     assert.doesNotMatch(html, /<(script|link|img|iframe)\b[^>]*\b(src|href)="(https?:)?\/\//i, "nothing from another host");
   });
 
@@ -116,6 +123,8 @@ describe("server", () => {
       "www/vectors/smollm2-135m.heads.safetensors": /^application\/octet-stream$/,
       "data/judges/tox_block.safetensors": /^application\/octet-stream$/,
       "data/judges/tox_block_vocab.json": /^application\/json/,
+      "coi-sw.js": /^text\/javascript/,
+      "destein-config.json": /^application\/json/,
     };
     for (const [p, re] of Object.entries(cases)) {
       const r = await fetch(srv.url + p, { method: "HEAD" });
@@ -142,7 +151,7 @@ describe("server", () => {
     await r.body.cancel();
   });
 
-  test("serves nothing outside index.html, www/, pkg/, models/, data/judges/, data/concepts/ and the detox pairs", async () => {
+  test("serves nothing outside index.html, destein-config.json, coi-sw.js, www/, pkg/, models/, data/judges/, data/concepts/ and the detox pairs", async () => {
     for (const p of ["Cargo.toml", "src/lib.rs", ".git/HEAD", "www/../Cargo.toml", "%2e%2e/etc/passwd", "www/.hidden", "scripts/serve.mjs", "data/README.md", "data/rtp/test100.jsonl", "data/judges/../README.md", "data/judges", "data/concepts"]) {
       const r = await fetch(srv.url + p);
       assert.equal(r.status, 404, p);
@@ -234,6 +243,10 @@ describe("page with the mock engine", { skip: browserMissing || false }, () => {
     assert.equal(await page.getAttribute("body", "data-model-source"), "downloaded, cached");
     assert.match(await page.textContent("#model-sha"), new RegExp(`${overlay.modelSha} \\(verified\\)`));
     assert.match(await page.textContent("#model-progress-text"), /3\.0 MB/);
+    // serve.mjs's headers isolate the page: no service worker is registered.
+    assert.equal(await page.getAttribute("body", "data-isolation"), "headers");
+    assert.equal(await page.textContent("#isolation-info"), "yes (the server sends COOP and COEP headers)");
+    assert.deepEqual(await page.evaluate(async () => [crossOriginIsolated, (await navigator.serviceWorker.getRegistrations()).length]), [true, 0]);
     const cached = await cachedUrls(page);
     assert.deepEqual(cached, [new URL("models/mock.gguf", srv.url).href]);
     await page.reload();
@@ -564,6 +577,20 @@ describe("page with the mock engine", { skip: browserMissing || false }, () => {
     }
   });
 
+  test("a malformed sha256 parameter is named once the model is in (the default model is loaded)", { timeout: 60000 }, async () => {
+    const page2 = await b.context.newPage();
+    try {
+      await page2.goto(`${srv.url}?sha256=xyz&debug=1`);
+      await waitReady(page2);
+      // (Then the mock vectors' refusal of the real model: later problems follow the parameter's.)
+      assert.match(await alertText(page2), /^The sha256 parameter 'xyz' is not 64 hex digits; it was ignored\. The vector file /);
+      assert.match(await page2.textContent("#model-sha"), /\(verified\)$/);
+    } finally {
+      await page2.close();
+    }
+    assert.deepEqual(b.problems, []);
+  });
+
   test("a cached copy that fails its hash is evicted and fetched again", { timeout: 60000 }, async () => {
     const { page } = b;
     await page.goto(pageUrl);
@@ -627,6 +654,8 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
     assert.equal(await page.getAttribute("body", "data-model-source"), "downloaded, cached");
     assert.match(await page.textContent("#model-shape"), /30 layers × 9 heads/);
     assert.match(await page.textContent("#vectors-info"), /smollm2-135m\.heads\.safetensors/);
+    assert.equal(await page.evaluate(() => crossOriginIsolated && typeof SharedArrayBuffer), "function");
+    assert.equal(await page.textContent("#isolation-info"), "yes (the server sends COOP and COEP headers)");
     // The colour scale is centred on the heads file's measured neutral read-out.
     const baseline = JSON.parse(fs.readFileSync(path.join(ROOT, "www/vectors/readout-baselines.json"), "utf8"))["smollm2-135m.heads.safetensors"].neutral;
     await page.waitForFunction((b) => document.querySelector("#legend-mid").textContent === `neutral −${Math.abs(b).toFixed(3)}`, baseline);

@@ -9,6 +9,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import crypto from "node:crypto";
+import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 export const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -30,13 +31,15 @@ export const browserMissing = playwrightMissing || (fs.existsSync(CHROMIUM) ? nu
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
 
-export async function launchBrowser() {
+/** A fresh Chromium profile; `options` go to Playwright's launchPersistentContext (e.g. serviceWorkers: "block"). */
+export async function launchBrowser(options = {}) {
   const userDataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "destein-chromium-"));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROME_ARGS,
     viewport: { width: 1280, height: 1000 },
+    ...options,
   });
   const problems = [];
   const foreign = [];
@@ -220,3 +223,53 @@ export async function freePort() {
   });
 }
 
+
+// A plain static server, as a static host is: `python3 -m http.server` (no custom headers, no HTTP ranges, its own
+// MIME types) on a free port, serving `dir`. `variant` changes one thing, to play a differently configured host:
+// "wasm-octet-stream" serves .wasm as application/octet-stream, "cors" adds Access-Control-Allow-Origin: *.
+const STATIC_VARIANT = `
+import functools, http.server, sys
+port, directory, variant = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class Handler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = dict(http.server.SimpleHTTPRequestHandler.extensions_map)
+    if variant == "wasm-octet-stream":
+        extensions_map[".wasm"] = "application/octet-stream"
+    def end_headers(self):
+        if variant == "cors":
+            self.send_header("Access-Control-Allow-Origin", "*")
+        super().end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=directory)).serve_forever()
+`;
+
+export async function startStaticServer(dir, variant = null) {
+  const port = await freePort();
+  const args = variant
+    ? ["-c", STATIC_VARIANT, String(port), dir, variant]
+    : ["-m", "http.server", "--bind", "127.0.0.1", String(port), "--directory", dir];
+  const proc = spawn("python3", args, { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  proc.stderr.on("data", (d) => (err += d));
+  const url = `http://127.0.0.1:${port}/`;
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`python3 ${args.slice(0, 2).join(" ")} exited with ${proc.exitCode}: ${err}`);
+    try {
+      await (await fetch(url, { method: "HEAD" })).arrayBuffer();
+      break;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`python3's static server did not start on ${url}: ${err}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    url,
+    close: () =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve();
+        proc.once("exit", resolve);
+        proc.kill("SIGTERM");
+      }),
+  };
+}
