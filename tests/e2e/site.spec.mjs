@@ -245,6 +245,27 @@ describe("published site", { skip: missing || false }, () => {
       assert.deepEqual(b.problems, []);
     });
 
+    test("isolated by the service worker, the single-engine layout runs the threaded build: same tokens as one thread", { timeout: T }, async () => {
+      const page2 = await b.context.newPage();
+      try {
+        const opts = { prompt: "The best way to learn a new language is", alpha: 0.3, maxTokens: 10 };
+        const out = {};
+        for (const threads of ["2", "1"]) {
+          await page2.goto(`${srv.url}?workers=1&threads=${threads}`);
+          await waitReady(page2, T);
+          await page2.waitForSelector(`body[data-threads="${threads}"]`, { state: "attached" });
+          if (threads === "2") assert.match(await page2.textContent("#engine-facts"), /2 threads \(cross-origin isolated\)/);
+          out[threads] = await run(page2, opts, { timeout: T });
+        }
+        assert.ok(ids(out["2"].steered).length > 0);
+        assert.deepEqual(ids(out["2"].raw), ids(out["1"].raw));
+        assert.deepEqual(ids(out["2"].steered), ids(out["1"].steered));
+      } finally {
+        await page2.close();
+      }
+      assert.deepEqual(b.problems, []);
+    });
+
     test("the Content-Security-Policy applies through the <meta> tag alone", { timeout: T }, async () => {
       const { page } = b;
       const html = await (await fetch(srv.url)).text();
@@ -311,6 +332,13 @@ describe("published site", { skip: missing || false }, () => {
         assert.equal(await b2.page.evaluate(() => typeof SharedArrayBuffer), "undefined");
         const r = await run(b2.page, { prompt: "Hello there", alpha: 0.3, maxTokens: 4 }, { timeout: T });
         assert.ok(ids(r.raw).length > 0 && ids(r.steered).length > 0);
+        // Asked for threads without SharedArrayBuffer: the single-threaded engine runs, and the page says why.
+        await b2.page.goto(`${srv.url}?workers=1&threads=2`);
+        await waitReady(b2.page, T);
+        await b2.page.waitForSelector('body[data-threads="1"]', { state: "attached" });
+        assert.match(await b2.page.textContent("#engine-facts"), /1 thread \(the page is not cross-origin isolated\)/);
+        const r2 = await run(b2.page, { prompt: "Hello there", alpha: 0.3, maxTokens: 4 }, { timeout: T });
+        assert.deepEqual(ids(r2.steered), ids(r.steered));
         assert.deepEqual(b2.problems, []);
       } finally {
         await b2.close();
