@@ -10,7 +10,10 @@ pub mod concept_eval;
 pub mod control_vector;
 pub mod error;
 pub mod evaluation;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod generation;
+pub mod gguf_check;
 pub mod judge;
 pub mod kernels;
 pub mod model;

@@ -166,3 +166,66 @@ fn bad_alpha_of_any_vector_is_refused() {
     assert!(err.contains("needs a detox vector file"), "{err}");
     assert!(Steerer::new(std::slice::from_ref(&heads), &[steer]).is_err());
 }
+
+/// A GGUF header by hand (v3): `entries` are raw metadata bytes after the counts, then the tensor-info bytes.
+fn gguf_header(tensors: u64, entries: u64, body: &[u8]) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(tensors.to_le_bytes());
+    b.extend(entries.to_le_bytes());
+    b.extend(body);
+    b.resize(b.len() + 64, 0); // some slack, so that only the declared sizes are wrong
+    b
+}
+
+fn gguf_string(s: &str) -> Vec<u8> {
+    let mut b = (s.len() as u64).to_le_bytes().to_vec();
+    b.extend(s.as_bytes());
+    b
+}
+
+/// Headers that declare more than the file holds are refused by name before anything is allocated for them
+/// (candle's reader would allocate whatever a length says: 2^60 bytes here).
+#[test]
+fn hostile_gguf_headers_are_refused_before_allocating() {
+    let mut huge_string = gguf_string("general.name");
+    huge_string.extend(8u32.to_le_bytes());
+    huge_string.extend((1u64 << 60).to_le_bytes());
+    let mut huge_array = gguf_string("tokenizer.ggml.tokens");
+    huge_array.extend(9u32.to_le_bytes());
+    huge_array.extend(8u32.to_le_bytes());
+    huge_array.extend((1u64 << 40).to_le_bytes());
+    let mut nested = gguf_string("x");
+    nested.extend(9u32.to_le_bytes()); // an array …
+    for _ in 0..5 {
+        nested.extend(9u32.to_le_bytes()); // … of arrays …
+        nested.extend(1u64.to_le_bytes()); // … of one item each
+    }
+    let tensor = |dims: &[u64]| {
+        let mut t = gguf_string("token_embd.weight");
+        t.extend((dims.len() as u32).to_le_bytes());
+        for d in dims {
+            t.extend(d.to_le_bytes());
+        }
+        t.extend(0u32.to_le_bytes());
+        t.extend(0u64.to_le_bytes());
+        t
+    };
+    let cases: [(Vec<u8>, &str); 7] = [
+        (gguf_header(0, 1, &huge_string), "metadata entry 0 at byte 56 says it holds 1152921504606846976 bytes"),
+        (gguf_header(0, 1, &huge_array), "metadata entry 0 says it holds 1099511627776 items"),
+        (gguf_header(0, 1, &nested), "nests arrays more than 3 deep"),
+        (gguf_header(0, 1u64 << 50, &[]), "it declares 1125899906842624 metadata entries"),
+        (gguf_header(1u64 << 40, 0, &[]), "it declares 1099511627776 tensors"),
+        (gguf_header(1, 0, &tensor(&[1, 2, 3, 4, 5])), "tensor 0 has 5 dimensions (at most 4)"),
+        (gguf_header(1, 0, &tensor(&[1 << 32, 1 << 32])), "tensor 0 declares more elements than"),
+    ];
+    for (bytes, want) in cases {
+        let err = load_err(&bytes);
+        assert!(err.contains("the GGUF header is corrupt or hostile") && err.contains(want), "{err}\n  wanted: {want}");
+    }
+    // An unknown version is named too.
+    let mut v9 = gguf_header(0, 0, &[]);
+    v9[4] = 9;
+    assert!(load_err(&v9).contains("GGUF version 9"));
+}
