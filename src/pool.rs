@@ -78,6 +78,7 @@ pub fn run(parts: usize, part: Job<'_>) {
     wake(&POOL.epoch, u32::MAX);
     work(job);
     let mut spins = 0;
+    let mut sleeps = 0;
     loop {
         let done = POOL.done.load(SeqCst);
         if done as usize == parts {
@@ -85,7 +86,11 @@ pub fn run(parts: usize, part: Job<'_>) {
         }
         spins += 1;
         if spins > SPINS {
-            wait(&POOL.done, done);
+            // A helper that trapped never finishes its part: rather than hang the page, stop the engine (a trap),
+            // which the page answers by replacing it. No part takes anywhere near this long.
+            sleeps += 1;
+            assert!(sleeps <= HELPER_TIMEOUT_S, "a helper thread stopped responding (its part took over {HELPER_TIMEOUT_S} s)");
+            wait_for(&POOL.done, done, 1_000_000_000);
         }
     }
 }
@@ -137,13 +142,21 @@ pub fn helper_loop() -> ! {
     }
 }
 
+/// Seconds the engine thread waits for the helpers' parts of one product before giving up on them.
+const HELPER_TIMEOUT_S: u32 = 120;
+
 /// Sleeps while `*cell == value` (returns at once if it already differs).
 fn wait(cell: &AtomicI32, value: i32) {
+    wait_for(cell, value, -1);
+}
+
+/// As [`wait`], for at most `timeout_ns` nanoseconds (-1: no limit).
+fn wait_for(cell: &AtomicI32, value: i32, timeout_ns: i64) {
     // Counted before the futex re-checks `cell`: a writer that changes `cell` and then reads
     // `sleepers` (both SeqCst) either sees this sleeper or is seen by the futex check.
     POOL.sleepers.fetch_add(1, SeqCst);
     // SAFETY: `cell` is a valid, aligned i32 in the shared memory.
-    unsafe { core::arch::wasm32::memory_atomic_wait32(cell.as_ptr(), value, -1) };
+    unsafe { core::arch::wasm32::memory_atomic_wait32(cell.as_ptr(), value, timeout_ns) };
     POOL.sleepers.fetch_sub(1, SeqCst);
 }
 

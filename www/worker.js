@@ -95,13 +95,14 @@ async function loadThreadedEngine(threads) {
   if (!m.threadedBuild?.()) throw new Error("pkg/threads/ holds a single-threaded build");
   const url = new URL("./thread.js", import.meta.url).href;
   const helpers = [];
+  let failed = null;
   try {
     for (let i = 1; i < threads; i++) {
       const w = new Worker(ttPolicy ? ttPolicy.createScriptURL(url) : url, { type: "module", name: `destein-engine-thread-${i}` });
       w.postMessage({ module, memory: exports.memory });
       helpers.push(w);
     }
-    const failed = new Promise((_, reject) => {
+    failed = new Promise((_, reject) => {
       for (const w of helpers) w.onerror = (ev) => reject(new Error(`a helper thread failed to start: ${ev.message || "error"}`));
     });
     const started = (async () => {
@@ -111,10 +112,20 @@ async function loadThreadedEngine(threads) {
         await new Promise((r) => setTimeout(r, 5));
       }
     })();
+    started.catch(() => {}); // (settled through the race)
     await Promise.race([started, failed]);
   } catch (err) {
     for (const w of helpers) w.terminate();
     throw err;
+  }
+  failed?.catch(() => {});
+  // A helper that fails later leaves the engine without a thread it counts on: end this worker with an error, which
+  // the page answers by starting a new one (if the engine thread is waiting for that helper, src/pool.rs gives up
+  // after a while and traps, with the same outcome).
+  for (const w of helpers) {
+    w.onerror = (ev) => {
+      throw new Error(`a helper thread of the engine failed: ${ev.message || "error"}`);
+    };
   }
   return { m, exports };
 }
