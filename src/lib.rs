@@ -13,7 +13,6 @@ pub mod evaluation;
 #[doc(hidden)]
 pub mod fuzz_entry;
 pub mod generation;
-pub mod gguf_check;
 pub mod judge;
 pub mod kernels;
 pub mod model;

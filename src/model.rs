@@ -394,8 +394,11 @@ impl Model {
         backend: MatmulBackend,
         sha256: String,
     ) -> Result<Self> {
-        // Before candle reads it: candle allocates whatever lengths the header declares.
-        crate::gguf_check::check_header(&mut reader, len as u64)?;
+        let mut magic = [0u8; 4];
+        if len < 4 || reader.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
+            bail!(Model, "not a GGUF file (it does not start with the bytes `GGUF`)");
+        }
+        reader.seek(std::io::SeekFrom::Start(0))?;
         let ct = gguf_file::Content::read(&mut reader)
             .map_err(|e| Error::Model(format!("cannot read the GGUF header (truncated or corrupt?): {e}")))?;
         validate_tensor_table(&ct, len)?;

@@ -184,10 +184,11 @@ fn gguf_string(s: &str) -> Vec<u8> {
     b
 }
 
-/// Headers that declare more than the file holds are refused by name before anything is allocated for them
-/// (candle's reader would allocate whatever a length says: 2^60 bytes here).
+/// Headers that declare more than a file can hold are refused by name, without allocating what they declare:
+/// candle 0.11's reader caps lengths and counts at 2^30 and at the bytes left, and tensors at four dimensions; our
+/// tensor-table check refuses a shape whose element count overflows.
 #[test]
-fn hostile_gguf_headers_are_refused_before_allocating() {
+fn hostile_gguf_headers_are_refused_by_name() {
     let mut huge_string = gguf_string("general.name");
     huge_string.extend(8u32.to_le_bytes());
     huge_string.extend((1u64 << 60).to_le_bytes());
@@ -195,12 +196,6 @@ fn hostile_gguf_headers_are_refused_before_allocating() {
     huge_array.extend(9u32.to_le_bytes());
     huge_array.extend(8u32.to_le_bytes());
     huge_array.extend((1u64 << 40).to_le_bytes());
-    let mut nested = gguf_string("x");
-    nested.extend(9u32.to_le_bytes()); // an array …
-    for _ in 0..5 {
-        nested.extend(9u32.to_le_bytes()); // … of arrays …
-        nested.extend(1u64.to_le_bytes()); // … of one item each
-    }
     let tensor = |dims: &[u64]| {
         let mut t = gguf_string("token_embd.weight");
         t.extend((dims.len() as u32).to_le_bytes());
@@ -211,21 +206,16 @@ fn hostile_gguf_headers_are_refused_before_allocating() {
         t.extend(0u64.to_le_bytes());
         t
     };
-    let cases: [(Vec<u8>, &str); 7] = [
-        (gguf_header(0, 1, &huge_string), "metadata entry 0 at byte 56 says it holds 1152921504606846976 bytes"),
-        (gguf_header(0, 1, &huge_array), "metadata entry 0 says it holds 1099511627776 items"),
-        (gguf_header(0, 1, &nested), "nests arrays more than 3 deep"),
-        (gguf_header(0, 1u64 << 50, &[]), "it declares 1125899906842624 metadata entries"),
-        (gguf_header(1u64 << 40, 0, &[]), "it declares 1099511627776 tensors"),
-        (gguf_header(1, 0, &tensor(&[1, 2, 3, 4, 5])), "tensor 0 has 5 dimensions (at most 4)"),
-        (gguf_header(1, 0, &tensor(&[1 << 32, 1 << 32])), "tensor 0 declares more elements than"),
+    let cases: [(Vec<u8>, &str); 6] = [
+        (gguf_header(0, 1, &huge_string), "string length 1152921504606846976 exceeds max"),
+        (gguf_header(0, 1, &huge_array), "array length 1099511627776 exceeds max"),
+        (gguf_header(0, 1u64 << 50, &[]), "metadata_kv_count 1125899906842624 exceeds max"),
+        (gguf_header(1u64 << 40, 0, &[]), "tensor_count 1099511627776 exceeds max"),
+        (gguf_header(1, 0, &tensor(&[1, 2, 3, 4, 5])), "tensor 'token_embd.weight' has 5 dimensions, max is 4"),
+        (gguf_header(1, 0, &tensor(&[1 << 32, 1 << 32])), "tensor `token_embd.weight` has an impossible shape"),
     ];
     for (bytes, want) in cases {
         let err = load_err(&bytes);
-        assert!(err.contains("the GGUF header is corrupt or hostile") && err.contains(want), "{err}\n  wanted: {want}");
+        assert!(err.starts_with("model: ") && err.contains(want), "{err}\n  wanted: {want}");
     }
-    // An unknown version is named too.
-    let mut v9 = gguf_header(0, 0, &[]);
-    v9[4] = 9;
-    assert!(load_err(&v9).contains("GGUF version 9"));
 }
