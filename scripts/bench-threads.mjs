@@ -11,13 +11,16 @@
 // its controls, in the three layouts (?workers=1&threads=1, ?workers=1&threads=2, ?workers=2): navigation → ready,
 // Start → first token, prefill, and each pane's speed while both stream (with rendering and the tox-block judge).
 //
-//   node scripts/bench-threads.mjs [--rounds 5] [--tokens 64] [--threads 2] [--out reports/threads-bench.json]
+//   node scripts/bench-threads.mjs [--rounds 5] [--tokens 64] [--threads 2] [--profile 0] [--out reports/threads-bench.json]
+//
+// --profile N: also N runs of one pane with the engine's per-phase profile on (src/profile.rs), one thread and
+// --threads threads alternating: where a step's time goes, and which phases the threads shorten.
 import fs from "node:fs";
 import os from "node:os";
 import { ROOT, parseOptions, PROMPT, median, summary, openSession, chromiumPids, cpuMeter, sha256File, f0, f1, withRange } from "./bench-common.mjs";
 import path from "node:path";
 
-const opts = parseOptions(process.argv.slice(2), { rounds: 5, tokens: 64, threads: 2, out: "reports/threads-bench.json", seed: 42 }, import.meta.url);
+const opts = parseOptions(process.argv.slice(2), { rounds: 5, tokens: 64, threads: 2, profile: 0, out: "reports/threads-bench.json", seed: 42 }, import.meta.url);
 const log = (...a) => console.error("[bench]", ...a);
 const LAYOUTS = ["batch", "batch-threads", "pair", "steered", "steered-threads"];
 
@@ -34,6 +37,7 @@ const env = {
 };
 const rounds = [];
 const pageRounds = [];
+const profiles = [];
 let setup, check;
 // The page's layouts: URL parameters, and what the page must report running.
 const PAGE_LAYOUTS = ["batch", "batch-threads", "pair"];
@@ -100,6 +104,13 @@ try {
     }
   }
   env.wasmMemory = await page.evaluate(() => globalThis.bench.memory());
+  for (let i = 0; i < opts.profile; i++) {
+    for (const layout of i % 2 === 0 ? ["steered", "steered-threads"] : ["steered-threads", "steered"]) {
+      const { result, phases } = await page.evaluate(([l, p]) => globalThis.bench.profiled(l, p), [layout, params]);
+      profiles.push({ layout, round: i + 1, steps: result.stepsPerWorker[0], phases });
+      log(`profile ${layout} ${i + 1}: ${phases.map(([k, ms]) => `${k} ${f1(ms)}`).join(", ")} ms`);
+    }
+  }
   for (let i = 0; i < opts.rounds; i++) {
     const order = i % 2 === 0 ? PAGE_LAYOUTS : [...PAGE_LAYOUTS].reverse();
     for (const layout of order) {
@@ -158,7 +169,14 @@ for (const layout of PAGE_LAYOUTS) {
     foreignCores: median(rs.map((r) => r.foreignCores)),
   };
 }
-const out = { env, opts, page: P, pageRounds, setup: { threads: setup.threads, threadsNote: setup.threadsNote, loadMs: setup.loadMs }, kernelCheck: check, summary: S, ratios, rounds };
+// Per phase: median over the profiled runs of its ms per decoding step, one thread and threaded.
+const profile = {};
+for (const layout of ["steered", "steered-threads"]) {
+  const ps = profiles.filter((p) => p.layout === layout);
+  const names = [...new Set(ps.flatMap((p) => p.phases.map(([k]) => k)))];
+  if (ps.length) profile[layout] = Object.fromEntries(names.map((k) => [k, median(ps.map((p) => (p.phases.find(([n]) => n === k)?.[1] ?? 0) / p.steps))]));
+}
+const out = { env, opts, profile, profiles, page: P, pageRounds, setup: { threads: setup.threads, threadsNote: setup.threadsNote, loadMs: setup.loadMs }, kernelCheck: check, summary: S, ratios, rounds };
 const outPath = path.resolve(ROOT, opts.out);
 fs.mkdirSync(path.dirname(outPath), { recursive: true });
 fs.writeFileSync(outPath, JSON.stringify(out, null, 1) + "\n");
@@ -172,6 +190,10 @@ console.log(`\n| the page (warm cache) | raw pane tok/s | steered pane tok/s | p
 for (const layout of PAGE_LAYOUTS) {
   const s = P[layout];
   console.log(`| ${layout} | ${withRange(s.paneTokPerS[0])} | ${withRange(s.paneTokPerS[1])} | ${withRange(s.prefillMs, f0)} | ${withRange(s.readyMs, f0)} | ${withRange(s.startToFirstTokenMs, f0)} | ${withRange(s.ttftMs, f0)} |`);
+}
+if (profiles.length) {
+  console.log(`\n| phase, ms per step (one pane, whole run / steps) | 1 thread | ${opts.threads} threads |\n|---|---|---|`);
+  for (const k of Object.keys(profile.steered)) console.log(`| ${k} | ${f1(profile.steered[k])} | ${f1(profile["steered-threads"]?.[k])} |`);
 }
 for (const [k, v] of Object.entries(ratios)) console.log(`${k}: ${withRange(v, (x) => x.toFixed(2))}`);
 console.log(`wrote ${opts.out}`);
