@@ -11,5 +11,7 @@ python3 tests/python_reads_vectors.py
 python3 tests/control_vector_reads.py
 # The browser engine derives the CLI's vector files byte for byte (wasm under Node, then in Chromium: lab.spec).
 node --test tests/wasm_derive.mjs
+# Same seed, prompt and α schedule: the same tokens on every run of the wasm engine (natively: tests/vectors.rs).
+node --test tests/wasm_determinism.mjs
 # The page on scripts/serve.mjs (demo, lab), then as published: scripts/build-site.sh's folder on python3 -m http.server.
 DESTEIN_E2E_REQUIRE_REAL=1 node --test --test-concurrency=1 tests/e2e/demo.spec.mjs tests/e2e/lab.spec.mjs tests/e2e/site.spec.mjs

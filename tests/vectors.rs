@@ -409,3 +409,34 @@ fn recommended_scope_round_trips_and_is_checked() {
     let err = DetoxVectors::from_safetensors_bytes(&bad).unwrap_err().to_string();
     assert!(err.contains("recommended_scope"), "{err}");
 }
+
+/// Determinism: the same model, prompt, seeds and α schedule (changed mid-run, mode too) give the same tokens on
+/// every run of this build, raw and steered rows alike, sampling at temperature 1.
+#[test]
+fn same_seed_prompt_and_alpha_schedule_give_the_same_tokens() {
+    let model = common::model(LoadDtype::AsIs);
+    let vectors = DetoxVectors::load(format!("{ROOT}/www/vectors/smollm2-135m.heads.safetensors").as_ref()).unwrap();
+    let ids = prompt_ids(model, "My neighbour knocked on the door this morning and", PromptMode::Continuation).unwrap();
+    let params = SamplingParams { temperature: 1.0, top_p: 0.9, top_k: 0, seed: 5, max_new_tokens: 16 };
+    let run = || {
+        let rows = vec![RowSteering::OFF, RowSteering::single(0.2, FusionMode::Rotate)];
+        let mut g = Generation::new(model, ids.clone(), &params, &[5, 5], rows).unwrap();
+        let mut step = 0;
+        while !g.done() {
+            match step {
+                4 => g.set_steering(1, RowSteering::single(0.5, FusionMode::Rotate)).unwrap(),
+                9 => g.set_steering(1, RowSteering::single(0.3, FusionMode::Headwise)).unwrap(),
+                _ => {}
+            }
+            g.step(model, std::slice::from_ref(&vectors)).unwrap();
+            step += 1;
+        }
+        [g.tokens(0).to_vec(), g.tokens(1).to_vec()]
+    };
+    let first = run();
+    assert_eq!(first[0].len(), 16);
+    assert_ne!(first[0], first[1], "the schedule steers the second row");
+    for _ in 0..2 {
+        assert_eq!(run(), first);
+    }
+}
