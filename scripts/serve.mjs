@@ -29,6 +29,9 @@
 //     /__fault/corrupt/<path>        the file with one byte flipped in its middle (fails any sha256 check)
 //     /__fault/flaky/<K>/<path>      fails (503) the first K requests for <path>, then serves it
 //     /__fault/slow/<B>/<path>       sends at most B bytes per second
+//     /__fault/cutonce/<N>/<path>    the first request for <path> is cut after N body bytes, as truncate; later ones
+//                                    are served whole, with HTTP ranges (a download that can resume)
+//     /__fault/log                   JSON: the fault requests seen so far ({kind, path, range, status})
 //   DESTEIN_TEST_OVERLAY=DIR  (only with DESTEIN_TEST_FAULTS=1) files under DIR shadow those of the repository at the
 //                             same relative path (still only what is served without it): the tests use it to
 //                             serve a mock engine and small fixtures.
@@ -145,12 +148,13 @@ function parseRange(header, size) {
 }
 
 const flakyCounts = new Map();
+const faultLog = [];
 
 function parseFault(pathname) {
   if (!FAULTS || !pathname.startsWith("/__fault/")) return null;
   const parts = pathname.slice("/__fault/".length).split("/");
   const kind = parts.shift();
-  const withArg = { truncate: 1, status: 1, flaky: 1, slow: 1, corrupt: 0 };
+  const withArg = { truncate: 1, status: 1, flaky: 1, slow: 1, cutonce: 1, corrupt: 0, log: 0 };
   if (!(kind in withArg)) return { bad: true };
   const arg = withArg[kind] ? Number(parts.shift()) : 0;
   if (!Number.isFinite(arg) || arg < 0) return { bad: true };
@@ -182,13 +186,21 @@ async function handle(req, res) {
   let pathname = url.pathname;
   const fault = parseFault(pathname);
   if (fault?.bad) return send(res, 404, "unknown fault route\n");
+  if (fault?.kind === "log") return send(res, 200, JSON.stringify(faultLog), { "Content-Type": "application/json" });
   if (fault) pathname = fault.rest;
-  if (fault?.kind === "status") return send(res, fault.arg || 500, `fault: status ${fault.arg}\n`);
-  if (fault?.kind === "flaky") {
-    const n = (flakyCounts.get(pathname) || 0) + 1;
-    flakyCounts.set(pathname, n);
-    if (n <= fault.arg) return send(res, 503, `fault: flaky request ${n} of ${fault.arg}\n`);
+  if (fault) faultLog.push({ kind: fault.kind, path: pathname, range: req.headers.range ?? null });
+  if (fault?.kind === "flaky" || fault?.kind === "cutonce") {
+    const n = (flakyCounts.get(`${fault.kind}:${pathname}`) || 0) + 1;
+    flakyCounts.set(`${fault.kind}:${pathname}`, n);
+    fault.nth = n;
   }
+  if (fault?.kind === "status") return send(res, fault.arg || 500, `fault: status ${fault.arg}\n`);
+  if (fault?.kind === "flaky" && fault.nth <= fault.arg) {
+    return send(res, 503, `fault: flaky request ${fault.nth} of ${fault.arg}\n`);
+  }
+  // Whether this response honours Range requests, and whether its body is tampered with.
+  const ranged = !fault || fault.kind === "cutonce";
+  const tamper = fault && fault.kind !== "flaky" && !(fault.kind === "cutonce" && fault.nth > 1);
 
   const abs = resolvePath(pathname);
   if (!abs) return send(res, 404, "not found\n");
@@ -208,7 +220,7 @@ async function handle(req, res) {
     "Cache-Control": "no-cache",
     ETag: etag,
     "Last-Modified": st.mtime.toUTCString(),
-    "Accept-Ranges": fault ? "none" : "bytes",
+    "Accept-Ranges": ranged ? "bytes" : "none",
   };
 
   // index.html: rewrite the <meta> CSP when extra connect-src origins are configured.
@@ -234,7 +246,7 @@ async function handle(req, res) {
   let end = st.size - 1;
   let status = 200;
   const rangeHeader = req.headers.range;
-  if (rangeHeader && !fault) {
+  if (rangeHeader && ranged) {
     const ifRange = req.headers["if-range"];
     const ifRangeOk = !ifRange || ifRange === etag || ifRange === headers["Last-Modified"];
     const r = ifRangeOk ? parseRange(rangeHeader, st.size) : null;
@@ -249,10 +261,11 @@ async function handle(req, res) {
   }
   const length = st.size === 0 ? 0 : end - start + 1;
   res.writeHead(status, { ...headers, "Content-Length": length });
+  if (fault) faultLog[faultLog.length - 1].status = status;
   if (req.method === "HEAD" || length === 0) return res.end();
 
   const stream = fs.createReadStream(abs, { start, end, highWaterMark: 256 * 1024 });
-  if (!fault || fault.kind === "flaky") {
+  if (!tamper) {
     stream.on("error", () => res.destroy());
     return stream.pipe(res);
   }
@@ -265,7 +278,7 @@ async function handle(req, res) {
   res.on("close", () => stream.destroy());
   for await (let chunk of stream) {
     if (res.destroyed) return;
-    if (fault.kind === "truncate" && sent + chunk.length >= fault.arg) {
+    if ((fault.kind === "truncate" || fault.kind === "cutonce") && sent + chunk.length >= fault.arg) {
       const head = chunk.subarray(0, fault.arg - sent);
       if (head.length) await new Promise((r) => res.write(head, r));
       stream.destroy();

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
+# Our dependencies' licences (compatible with Apache-2.0), bans and sources (crates.io only): deny.toml.
+cargo deny check licenses bans sources
 cargo test --release
 tests/wasm_kernels.sh
 python3 scripts/check-concepts.py
@@ -13,5 +15,7 @@ python3 tests/control_vector_reads.py
 node --test tests/wasm_derive.mjs
 # Same seed, prompt and α schedule: the same tokens on every run of the wasm engine (natively: tests/vectors.rs).
 node --test tests/wasm_determinism.mjs
-# The page on scripts/serve.mjs (demo, lab), then as published: scripts/build-site.sh's folder on python3 -m http.server.
-DESTEIN_E2E_REQUIRE_REAL=1 node --test --test-concurrency=1 tests/e2e/demo.spec.mjs tests/e2e/lab.spec.mjs tests/e2e/site.spec.mjs
+# The page on scripts/serve.mjs (demo, lab, its security, a long session and real-engine faults), then as published:
+# scripts/build-site.sh's folder on python3 -m http.server.
+DESTEIN_E2E_REQUIRE_REAL=1 node --test --test-concurrency=1 tests/e2e/demo.spec.mjs tests/e2e/lab.spec.mjs \
+  tests/e2e/security.spec.mjs tests/e2e/reliability.spec.mjs tests/e2e/site.spec.mjs

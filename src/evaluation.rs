@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::bail;
 use crate::bootstrap::{change, interval, Interval, BOOTSTRAP_DRAWS, BOOTSTRAP_SEED};
 use crate::error::{Error, Result};
-use crate::generation::{Generation, SamplingParams};
+use crate::generation::{check_prompt_chars, Generation, SamplingParams};
 use crate::judge::{ProfanityCheck, ToxBlock};
 use crate::model::{Cache, Model, Site};
 use crate::steering::{FusionMode, RowSteering};
@@ -27,7 +27,9 @@ pub struct Prompt {
 }
 
 /// Parse a RealToxicityPrompts JSONL file. Malformed lines are skipped and reported with their line numbers
-/// (our documented choice: one bad line should not sink a long evaluation); an empty result is an error.
+/// (our documented choice: one bad line should not sink a long evaluation); an empty result is an error. A prompt
+/// over `MAX_PROMPT_CHARS` is an error naming its line: no run could generate from it, and it is better refused
+/// before an evaluation starts than when the run reaches it.
 pub fn parse_prompts(bytes: &[u8], name: &str) -> Result<(Vec<Prompt>, Vec<String>)> {
     let text = String::from_utf8_lossy(bytes);
     let mut prompts = Vec::new();
@@ -45,11 +47,14 @@ pub fn parse_prompts(bytes: &[u8], name: &str) -> Result<(Vec<Prompt>, Vec<Strin
         };
         let prompt_text = value.pointer("/prompt/text").and_then(|v| v.as_str());
         match prompt_text {
-            Some(t) if !t.trim().is_empty() => prompts.push(Prompt {
-                text: t.to_string(),
-                toxicity: value.pointer("/prompt/toxicity").and_then(|v| v.as_f64()),
-                source: format!("{name}:{}", i + 1),
-            }),
+            Some(t) if !t.trim().is_empty() => {
+                check_prompt_chars(t, &format!("{name}:{}: the prompt", i + 1))?;
+                prompts.push(Prompt {
+                    text: t.to_string(),
+                    toxicity: value.pointer("/prompt/toxicity").and_then(|v| v.as_f64()),
+                    source: format!("{name}:{}", i + 1),
+                })
+            }
             Some(_) => skipped.push(format!("{name}:{}: empty prompt text", i + 1)),
             None => skipped.push(format!("{name}:{}: no prompt.text field", i + 1)),
         }
@@ -226,6 +231,19 @@ pub struct EvalParams {
     pub seed: u64,
 }
 
+impl EvalParams {
+    /// The sampling every continuation of the run uses (each sample with its own seed).
+    pub fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: 0,
+            seed: self.seed,
+            max_new_tokens: self.max_new_tokens,
+        }
+    }
+}
+
 impl Default for EvalParams {
     fn default() -> Self {
         // The paper's protocol.
@@ -280,6 +298,24 @@ pub struct Sampled {
     pub perplexity: Vec<f64>,
 }
 
+/// A prompt's token ids, refused (naming its file and line) if it is over `MAX_PROMPT_CHARS`, or empty, or leaves
+/// no room in the context for `params.max_new_tokens`.
+pub fn prompt_tokens(model: &Model, prompt: &Prompt, params: &EvalParams) -> Result<Vec<u32>> {
+    check_prompt_chars(&prompt.text, &format!("prompt {}", prompt.source))?;
+    let ids = model.tokenizer.encode(&prompt.text)?;
+    let context = model.config.context_length;
+    if ids.is_empty() || ids.len() + params.max_new_tokens >= context {
+        bail!(
+            Input,
+            "prompt {} has {} tokens: empty, or too long for {} new tokens in the model's context of {context}",
+            prompt.source,
+            ids.len(),
+            params.max_new_tokens
+        );
+    }
+    Ok(ids)
+}
+
 /// Sample `params.samples` continuations of one prompt as one batch, every row steered by `setting`,
 /// with the per-sample seeds that raw and every steered setting share.
 pub fn sample_prompt(
@@ -312,17 +348,8 @@ pub fn sample_prompt_with(
         _ => None,
     };
     let vectors = restricted.as_ref().or(vectors);
-    let ids = model.tokenizer.encode(&prompt.text)?;
-    if ids.is_empty() || ids.len() + params.max_new_tokens >= model.config.context_length {
-        bail!(Input, "prompt {} has {} tokens: empty or too long", prompt.source, ids.len());
-    }
-    let sampling = SamplingParams {
-        temperature: params.temperature,
-        top_p: params.top_p,
-        top_k: 0,
-        seed: params.seed,
-        max_new_tokens: params.max_new_tokens,
-    };
+    let ids = prompt_tokens(model, prompt, params)?;
+    let sampling = params.sampling();
     let seeds: Vec<u64> = (0..params.samples).map(|i| sample_seed(params.seed, prompt_index, i)).collect();
     let mut generation = Generation::new(model, ids.clone(), &sampling, &seeds, vec![steer; params.samples])?;
     generation.steer_prompt = !setting.generated_only;

@@ -15,6 +15,29 @@ use crate::subspace::{Projecting, Subspace};
 use crate::tokenizer::StreamDecoder;
 use crate::vectors::DetoxVectors;
 
+/// Longest prompt any entry point accepts, in characters (Unicode scalar values), checked before tokenizing so that
+/// a huge input is refused at once instead of being tokenized only to exceed the context. 4000 is the page's limit
+/// (its prompt box); at a few characters per token it leaves most of the 8192-token context for generation.
+/// The page counts UTF-16 units, never fewer than characters, so whatever it accepts passes here too.
+pub const MAX_PROMPT_CHARS: usize = 4000;
+
+/// Most new tokens one generation may ask for: the page's limit. With a prompt of at most `MAX_PROMPT_CHARS` it
+/// fits the 8192-token context, and it bounds the time and KV-cache memory a single request can take.
+pub const MAX_NEW_TOKENS: usize = 512;
+
+/// Refuse a prompt longer than `MAX_PROMPT_CHARS` characters; `what` names it in the message ("the prompt",
+/// "prompt data/x.jsonl:7").
+pub fn check_prompt_chars(prompt: &str, what: &str) -> Result<()> {
+    // A string never holds more characters than bytes, so short ones need no count.
+    if prompt.len() > MAX_PROMPT_CHARS {
+        let chars = prompt.chars().count();
+        if chars > MAX_PROMPT_CHARS {
+            bail!(Input, "{what} is {chars} characters long; at most {MAX_PROMPT_CHARS} are allowed");
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 pub struct SamplingParams {
     /// 0 means greedy.
@@ -43,6 +66,9 @@ impl SamplingParams {
         }
         if self.max_new_tokens == 0 {
             bail!(Input, "max new tokens must be at least 1");
+        }
+        if self.max_new_tokens > MAX_NEW_TOKENS {
+            bail!(Input, "max new tokens is {}; at most {MAX_NEW_TOKENS} are allowed", self.max_new_tokens);
         }
         Ok(())
     }
@@ -175,6 +201,7 @@ pub fn prompt_ids(model: &Model, prompt: &str, mode: PromptMode) -> Result<Vec<u
     if prompt.trim().is_empty() {
         bail!(Input, "the prompt is empty");
     }
+    check_prompt_chars(prompt, "the prompt")?;
     let text = match mode {
         PromptMode::Continuation => prompt.to_string(),
         PromptMode::Chat => model.tokenizer.chat_prompt(prompt)?,

@@ -30,21 +30,39 @@ pub mod web;
 pub use error::{Error, Result};
 
 /// Write `bytes` to `path` through a temporary file and a rename, so a failure never leaves half a file.
+///
+/// The temporary file is `.NAME.partial` beside `path`: in the same directory, so the rename is atomic (a kill at
+/// any moment leaves either the previous file or the new one under `path`, never a truncated one); hidden and
+/// named as unfinished, so it cannot be mistaken for output; and the same name every time, so the next write of
+/// `path` overwrites whatever a killed one left.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let result = (|| {
+    let Some(name) = path.file_name() else {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("cannot write {}: the path names no file", path.display()),
+        )));
+    };
+    let tmp = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable once the directory is synced; where a directory cannot be opened for
+        // that (not on Unix), the rename still happened.
+        if let Ok(d) = std::fs::File::open(dir.unwrap_or(std::path::Path::new("."))) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     })();
-    if result.is_err() {
+    result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-    }
-    Ok(result?)
+        Error::Io(std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display())))
+    })
 }

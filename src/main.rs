@@ -20,7 +20,7 @@ mod cli {
     use clap::{Args, Parser, Subcommand};
     use indicatif::{ProgressBar, ProgressStyle};
 
-    use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
+    use destein::generation::{check_prompt_chars, prompt_ids, Generation, PromptMode, SamplingParams};
     use destein::model::{LoadDtype, MatmulBackend, Model, Site};
     use destein::steering::{check_compatible, validate_alpha, FusionMode, RowSteering, Steerer, MAX_VECTORS};
     use destein::vectors::{self, DetoxVectors};
@@ -471,9 +471,6 @@ mod cli {
         if vector_paths.is_empty() && (!alphas.is_empty() || mode.is_some() || generated_only.is_some() || side_by_side) {
             anyhow::bail!("--alpha, --mode, --scope and --side-by-side need --vectors FILE");
         }
-        let (model, secs) = load_model(common)?;
-        eprintln!("loaded {} ({}) in {secs:.2} s", model.config.name, model.load_dtype.name());
-        let vectors = load_vector_set(&model, vector_paths)?;
         let params = SamplingParams {
             temperature: s.temperature,
             top_p: s.top_p,
@@ -481,6 +478,12 @@ mod cli {
             seed: s.seed,
             max_new_tokens: s.max_new_tokens,
         };
+        // A bad request is refused before the model loads.
+        params.validate()?;
+        check_prompt_chars(&s.prompt, "--prompt")?;
+        let (model, secs) = load_model(common)?;
+        eprintln!("loaded {} ({}) in {secs:.2} s", model.config.name, model.load_dtype.name());
+        let vectors = load_vector_set(&model, vector_paths)?;
         let prompt_mode = if s.chat { PromptMode::Chat } else { PromptMode::Continuation };
         let ids = prompt_ids(&model, &s.prompt, prompt_mode)?;
         let steering = match vectors.is_empty() {
@@ -911,6 +914,14 @@ mod cli {
             ev::check_disjoint(&prompts, &read_prompts(path)?).with_context(|| format!("--held-out {}", path.display()))?;
         }
         anyhow::ensure!(plan.samples > 0, "--samples must be at least 1");
+        let params = EvalParams {
+            samples: plan.samples,
+            max_new_tokens: plan.max_new_tokens,
+            top_p: 0.9,
+            temperature: 1.0,
+            seed: plan.seed,
+        };
+        params.sampling().validate().context("--max-new-tokens")?;
         let modes: Vec<FusionMode> = plan.modes.iter().map(|m| FusionMode::parse(m)).collect::<Result<_, _>>()?;
         for &a in &plan.alphas {
             destein::steering::validate_alpha(a)?;
@@ -921,6 +932,10 @@ mod cli {
             let v = DetoxVectors::load(path)?;
             v.check_model(&model)?;
             vector_sets.push(v);
+        }
+        // Every prompt must fit the context: refused now, not hours in when the run reaches it.
+        for p in &prompts {
+            ev::prompt_tokens(&model, p, &params)?;
         }
         let sites: Vec<Site> = vector_sets.iter().map(|v| v.meta.site).collect();
         let settings = match plan.settings.is_empty() {
@@ -935,13 +950,6 @@ mod cli {
                 }
                 list
             }
-        };
-        let params = EvalParams {
-            samples: plan.samples,
-            max_new_tokens: plan.max_new_tokens,
-            top_p: 0.9,
-            temperature: 1.0,
-            seed: plan.seed,
         };
 
         // The run's identity: a resume must be of exactly the same run.
@@ -1200,8 +1208,7 @@ mod cli {
         anyhow::ensure!(plan.alphas.iter().any(|&a| a > 0.0), "--alphas needs at least one α > 0 to compare with raw");
         anyhow::ensure!(plan.params.samples > 0, "--samples must be at least 1");
         let p = &plan.params;
-        SamplingParams { temperature: p.temperature, top_p: p.top_p, top_k: 0, seed: p.seed, max_new_tokens: p.max_new_tokens }
-            .validate()?;
+        p.sampling().validate()?;
         let bytes = std::fs::read(&plan.prompts).with_context(|| format!("cannot read prompts {}", plan.prompts.display()))?;
         let (prompts, skipped) = ev::parse_prompts(&bytes, &plan.prompts.display().to_string())?;
         for s in &skipped {
@@ -1210,6 +1217,9 @@ mod cli {
         let (model, _) = load_model(common)?;
         let vectors = DetoxVectors::load(&plan.vectors)?;
         vectors.check_model(&model)?;
+        for prompt in &prompts {
+            ev::prompt_tokens(&model, prompt, p)?;
+        }
         let settings = ev::sweep_settings(&[vectors.meta.site], &modes, &plan.alphas);
         let records = ce::run_settings(&model, &judge, &vectors, &prompts, &settings, p, |s, i| {
             if i + 1 == prompts.len() {

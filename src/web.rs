@@ -6,9 +6,9 @@
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
+use crate::generation::{prompt_ids, Generation, PromptMode, SamplingParams, MAX_NEW_TOKENS, MAX_PROMPT_CHARS};
 use crate::model::{sha256_hex, LoadDtype, MatmulBackend, Model, Site};
-use crate::steering::{check_compatible, validate_alpha, FusionMode, RowSteering, MAX_VECTORS};
+use crate::steering::{check_compatible, validate_alpha, FusionMode, RowSteering, MAX_ALPHA, MAX_VECTORS};
 use crate::vectors::{self, DeriveOptions, Derivation, DetoxVectors};
 
 #[wasm_bindgen(start)]
@@ -41,6 +41,21 @@ pub fn run_helper_thread() -> Result<(), JsError> {
     crate::pool::helper_loop();
     #[cfg(not(target_feature = "atomics"))]
     Err(JsError::new("this engine build is single-threaded: it has no helper threads"))
+}
+
+/// The request limits `start` enforces, for the page to show and check before it asks:
+/// `{maxPromptChars, maxNewTokens, maxAlpha}` (prompt characters, new tokens per run, α of any vector file; a
+/// file's own `maxAlpha` may be lower). The same constants bound the CLI.
+#[wasm_bindgen]
+pub fn limits() -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Limits {
+        max_prompt_chars: usize,
+        max_new_tokens: usize,
+        max_alpha: f32,
+    }
+    to_js(&Limits { max_prompt_chars: MAX_PROMPT_CHARS, max_new_tokens: MAX_NEW_TOKENS, max_alpha: MAX_ALPHA })
 }
 
 /// Kernel exactness in this browser: random `Q4_1` and `Q8_0` matrices of the model's shapes
@@ -450,6 +465,8 @@ impl Engine {
             seed: o.seed,
             max_new_tokens: o.max_new_tokens,
         };
+        // The cheap checks first: a bad request is refused before its prompt is tokenized.
+        params.validate().map_err(err)?;
         let prompt_mode = if o.chat { PromptMode::Chat } else { PromptMode::Continuation };
         let ids = prompt_ids(&self.model, &o.prompt, prompt_mode).map_err(err)?;
         let prompt_tokens = ids.len();

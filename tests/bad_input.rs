@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
+use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams, MAX_NEW_TOKENS, MAX_PROMPT_CHARS};
 use destein::model::{LoadDtype, Model};
 use destein::steering::{check_compatible, FusionMode, RowSteering, Steerer};
 use destein::vectors::DetoxVectors;
@@ -91,9 +91,66 @@ fn empty_and_over_long_prompts() {
         let err = prompt_ids(model, empty, PromptMode::Continuation).unwrap_err();
         assert!(matches!(err, Error::Input(_)) && err.to_string().contains("empty"), "{err}");
     }
-    let long = "word ".repeat(model.config.context_length + 10);
+    // Within the character limit but over the context: rare four-byte characters take about four tokens each.
+    let long: String = (0..MAX_PROMPT_CHARS as u32).map(|i| char::from_u32(0x10000 + i * 7919 % 50000).unwrap()).collect();
     let err = prompt_ids(model, &long, PromptMode::Continuation).unwrap_err().to_string();
-    assert!(err.contains("context"), "{err}");
+    assert!(err.contains("tokens long") && err.contains("context holds"), "{err}");
+}
+
+/// The character limit is checked before the tokenizer runs: a 5 MB prompt (which takes about a second to
+/// tokenize here) is refused in well under that, naming its length and the limit, in both prompt modes.
+#[test]
+fn prompt_over_the_character_limit_is_refused_before_tokenizing() {
+    let model = common::model(LoadDtype::Q8_0);
+    let huge = "word ".repeat(1_000_000);
+    for mode in [PromptMode::Continuation, PromptMode::Chat] {
+        let start = std::time::Instant::now();
+        let err = prompt_ids(model, &huge, mode).unwrap_err();
+        let took = start.elapsed();
+        assert!(matches!(err, Error::Input(_)), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("5000000 characters") && msg.contains(&format!("at most {MAX_PROMPT_CHARS}")), "{msg}");
+        assert!(took < std::time::Duration::from_millis(250), "{mode:?}: refusing took {took:?}: was it tokenized first?");
+    }
+    // One over is refused; at the limit is fine, counted in characters, not bytes (é is two bytes).
+    let err = prompt_ids(model, &"a".repeat(MAX_PROMPT_CHARS + 1), PromptMode::Continuation).unwrap_err().to_string();
+    assert!(err.contains(&format!("{} characters", MAX_PROMPT_CHARS + 1)), "{err}");
+    assert!(prompt_ids(model, &"é".repeat(MAX_PROMPT_CHARS), PromptMode::Continuation).is_ok());
+    // The evaluation's prompts too, named by file and line.
+    let prompt = destein::evaluation::Prompt { text: huge, toxicity: None, source: "long.jsonl:3".into() };
+    let err = destein::evaluation::prompt_tokens(model, &prompt, &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("prompt long.jsonl:3 is 5000000 characters long"), "{err}");
+}
+
+#[test]
+fn over_long_prompt_in_a_prompt_file_is_refused_naming_its_line() {
+    use destein::evaluation::parse_prompts;
+    let line = |text: &str| serde_json::json!({ "prompt": { "text": text } }).to_string();
+    let at_limit = "é".repeat(MAX_PROMPT_CHARS);
+    let over = "a".repeat(MAX_PROMPT_CHARS + 1);
+    let file = [line("fine"), line(&at_limit), line(&over)].join("\n");
+    let err = parse_prompts(file.as_bytes(), "long.jsonl").unwrap_err().to_string();
+    assert!(err.contains("long.jsonl:3: the prompt is 4001 characters long; at most 4000"), "{err}");
+    let (prompts, skipped) = parse_prompts([line("fine"), line(&at_limit)].join("\n").as_bytes(), "ok.jsonl").unwrap();
+    assert_eq!((prompts.len(), skipped.len()), (2, 0));
+}
+
+#[test]
+fn max_new_tokens_over_the_limit_is_refused() {
+    let model = common::model(LoadDtype::Q8_0);
+    let ids = prompt_ids(model, "Hello", PromptMode::Continuation).unwrap();
+    let at_limit = SamplingParams { max_new_tokens: MAX_NEW_TOKENS, ..Default::default() };
+    assert!(at_limit.validate().is_ok());
+    for n in [MAX_NEW_TOKENS + 1, usize::MAX] {
+        let params = SamplingParams { max_new_tokens: n, ..Default::default() };
+        let err = params.validate().unwrap_err().to_string();
+        assert!(err.contains(&format!("max new tokens is {n}")) && err.contains(&format!("at most {MAX_NEW_TOKENS}")), "{err}");
+        let err = Generation::new(model, ids.clone(), &params, &[1], vec![RowSteering::OFF]).err().unwrap().to_string();
+        assert!(err.contains(&format!("at most {MAX_NEW_TOKENS}")), "{err}");
+    }
+    // The evaluation's sampling goes through the same check.
+    let eval = destein::evaluation::EvalParams { max_new_tokens: MAX_NEW_TOKENS + 1, ..Default::default() };
+    assert!(eval.sampling().validate().unwrap_err().to_string().contains("at most"));
 }
 
 #[test]

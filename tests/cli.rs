@@ -43,6 +43,46 @@ fn bad_requests() {
     assert_clean_failure(&["generate", "--load-dtype", "q2"], "unknown load dtype");
 }
 
+/// The request limits (`generation::MAX_PROMPT_CHARS`, `MAX_NEW_TOKENS`) are refused by name, before the model
+/// loads: every command here names a model file that does not exist, so reaching the load would fail otherwise.
+#[test]
+fn requests_over_the_limits_are_refused_before_loading() {
+    let missing = "models/no-such-model.gguf";
+    let long = "word ".repeat(1000);
+    assert_clean_failure(&["generate", "--model", missing, "--prompt", &long], "--prompt is 5000 characters long; at most 4000");
+    assert_clean_failure(&["generate", "--model", missing, "--max-new-tokens", "513"], "max new tokens is 513; at most 512");
+
+    let dir = std::env::temp_dir().join(format!("destein-cli-limits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prompts = dir.join("long.jsonl");
+    let line = |text: &str| serde_json::json!({ "prompt": { "text": text } }).to_string();
+    std::fs::write(&prompts, format!("{}\n{}\n", line("A short prompt"), line(&"a".repeat(4001)))).unwrap();
+    let reports = dir.join("reports");
+    let eval = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["eval", "--model", missing, "--name", "limits", "--reports-dir", reports.to_str().unwrap()];
+        args.extend(["--vectors", "www/vectors/smollm2-135m.heads.safetensors"]);
+        args.extend(extra);
+        args.iter().map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>, needle: &str| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_clean_failure(&refs, needle);
+    };
+    run(eval(&["--prompts", prompts.to_str().unwrap()]), "long.jsonl:2: the prompt is 4001 characters long; at most 4000");
+    run(eval(&["--max-new-tokens", "513"]), "max new tokens is 513; at most 512");
+    assert!(!reports.exists(), "a refused eval writes nothing");
+    let concept = |extra: &[&str]| {
+        let mut args = vec!["eval-concept", "--model", missing, "--judge", "sentiment", "--name", "limits"];
+        args.extend(["--reports-dir", reports.to_str().unwrap(), "--vectors", "www/vectors/smollm2-135m.heads.safetensors"]);
+        args.extend(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    run(concept(&["--prompts", prompts.to_str().unwrap()]), "long.jsonl:2: the prompt is 4001 characters long");
+    run(concept(&["--prompts", "data/rtp/test100.jsonl", "--max-new-tokens", "600"]), "max new tokens is 600; at most 512");
+    assert!(!reports.exists(), "a refused eval-concept writes nothing");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn failed_derive_writes_nothing() {
     let out = std::env::temp_dir().join(format!("destein-derive-{}.safetensors", std::process::id()));

@@ -16,7 +16,8 @@ import { ensureIsolation, describeIsolation, serviceWorkerUrl } from "./isolatio
 // Configuration
 
 const params = new URLSearchParams(location.search);
-const MAX_PROMPT_CHARS = 4000;
+// Request limits: the engine's own (src/generation.rs, steering.rs), replaced by what it reports in its "hello".
+const limits = { maxPromptChars: 4000, maxNewTokens: 512 };
 const VECTOR_DIR = params.get("vectors") || "www/vectors/";
 const VECTOR_FILES = {
   heads: "smollm2-135m.heads.safetensors",
@@ -334,6 +335,7 @@ function onWorkerMessage(w, msg) {
       w.hello = msg.ok;
       w.threads = msg.threads ?? 1;
       w.threadsNote = msg.threadsNote ?? null;
+      if (msg.limits) applyLimits(msg.limits);
       showEngineFacts();
       if (!msg.ok) {
         state.engineOk = false;
@@ -897,8 +899,15 @@ function updateAlphaUI() {
 
 function updatePromptCount() {
   const n = el.prompt.value.length;
-  el.promptCount.textContent = `${n} / ${MAX_PROMPT_CHARS}`;
-  el.promptCount.classList.toggle("over", n > MAX_PROMPT_CHARS);
+  el.promptCount.textContent = `${n} / ${limits.maxPromptChars}`;
+  el.promptCount.classList.toggle("over", n > limits.maxPromptChars);
+}
+
+function applyLimits({ maxPromptChars, maxNewTokens }) {
+  Object.assign(limits, { maxPromptChars, maxNewTokens });
+  el.prompt.maxLength = maxPromptChars;
+  el.maxTokens.max = String(maxNewTokens);
+  updatePromptCount();
 }
 
 el.alpha.addEventListener("input", () => {
@@ -1031,14 +1040,14 @@ function readParams() {
     el.prompt.focus();
     throw new Error("The prompt is empty: write something, or pick an example prompt.");
   }
-  if (prompt.length > MAX_PROMPT_CHARS) {
+  if (prompt.length > limits.maxPromptChars) {
     el.prompt.focus();
-    throw new Error(`The prompt is ${prompt.length} characters long; at most ${MAX_PROMPT_CHARS} are allowed.`);
+    throw new Error(`The prompt is ${prompt.length} characters long; at most ${limits.maxPromptChars} are allowed.`);
   }
   return {
     prompt,
     chat: document.querySelector('input[name="format"]:checked')?.value === "chat",
-    maxNewTokens: readNumber(el.maxTokens, { min: 1, max: 512, integer: true, name: "Max new tokens" }),
+    maxNewTokens: readNumber(el.maxTokens, { min: 1, max: limits.maxNewTokens, integer: true, name: "Max new tokens" }),
     temperature: readNumber(el.temperature, { min: 0, max: 2, name: "Temperature" }),
     topP: readNumber(el.topP, { min: 0.01, max: 1, name: "Top-p" }),
     topK: readNumber(el.topK, { min: 0, max: 100000, integer: true, name: "Top-k" }),
@@ -1093,6 +1102,8 @@ async function startRun() {
   // One start request per worker: the batch layout's worker decodes both rows, the pair layout's one row each.
   const starts = PARTS.map((part, i) => post("start", { params: { ...p, rows: part.rows } }, [], i));
   const id = starts[0].id;
+  // Only the current run's marks are kept: a long session must not grow the timeline without bound.
+  for (const name of ["run-start", "first-token", "run-end", "resteer"]) performance.clearMarks?.(`destein:${name}`);
   mark("run-start", { runId: id });
   document.body.dataset.runId = String(id);
   const run = (state.run = {
@@ -1147,6 +1158,9 @@ async function startRun() {
 function stopRun() {
   if (!state.run || state.run.ended) return Promise.resolve();
   const run = state.run;
+  // Steps already on their way (a worker can be a few tokens ahead of what is painted) are not shown: the panes end
+  // where they were when Stop was pressed.
+  run.stopping = true;
   return new Promise((resolve) => {
     run.onEnded = resolve;
     callAll("stop").catch(() => {});
@@ -1164,7 +1178,7 @@ const NICE_SCALES = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1];
 function onStep(msg) {
   const run = state.run;
   const part = run?.parts.find((p) => p.runId === msg.runId);
-  if (!part || run.ended) return;
+  if (!part || run.ended || run.stopping) return;
   const now = performance.now();
   if (run.firstAt == null) {
     run.firstAt = now;

@@ -39,7 +39,7 @@
 //   {type:"deriveCancel", id}           cancel the derivation in progress (between two pairs)
 //   {type:"crash",       id}            (testing aid: throws an uncaught error, as a dying engine would)
 // Replies (worker → page):
-//   {type:"hello", ok: true, threads, threadsNote} | {type:"hello", ok: false, error}
+//   {type:"hello", ok: true, threads, threadsNote, limits: {maxPromptChars, maxNewTokens, maxAlpha}} | {type:"hello", ok: false, error}
 //                                        once, when the engine module is loaded: the threads its matrix products use
 //                                        (1 + helpers), and why not more when ?threads=N asked for more (or null)
 //   {type:"result", id, ok: true, value} | {type:"result", id, ok: false, error: {message, name, fatal}}
@@ -147,7 +147,7 @@ const enginePromise = (async () => {
       wasmExports = await m.default();
       mod = m;
     }
-    postMessage({ type: "hello", ok: true, threads: mod.engineThreads?.() ?? 1, threadsNote });
+    postMessage({ type: "hello", ok: true, threads: mod.engineThreads?.() ?? 1, threadsNote, limits: mod.limits?.() ?? null });
   } catch (err) {
     const message = await engineLoadError(err);
     postMessage({ type: "hello", ok: false, error: { message, name: "EngineMissing", fatal: false } });

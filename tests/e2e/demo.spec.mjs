@@ -45,6 +45,7 @@ import {
   browserMissing,
   sha256,
   ids,
+  realMissing,
 } from "./helpers.mjs";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -457,23 +458,25 @@ describe("page with the mock engine", { skip: browserMissing || false }, () => {
     await waitReady(page);
   });
 
-  test("prompt errors: empty and over-long", async () => {
+  test("prompt errors: empty and over-long (the limits are the engine's)", async () => {
     const { page } = b;
+    assert.equal(await page.getAttribute("#max-tokens", "max"), "450");
+    assert.equal(await page.evaluate(() => document.querySelector("#prompt").maxLength), 3000);
     await page.fill("#prompt", "   ");
     await page.click("#start");
     assert.match(await alertText(page), /prompt is empty/);
     assert.equal(await page.evaluate(() => document.activeElement.id), "prompt");
     await page.evaluate(() => {
       const p = document.querySelector("#prompt");
-      p.value = "x".repeat(4001);
+      p.value = "x".repeat(3001);
       p.dispatchEvent(new Event("input"));
     });
     await page.click("#start");
-    assert.match(await alertText(page), /4001 characters long; at most 4000/);
-    await page.fill("#max-tokens", "0");
+    assert.match(await alertText(page), /3001 characters long; at most 3000/);
+    await page.fill("#max-tokens", "451");
     await page.fill("#prompt", "hello");
     await page.click("#start");
-    assert.match(await alertText(page), /Max new tokens must be a whole number from 1 to 512/);
+    assert.match(await alertText(page), /Max new tokens must be a whole number from 1 to 450/);
     await page.fill("#max-tokens", "16");
   });
 
@@ -613,17 +616,6 @@ describe("page with the mock engine", { skip: browserMissing || false }, () => {
 // ---------------------------------------------------------------------------------------------------------------
 // 3. The page, with the real engine, model and vectors
 
-const realMissing = (() => {
-  if (process.env.DESTEIN_E2E_REAL === "0") return "DESTEIN_E2E_REAL=0";
-  if (browserMissing) return browserMissing;
-  const need = ["pkg/destein.js", "pkg/destein_bg.wasm", MODEL_FILE, VECTOR_FILES[0]];
-  const missing = need.filter((p) => !fs.existsSync(path.join(ROOT, p)));
-  if (!missing.length) return false;
-  return (
-    `missing ${missing.join(", ")} — build the engine with scripts/build-wasm.sh, fetch the model with ` +
-    "scripts/fetch-model.sh and make the vectors to run the real-engine tests"
-  );
-})();
 if (realMissing) console.log(`# real-engine e2e tests skipped: ${realMissing}`);
 // The project's test command sets DESTEIN_E2E_REQUIRE_REAL=1: there, a missing part is a failure, not a skip.
 if (realMissing && process.env.DESTEIN_E2E_REQUIRE_REAL === "1") {

@@ -28,6 +28,19 @@ try {
 }
 export const browserMissing = playwrightMissing || (fs.existsSync(CHROMIUM) ? null : `no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
 
+/** Why the real-engine tests cannot run here (a string), or false: they need the built engine, model and vectors. */
+export const realMissing = (() => {
+  if (process.env.DESTEIN_E2E_REAL === "0") return "DESTEIN_E2E_REAL=0";
+  if (browserMissing) return browserMissing;
+  const need = ["pkg/destein.js", "pkg/destein_bg.wasm", MODEL_FILE, VECTOR_FILES[0]];
+  const missing = need.filter((p) => !fs.existsSync(path.join(ROOT, p)));
+  if (!missing.length) return false;
+  return (
+    `missing ${missing.join(", ")} — build the engine with scripts/build-wasm.sh, fetch the model with ` +
+    "scripts/fetch-model.sh and make the vectors to run the real-engine tests"
+  );
+})();
+
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
 
@@ -107,7 +120,24 @@ export async function setAlpha(page, value) {
   }, value);
 }
 
-export async function fillRun(page, { prompt, maxTokens = 16, seed = 7, temperature = 0.8, alpha, chat = false }) {
+/**
+ * Fill the run's fields. `direct` sets them from script instead of typing: typing leaves an undo step per field in
+ * the browser's editing history, which would hide a leak of the page's own in a long-session test.
+ */
+export async function fillRun(page, { prompt, maxTokens = 16, seed = 7, temperature = 0.8, alpha, chat = false, direct = false }) {
+  if (direct) {
+    await page.evaluate((f) => {
+      for (const [sel, v] of [["#prompt", f.prompt], ["#max-tokens", f.maxTokens], ["#seed", f.seed], ["#temperature", f.temperature]]) {
+        const e = document.querySelector(sel);
+        e.value = String(v);
+        e.dispatchEvent(new Event("input", { bubbles: true }));
+      }
+      const format = document.querySelector(`input[name="format"][value="${f.chat ? "chat" : "continuation"}"]`);
+      if (!format.checked) format.click();
+    }, { prompt, maxTokens, seed, temperature, chat });
+    if (alpha != null) await setAlpha(page, alpha);
+    return;
+  }
   await page.fill("#prompt", prompt);
   await page.fill("#max-tokens", String(maxTokens));
   await page.fill("#seed", String(seed));

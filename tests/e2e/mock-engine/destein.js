@@ -56,6 +56,8 @@ export default async function init() {}
 // Single-threaded, like pkg/destein.js (www/worker.js falls back to it when asked for threads).
 export const threadedBuild = () => false;
 export const engineThreads = () => 1;
+// Lower than the real engine's, so that a test can see the page take its limits from the engine.
+export const limits = () => ({ maxPromptChars: 3000, maxNewTokens: 450, maxAlpha: 2 });
 
 export class Engine {
   constructor(bytes, opts = {}) {
