@@ -3,17 +3,18 @@
 //! Row 0 is usually raw and row 1 steered; each row has its own RNG seeded with the same seed, so with α = 0
 //! the rows produce the same text, and any difference is the steering's doing.
 
+use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::bail;
 use crate::error::Result;
-use crate::model::{Cache, Model};
+use crate::model::{ActivationHook, Cache, Model, Site};
 use crate::profile::{timed, Phase};
-use crate::steering::{RowSteering, Steerer, MAX_VECTORS};
+use crate::steering::{cosine, fuse_many, RowSteering, MAX_VECTORS};
 use crate::subspace::{Projecting, Subspace};
 use crate::tokenizer::StreamDecoder;
-use crate::vectors::DetoxVectors;
+use crate::vectors::{check_compatible, DetoxVectors};
 
 /// Longest prompt any entry point accepts, in characters (Unicode scalar values), checked before tokenizing so that
 /// a huge input is refused at once instead of being tokenized only to exceed the context. 4000 is the page's limit
@@ -412,6 +413,101 @@ impl Generation {
             .map(|(row, prev)| vec![row.tokens.last().copied().unwrap_or(*prev.last().unwrap())])
             .collect();
         Ok(out)
+    }
+}
+
+/// The forward-pass hook that applies DeStein: every layer, every position of the step (prompt and generated
+/// tokens alike, so the KV cache holds steered values), each row with its own α per vector file and its own
+/// mode. It also records, for the last position of each row and each vector file, the mean over layers of
+/// cos(activation, z) before fusion: the model's own read-out of how toxic the current step is.
+pub struct Steerer<'a> {
+    vectors: &'a [DetoxVectors],
+    rows: &'a [RowSteering],
+    /// Per row, per vector file: Σ over layers of cos(a_l, z_{i,l}) at the row's last position.
+    projection_sums: Vec<[f64; MAX_VECTORS]>,
+    layers_seen: usize,
+    /// Leading positions of each row left unsteered in this forward pass.
+    skip: usize,
+}
+
+impl<'a> Steerer<'a> {
+    /// Needs 1 to `MAX_VECTORS` compatible vector files (`check_compatible`), and valid rows that set α > 0
+    /// only for files that are there.
+    pub fn new(vectors: &'a [DetoxVectors], rows: &'a [RowSteering]) -> Result<Self> {
+        if vectors.is_empty() {
+            bail!(Input, "steering needs at least one detox vector file");
+        }
+        check_compatible(vectors)?;
+        for row in rows {
+            row.validate()?;
+            row.check_vectors(vectors.len())?;
+        }
+        Ok(Self { vectors, rows, projection_sums: vec![[0.0; MAX_VECTORS]; rows.len()], layers_seen: 0, skip: 0 })
+    }
+
+    /// Leave the first `n` positions of every row unsteered (read-outs are unchanged).
+    pub fn skip_positions(&mut self, n: usize) {
+        self.skip = n;
+    }
+
+    /// Per row, one value per vector file: the mean over layers of cos(a_l, z_l) at the row's last position,
+    /// before fusion.
+    pub fn projections(&self) -> Vec<Vec<f32>> {
+        let layers = self.layers_seen.max(1) as f64;
+        let per_row = |sums: &[f64; MAX_VECTORS]| sums[..self.vectors.len()].iter().map(|s| (s / layers) as f32).collect();
+        self.projection_sums.iter().map(per_row).collect()
+    }
+
+    /// Each vector file's direction at `layer`, checked against the activation width.
+    fn directions(&self, layer: usize, width: usize) -> Result<[&'a [f32]; MAX_VECTORS]> {
+        let mut zs: [&[f32]; MAX_VECTORS] = [&[]; MAX_VECTORS];
+        for (i, (slot, v)) in zs.iter_mut().zip(self.vectors).enumerate() {
+            if layer >= v.meta.layers {
+                bail!(Vectors, "layer {layer}: vector file {} has only {} layers", i + 1, v.meta.layers);
+            }
+            *slot = v.layer(layer);
+            if slot.len() != width {
+                bail!(Vectors, "layer {layer}: direction has {} values, activation {width}", slot.len());
+            }
+        }
+        Ok(zs)
+    }
+}
+
+impl ActivationHook for Steerer<'_> {
+    fn site(&self) -> Site {
+        self.vectors[0].meta.site
+    }
+
+    fn on_activation(&mut self, layer: usize, act: Tensor) -> Result<Tensor> {
+        let dims = act.dims().to_vec();
+        let (batch, seq) = (dims[0], dims[1]);
+        let width = dims[2..].iter().product::<usize>();
+        if batch != self.rows.len() {
+            bail!(Input, "the steering plan has {} rows but the batch has {batch}", self.rows.len());
+        }
+        let n = self.vectors.len();
+        let all = self.directions(layer, width)?;
+        let zs = &all[..n];
+        let mut values = act.flatten_all()?.to_vec1::<f32>()?;
+        let heads = self.vectors[0].meta.heads;
+        for (row, steer) in self.rows.iter().enumerate() {
+            let row_values = &mut values[row * seq * width..(row + 1) * seq * width];
+            let last = &row_values[(seq - 1) * width..];
+            for (sum, z) in self.projection_sums[row].iter_mut().zip(zs) {
+                *sum += cosine(last, z);
+            }
+            if !steer.is_off() {
+                for position in row_values.chunks_exact_mut(width).skip(self.skip) {
+                    fuse_many(position, zs, &steer.alphas[..n], heads, steer.mode);
+                }
+            }
+        }
+        self.layers_seen += 1;
+        if self.rows.iter().all(RowSteering::is_off) {
+            return Ok(act);
+        }
+        Ok(Tensor::from_vec(values, dims, act.device())?)
     }
 }
 

@@ -20,10 +20,10 @@ mod cli {
     use clap::{Args, Parser, Subcommand};
     use indicatif::{ProgressBar, ProgressStyle};
 
-    use destein::generation::{check_prompt_chars, prompt_ids, Generation, PromptMode, SamplingParams};
+    use destein::generation::{check_prompt_chars, prompt_ids, Generation, PromptMode, SamplingParams, Steerer};
     use destein::model::{LoadDtype, MatmulBackend, Model, Site};
-    use destein::steering::{check_compatible, validate_alpha, FusionMode, RowSteering, Steerer, MAX_VECTORS};
-    use destein::vectors::{self, DetoxVectors};
+    use destein::steering::{validate_alpha, FusionMode, RowSteering, MAX_VECTORS};
+    use destein::vectors::{self, check_compatible, DetoxVectors};
     use destein::{control_vector, steering::MAX_ALPHA};
 
     pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";

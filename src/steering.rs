@@ -21,12 +21,8 @@
 //! generalisation, which sums the α_i·n(z_i) terms inside the same formulas (see `fuse_many`).
 //! Arithmetic runs in f64 and is written back as f32.
 
-use candle_core::Tensor;
-
 use crate::bail;
 use crate::error::{Error, Result};
-use crate::model::{ActivationHook, Site};
-use crate::vectors::DetoxVectors;
 
 /// The largest α the tools accept. Beyond 2 every mode has long since destroyed the activation
 /// (for `rotate`, an activation orthogonal to z is already turned by atan(2) ≈ 63°).
@@ -241,44 +237,6 @@ pub fn fuse_many(a: &mut [f32], zs: &[&[f32]], alphas: &[f32], n_heads: usize, m
     }
 }
 
-/// Refuse vector files that cannot steer one row together: more than `MAX_VECTORS`, different sites,
-/// different shapes, or derived on different models (by GGUF sha256). Files are named by position (1-based).
-pub fn check_compatible(vectors: &[DetoxVectors]) -> Result<()> {
-    if vectors.len() > MAX_VECTORS {
-        bail!(Vectors, "{} vector files given; at most {MAX_VECTORS} can steer together", vectors.len());
-    }
-    let Some(first) = vectors.first() else { return Ok(()) };
-    let a = &first.meta;
-    for (i, v) in vectors.iter().enumerate() {
-        let (b, n) = (&v.meta, i + 1);
-        if b.site != a.site {
-            bail!(Vectors, "vector file {n} steers site `{}` but file 1 steers `{}`; all must steer the same site", b.site.name(), a.site.name());
-        }
-        if (b.layers, b.heads, b.head_dim) != (a.layers, a.heads, a.head_dim) {
-            bail!(
-                Vectors,
-                "vector file {n} has {} layers × {} heads × {}, file 1 has {} × {} × {}; all must have the same shape",
-                b.layers, b.heads, b.head_dim, a.layers, a.heads, a.head_dim
-            );
-        }
-        if v.direction.len() != b.layers * b.heads * b.head_dim {
-            bail!(Vectors, "vector file {n} holds {} direction values, its metadata says {} × {} × {}", v.direction.len(), b.layers, b.heads, b.head_dim);
-        }
-        if b.model_sha256 != a.model_sha256 {
-            bail!(
-                Vectors,
-                "vector file {n} was derived on `{}` (GGUF sha256 {}…), file 1 on `{}` (sha256 {}…); all must come from the same model",
-                b.model_name, short(&b.model_sha256), a.model_name, short(&a.model_sha256)
-            );
-        }
-    }
-    Ok(())
-}
-
-fn short(sha: &str) -> &str {
-    sha.get(..12).unwrap_or(sha)
-}
-
 /// How one batch row is steered during a forward pass: α_i for vector file i (0 = that file does not steer
 /// this row), and one fusion mode for all of them.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -320,101 +278,6 @@ impl RowSteering {
                 bail!(Input, "α = {alpha} is set for vector file {} but only {available} vector file(s) are loaded", i + 1)
             }
         }
-    }
-}
-
-/// The forward-pass hook that applies DeStein: every layer, every position of the step (prompt and generated
-/// tokens alike, so the KV cache holds steered values), each row with its own α per vector file and its own
-/// mode. It also records, for the last position of each row and each vector file, the mean over layers of
-/// cos(activation, z) before fusion: the model's own read-out of how toxic the current step is.
-pub struct Steerer<'a> {
-    vectors: &'a [DetoxVectors],
-    rows: &'a [RowSteering],
-    /// Per row, per vector file: Σ over layers of cos(a_l, z_{i,l}) at the row's last position.
-    projection_sums: Vec<[f64; MAX_VECTORS]>,
-    layers_seen: usize,
-    /// Leading positions of each row left unsteered in this forward pass.
-    skip: usize,
-}
-
-impl<'a> Steerer<'a> {
-    /// Needs 1 to `MAX_VECTORS` compatible vector files (`check_compatible`), and valid rows that set α > 0
-    /// only for files that are there.
-    pub fn new(vectors: &'a [DetoxVectors], rows: &'a [RowSteering]) -> Result<Self> {
-        if vectors.is_empty() {
-            bail!(Input, "steering needs at least one detox vector file");
-        }
-        check_compatible(vectors)?;
-        for row in rows {
-            row.validate()?;
-            row.check_vectors(vectors.len())?;
-        }
-        Ok(Self { vectors, rows, projection_sums: vec![[0.0; MAX_VECTORS]; rows.len()], layers_seen: 0, skip: 0 })
-    }
-
-    /// Leave the first `n` positions of every row unsteered (read-outs are unchanged).
-    pub fn skip_positions(&mut self, n: usize) {
-        self.skip = n;
-    }
-
-    /// Per row, one value per vector file: the mean over layers of cos(a_l, z_l) at the row's last position,
-    /// before fusion.
-    pub fn projections(&self) -> Vec<Vec<f32>> {
-        let layers = self.layers_seen.max(1) as f64;
-        let per_row = |sums: &[f64; MAX_VECTORS]| sums[..self.vectors.len()].iter().map(|s| (s / layers) as f32).collect();
-        self.projection_sums.iter().map(per_row).collect()
-    }
-
-    /// Each vector file's direction at `layer`, checked against the activation width.
-    fn directions(&self, layer: usize, width: usize) -> Result<[&'a [f32]; MAX_VECTORS]> {
-        let mut zs: [&[f32]; MAX_VECTORS] = [&[]; MAX_VECTORS];
-        for (i, (slot, v)) in zs.iter_mut().zip(self.vectors).enumerate() {
-            if layer >= v.meta.layers {
-                bail!(Vectors, "layer {layer}: vector file {} has only {} layers", i + 1, v.meta.layers);
-            }
-            *slot = v.layer(layer);
-            if slot.len() != width {
-                bail!(Vectors, "layer {layer}: direction has {} values, activation {width}", slot.len());
-            }
-        }
-        Ok(zs)
-    }
-}
-
-impl ActivationHook for Steerer<'_> {
-    fn site(&self) -> Site {
-        self.vectors[0].meta.site
-    }
-
-    fn on_activation(&mut self, layer: usize, act: Tensor) -> Result<Tensor> {
-        let dims = act.dims().to_vec();
-        let (batch, seq) = (dims[0], dims[1]);
-        let width = dims[2..].iter().product::<usize>();
-        if batch != self.rows.len() {
-            bail!(Input, "the steering plan has {} rows but the batch has {batch}", self.rows.len());
-        }
-        let n = self.vectors.len();
-        let all = self.directions(layer, width)?;
-        let zs = &all[..n];
-        let mut values = act.flatten_all()?.to_vec1::<f32>()?;
-        let heads = self.vectors[0].meta.heads;
-        for (row, steer) in self.rows.iter().enumerate() {
-            let row_values = &mut values[row * seq * width..(row + 1) * seq * width];
-            let last = &row_values[(seq - 1) * width..];
-            for (sum, z) in self.projection_sums[row].iter_mut().zip(zs) {
-                *sum += cosine(last, z);
-            }
-            if !steer.is_off() {
-                for position in row_values.chunks_exact_mut(width).skip(self.skip) {
-                    fuse_many(position, zs, &steer.alphas[..n], heads, steer.mode);
-                }
-            }
-        }
-        self.layers_seen += 1;
-        if self.rows.iter().all(RowSteering::is_off) {
-            return Ok(act);
-        }
-        Ok(Tensor::from_vec(values, dims, act.device())?)
     }
 }
 

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::bail;
 use crate::error::{Error, Result};
 use crate::model::{ActivationHook, Cache, Model, Site};
-use crate::steering::{validate_alpha, FusionMode, MAX_ALPHA};
+use crate::steering::{validate_alpha, FusionMode, MAX_ALPHA, MAX_VECTORS};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const TOXIC_PREFIX: &str = "The following text is abusive, harmful, negative, obscene, racist, rude and toxic: ";
@@ -896,4 +896,42 @@ fn solve(a: &mut [f64], b: &[f64], p: usize) -> Vec<f64> {
         x[row] = if d.abs() < 1e-300 { 0.0 } else { (b[row] - s) / d };
     }
     x
+}
+
+/// Refuse vector files that cannot steer one row together: more than `MAX_VECTORS`, different sites,
+/// different shapes, or derived on different models (by GGUF sha256). Files are named by position (1-based).
+pub fn check_compatible(vectors: &[DetoxVectors]) -> Result<()> {
+    if vectors.len() > MAX_VECTORS {
+        bail!(Vectors, "{} vector files given; at most {MAX_VECTORS} can steer together", vectors.len());
+    }
+    let Some(first) = vectors.first() else { return Ok(()) };
+    let a = &first.meta;
+    for (i, v) in vectors.iter().enumerate() {
+        let (b, n) = (&v.meta, i + 1);
+        if b.site != a.site {
+            bail!(Vectors, "vector file {n} steers site `{}` but file 1 steers `{}`; all must steer the same site", b.site.name(), a.site.name());
+        }
+        if (b.layers, b.heads, b.head_dim) != (a.layers, a.heads, a.head_dim) {
+            bail!(
+                Vectors,
+                "vector file {n} has {} layers × {} heads × {}, file 1 has {} × {} × {}; all must have the same shape",
+                b.layers, b.heads, b.head_dim, a.layers, a.heads, a.head_dim
+            );
+        }
+        if v.direction.len() != b.layers * b.heads * b.head_dim {
+            bail!(Vectors, "vector file {n} holds {} direction values, its metadata says {} × {} × {}", v.direction.len(), b.layers, b.heads, b.head_dim);
+        }
+        if b.model_sha256 != a.model_sha256 {
+            bail!(
+                Vectors,
+                "vector file {n} was derived on `{}` (GGUF sha256 {}…), file 1 on `{}` (sha256 {}…); all must come from the same model",
+                b.model_name, short(&b.model_sha256), a.model_name, short(&a.model_sha256)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
 }

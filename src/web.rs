@@ -8,8 +8,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::generation::{prompt_ids, Generation, PromptMode, SamplingParams, MAX_NEW_TOKENS, MAX_PROMPT_CHARS};
 use crate::model::{sha256_hex, LoadDtype, MatmulBackend, Model, Site};
-use crate::steering::{check_compatible, validate_alpha, FusionMode, RowSteering, MAX_ALPHA, MAX_VECTORS};
-use crate::vectors::{self, DeriveOptions, Derivation, DetoxVectors};
+use crate::steering::{validate_alpha, FusionMode, RowSteering, MAX_ALPHA, MAX_VECTORS};
+use crate::vectors::{self, check_compatible, DeriveOptions, Derivation, DetoxVectors};
 
 #[wasm_bindgen(start)]
 pub fn start() {

@@ -4,10 +4,10 @@ mod common;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams, MAX_NEW_TOKENS, MAX_PROMPT_CHARS};
+use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams, Steerer, MAX_NEW_TOKENS, MAX_PROMPT_CHARS};
 use destein::model::{LoadDtype, Model};
-use destein::steering::{check_compatible, FusionMode, RowSteering, Steerer};
-use destein::vectors::DetoxVectors;
+use destein::steering::{FusionMode, RowSteering};
+use destein::vectors::{check_compatible, DetoxVectors};
 use destein::Error;
 
 fn load_err(bytes: &[u8]) -> String {

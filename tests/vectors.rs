@@ -3,9 +3,9 @@
 
 mod common;
 
-use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams};
+use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams, Steerer};
 use destein::model::{Cache, LoadDtype, Site};
-use destein::steering::{FusionMode, RowSteering, Steerer};
+use destein::steering::{FusionMode, RowSteering};
 use destein::vectors::{derive, parse_pairs, DeriveOptions, DetoxVectors};
 use destein::model::sha256_hex;
 
