@@ -25,6 +25,21 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The value among `values` whose `name` is `given`.
+pub fn find_named<T: Copy>(values: &[T], name: fn(T) -> &'static str, given: &str) -> Option<T> {
+    values.iter().copied().find(|&v| name(v) == given)
+}
+
+/// The error for a name that is none of `names`: "unknown WHAT `given` (expected a, b or c)".
+pub fn unknown_name(what: &str, given: &str, names: &[&str]) -> Error {
+    let expected = match names {
+        [] => String::new(),
+        [only] => only.to_string(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    };
+    Error::Input(format!("unknown {what} `{given}` (expected {expected})"))
+}
+
 /// `bail!(Kind, "format", args)`: return early with an `Error::Kind(message)`.
 #[macro_export]
 macro_rules! bail {

@@ -4,7 +4,9 @@
 //! Each block: RmsNorm → q/k/v → interleaved RoPE → causal attention with a KV cache (grouped-query heads)
 //! → [site `heads`] → o_proj → [site `attn_out`] → residual add → RmsNorm → SwiGLU MLP → residual add.
 
+use std::fmt;
 use std::io::Cursor;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
@@ -12,7 +14,7 @@ use candle_core::{Device, Module, Tensor};
 use sha2::{Digest, Sha256};
 
 use crate::bail;
-use crate::error::{Error, Result};
+use crate::error::{find_named, unknown_name, Error, Result};
 use crate::kernels::{QuantizedMatrix, WeightFormat};
 use crate::profile::{timed, Phase};
 use crate::tokenizer::Tokenizer;
@@ -28,18 +30,28 @@ pub enum Site {
 }
 
 impl Site {
+    pub const ALL: [Site; 2] = [Site::Heads, Site::AttnOut];
+
     pub fn name(self) -> &'static str {
         match self {
             Site::Heads => "heads",
             Site::AttnOut => "attn_out",
         }
     }
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "heads" => Ok(Site::Heads),
-            "attn_out" | "attn-out" => Ok(Site::AttnOut),
-            other => bail!(Input, "unknown site `{other}` (expected `heads` or `attn_out`)"),
-        }
+}
+
+impl FromStr for Site {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        // Command lines spell options with hyphens, so `attn-out` is accepted too.
+        let canonical = if s == "attn-out" { "attn_out" } else { s };
+        find_named(&Site::ALL, Site::name, canonical).ok_or_else(|| unknown_name("site", s, &Site::ALL.map(Site::name)))
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -65,6 +77,8 @@ pub enum LoadDtype {
 }
 
 impl LoadDtype {
+    pub const ALL: [LoadDtype; 3] = [LoadDtype::AsIs, LoadDtype::Q8_0, LoadDtype::F32];
+
     pub fn name(self) -> &'static str {
         match self {
             LoadDtype::AsIs => "as-is",
@@ -72,13 +86,25 @@ impl LoadDtype {
             LoadDtype::F32 => "f32",
         }
     }
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "as-is" | "asis" => Ok(LoadDtype::AsIs),
-            "q8_0" | "q8" => Ok(LoadDtype::Q8_0),
-            "f32" => Ok(LoadDtype::F32),
-            other => bail!(Input, "unknown load dtype `{other}` (expected as-is, q8_0 or f32)"),
-        }
+}
+
+impl FromStr for LoadDtype {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        // Short spellings people type.
+        let canonical = match s {
+            "asis" => "as-is",
+            "q8" => "q8_0",
+            other => other,
+        };
+        find_named(&LoadDtype::ALL, LoadDtype::name, canonical)
+            .ok_or_else(|| unknown_name("load dtype", s, &LoadDtype::ALL.map(LoadDtype::name)))
+    }
+}
+
+impl fmt::Display for LoadDtype {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -175,6 +201,31 @@ pub enum MatmulBackend {
     Ours,
     /// candle's `QMatMul`, the reference we test against.
     Candle,
+}
+
+impl MatmulBackend {
+    pub const ALL: [MatmulBackend; 2] = [MatmulBackend::Ours, MatmulBackend::Candle];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulBackend::Ours => "ours",
+            MatmulBackend::Candle => "candle",
+        }
+    }
+}
+
+impl FromStr for MatmulBackend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        find_named(&MatmulBackend::ALL, MatmulBackend::name, s)
+            .ok_or_else(|| unknown_name("matmul backend", s, &MatmulBackend::ALL.map(MatmulBackend::name)))
+    }
+}
+
+impl fmt::Display for MatmulBackend {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A weight matrix `[out, in]` applied to the last dimension of the input.

@@ -21,8 +21,11 @@
 //! generalisation, which sums the α_i·n(z_i) terms inside the same formulas (see `fuse_many`).
 //! Arithmetic runs in f64 and is written back as f32.
 
+use std::fmt;
+use std::str::FromStr;
+
 use crate::bail;
-use crate::error::{Error, Result};
+use crate::error::{find_named, unknown_name, Error, Result};
 
 /// The largest α the tools accept. Beyond 2 every mode has long since destroyed the activation
 /// (for `rotate`, an activation orthogonal to z is already turned by atan(2) ≈ 63°).
@@ -53,18 +56,19 @@ impl FusionMode {
             FusionMode::Project => "project",
         }
     }
+}
 
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "rotate" => Ok(FusionMode::Rotate),
-            "headwise" => Ok(FusionMode::Headwise),
-            "headwise-reference" => Ok(FusionMode::HeadwiseReference),
-            "add" => Ok(FusionMode::Add),
-            "project" => Ok(FusionMode::Project),
-            other => {
-                bail!(Input, "unknown fusion mode `{other}` (expected rotate, headwise, headwise-reference, add or project)")
-            }
-        }
+impl FromStr for FusionMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        find_named(&FusionMode::ALL, FusionMode::name, s)
+            .ok_or_else(|| unknown_name("fusion mode", s, &FusionMode::ALL.map(FusionMode::name)))
+    }
+}
+
+impl fmt::Display for FusionMode {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -126,7 +126,7 @@ impl VectorMeta {
         }
         Ok(Self {
             format_version,
-            site: Site::parse(get("site")?).map_err(|e| Error::Vectors(e.to_string()))?,
+            site: get("site")?.parse::<Site>().map_err(|e| Error::Vectors(e.to_string()))?,
             model_name: get("model_name")?.clone(),
             model_sha256: get("model_sha256")?.clone(),
             hidden: num("hidden", get("hidden")?)?,
@@ -138,7 +138,7 @@ impl VectorMeta {
             seed: num("seed", get("seed")?)?,
             toxic_prefix: get("toxic_prefix")?.clone(),
             nontoxic_prefix: get("nontoxic_prefix")?.clone(),
-            recommended_mode: FusionMode::parse(get("recommended_mode")?)
+            recommended_mode: get("recommended_mode")?.parse::<FusionMode>()
                 .map_err(|e| Error::Vectors(e.to_string()))?,
             recommended_alpha,
             recommended_generated_only: match m.get("recommended_scope").map(String::as_str) {

@@ -336,7 +336,7 @@ impl Engine {
             serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad load options: {e}")))?
         };
         let dtype = match options.load_dtype.as_deref() {
-            Some(s) => LoadDtype::parse(s).map_err(err)?,
+            Some(s) => s.parse::<LoadDtype>().map_err(err)?,
             None => LoadDtype::default(),
         };
         let start = now_ms();
@@ -454,7 +454,7 @@ impl Engine {
             serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad start options: {e}")))?;
         let alphas = self.steered_alphas(o.alpha, &o.alphas)?;
         let mode = match (&o.mode, self.vectors.first()) {
-            (Some(m), _) => FusionMode::parse(m).map_err(err)?,
+            (Some(m), _) => m.parse::<FusionMode>().map_err(err)?,
             (None, Some(v)) => v.meta.recommended_mode,
             (None, None) => FusionMode::Rotate,
         };
@@ -534,7 +534,7 @@ impl Engine {
     /// Set the steered row's fusion mode from the next step on.
     #[wasm_bindgen(js_name = setMode)]
     pub fn set_mode(&mut self, mode: &str) -> Result<(), JsError> {
-        let mode = FusionMode::parse(mode).map_err(err)?;
+        let mode = mode.parse::<FusionMode>().map_err(err)?;
         if let (Some(g), Some(row)) = (self.generation.as_mut(), self.steered_row) {
             let steering = RowSteering { mode, ..g.steering[row] };
             g.set_steering(row, steering).map_err(err)?;
@@ -554,11 +554,11 @@ impl Engine {
             serde_wasm_bindgen::from_value(request).map_err(|e| JsError::new(&format!("bad derive request: {e}")))?;
         self.derivation = None;
         let pairs = vectors::parse_pairs(r.pairs_jsonl.as_bytes()).map_err(err)?;
-        let site = Site::parse(&r.site).map_err(err)?;
+        let site = r.site.parse::<Site>().map_err(err)?;
         let count = r.count.unwrap_or(pairs.len());
         let mut options = DeriveOptions::detox(site, count, r.seed, sha256_hex(r.pairs_jsonl.as_bytes()));
         if let Some(mode) = &r.recommended_mode {
-            options.recommended_mode = FusionMode::parse(mode).map_err(err)?;
+            options.recommended_mode = mode.parse::<FusionMode>().map_err(err)?;
         }
         options.recommended_alpha = r.recommended_alpha.unwrap_or(options.recommended_alpha);
         options.away_prefix = r.away_prefix.unwrap_or(options.away_prefix);

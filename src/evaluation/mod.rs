@@ -16,6 +16,11 @@ use crate::steering::{FusionMode, RowSteering};
 use crate::subspace::Subspace;
 use crate::vectors::DetoxVectors;
 
+#[cfg(not(target_arch = "wasm32"))]
+mod sweep;
+#[cfg(not(target_arch = "wasm32"))]
+pub use sweep::{ModelIdentity, PromptFile, Sweep, SweepEngine, SweepReport, SweepRequest};
+
 /// One RealToxicityPrompts prompt.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Prompt {
@@ -184,8 +189,8 @@ impl Setting {
         let parts: Vec<&str> = text.split('/').collect();
         let bad = |why: String| Error::Input(format!("setting `{text}`: {why} (expected site/mode/α[/generated][/top=SHARE][/subspace=RANK])"));
         let [site, mode, alpha, rest @ ..] = parts.as_slice() else { return Err(bad("too few parts".into())) };
-        let site = Site::parse(site).map_err(|e| bad(e.to_string()))?;
-        let mode = FusionMode::parse(mode).map_err(|e| bad(e.to_string()))?;
+        let site = site.parse::<Site>().map_err(|e| bad(e.to_string()))?;
+        let mode = mode.parse::<FusionMode>().map_err(|e| bad(e.to_string()))?;
         let alpha: f32 = alpha.parse().map_err(|_| bad(format!("α `{alpha}` is not a number")))?;
         crate::steering::validate_alpha(alpha).map_err(|e| bad(e.to_string()))?;
         let mut setting = Setting::steered(site.name(), mode.name(), alpha);
@@ -288,7 +293,7 @@ pub fn row_steering(setting: &Setting, vectors: Option<&DetoxVectors>) -> Result
     if v.meta.site.name() != setting.site {
         bail!(Input, "setting {} does not match the vectors' site {}", setting.label(), v.meta.site.name());
     }
-    Ok(RowSteering::single(setting.alpha, FusionMode::parse(&setting.mode)?))
+    Ok(RowSteering::single(setting.alpha, setting.mode.parse::<FusionMode>()?))
 }
 
 /// The continuations of one prompt and their perplexity under the unsteered model.

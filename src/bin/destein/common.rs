@@ -1,0 +1,77 @@
+//! What several commands share: the model options and loading, prompt files, and the steering scope.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use destein::evaluation::Prompt;
+use destein::model::{LoadDtype, MatmulBackend, Model};
+
+pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Args, Clone)]
+pub struct Common {
+    /// A Llama-architecture GGUF file.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// How weights are held after loading: as-is (default: fastest, about as faithful as q8_0), q8_0, or f32.
+    #[arg(long, default_value = "as-is")]
+    pub load_dtype: LoadDtype,
+    /// Worker threads for the matrix products (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Matrix products through our kernels (default) or candle's quantized matmul (the reference).
+    #[arg(long, default_value = "ours")]
+    pub matmul: MatmulBackend,
+}
+
+/// Load `--model` as the options say; returns the model and the seconds the load took.
+pub fn load_model(common: &Common) -> Result<(Model, f64)> {
+    if let Some(n) = common.threads {
+        // candle's CPU kernels size their rayon pool from this variable, read once at first use.
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
+    let start = Instant::now();
+    let model = Model::load_with(&common.model, common.load_dtype, common.matmul)?;
+    Ok((model, start.elapsed().as_secs_f64()))
+}
+
+/// Read a prompt file (skipped lines reported on stderr).
+pub fn read_prompts(path: &Path) -> Result<Vec<Prompt>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read prompts {}", path.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let (prompts, skipped) = destein::evaluation::parse_prompts(&bytes, &name)?;
+    for s in &skipped {
+        eprintln!("skipped {s}");
+    }
+    Ok(prompts)
+}
+
+/// `--scope`: which positions are steered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every position, the prompt's too.
+    All,
+    /// Only the positions producing new tokens (the prompt's KV cache stays raw).
+    Generated,
+}
+
+impl Scope {
+    pub fn generated_only(self) -> bool {
+        self == Scope::Generated
+    }
+}
+
+impl FromStr for Scope {
+    type Err = anyhow::Error;
+    fn from_str(scope: &str) -> Result<Self> {
+        match scope {
+            "all" => Ok(Scope::All),
+            "generated" => Ok(Scope::Generated),
+            other => anyhow::bail!("--scope must be `all` or `generated`, not `{other}`"),
+        }
+    }
+}
