@@ -258,6 +258,31 @@ struct RowState {
     stop: Option<StopReason>,
 }
 
+impl RowState {
+    /// Sample the row's next token from its `logits` and decode it; returns the id and the new text. Sets `stop`
+    /// on EOS, at `max_new_tokens`, or when the context is full (the row's decoder then flushes what it holds).
+    fn advance(&mut self, model: &Model, logits: &[f32], max_new_tokens: usize, context_full: bool) -> (u32, String) {
+        let id = timed(Phase::Sampling, || self.sampler.sample(logits));
+        let mut text = String::new();
+        if model.tokenizer.stop_ids.contains(&id) {
+            self.stop = Some(StopReason::Eos);
+            text.push_str(&self.decoder.finish());
+        } else {
+            self.tokens.push(id);
+            text.push_str(&self.decoder.push(&model.tokenizer, id));
+            if self.tokens.len() >= max_new_tokens {
+                self.stop = Some(StopReason::MaxTokens);
+            } else if context_full {
+                self.stop = Some(StopReason::Context);
+            }
+            if self.stop.is_some() {
+                text.push_str(&self.decoder.finish());
+            }
+        }
+        (id, text)
+    }
+}
+
 /// A generation in progress: rows sharing a prompt, stepped one token at a time.
 pub struct Generation {
     cache: Cache,
@@ -348,25 +373,7 @@ impl Generation {
             false => (&self.next_input[..], &steering[..]),
         };
         let tokens = model.token_tensor(inputs)?;
-        let (logits, mut projections) = match vectors.is_empty() {
-            false => {
-                let mut steerer = Steerer::new(vectors, run_steering)?;
-                let skip = if self.cache.len == 0 && !self.steer_prompt { self.prompt_len - 1 } else { 0 };
-                steerer.skip_positions(skip);
-                match &self.subspace {
-                    None => {
-                        let logits = model.forward_last(&tokens, &mut self.cache, Some(&mut steerer))?;
-                        (logits, steerer.projections())
-                    }
-                    Some(subspace) => {
-                        let mut hook = Projecting { subspace, rows: run_steering, skip, inner: steerer };
-                        let logits = model.forward_last(&tokens, &mut self.cache, Some(&mut hook))?;
-                        (logits, hook.inner.projections())
-                    }
-                }
-            }
-            true => (model.forward_last(&tokens, &mut self.cache, None)?, vec![Vec::new(); run_steering.len()]),
-        };
+        let (logits, mut projections) = self.forward(model, vectors, &tokens, run_steering)?;
         let mut logits: Vec<Vec<f32>> = timed(Phase::Sampling, || logits.to_vec2::<f32>())?;
         if shared_prefill {
             self.cache = self.cache.repeat_rows(n_rows)?;
@@ -385,23 +392,7 @@ impl Generation {
                 out.push(RowStep { text: String::new(), token_id: None, finished: true, stop_reason, projection, projections, alpha, alphas });
                 continue;
             }
-            let id = timed(Phase::Sampling, || row.sampler.sample(&logits[r]));
-            let mut text = String::new();
-            if model.tokenizer.stop_ids.contains(&id) {
-                row.stop = Some(StopReason::Eos);
-                text.push_str(&row.decoder.finish());
-            } else {
-                row.tokens.push(id);
-                text.push_str(&row.decoder.push(&model.tokenizer, id));
-                if row.tokens.len() >= self.max_new_tokens {
-                    row.stop = Some(StopReason::MaxTokens);
-                } else if context_full {
-                    row.stop = Some(StopReason::Context);
-                }
-                if row.stop.is_some() {
-                    text.push_str(&row.decoder.finish());
-                }
-            }
+            let (id, text) = row.advance(model, &logits[r], self.max_new_tokens, context_full);
             let (finished, stop_reason) = (row.stop.is_some(), row.stop);
             out.push(RowStep { text, token_id: Some(id), finished, stop_reason, projection, projections, alpha, alphas });
         }
@@ -413,6 +404,34 @@ impl Generation {
             .map(|(row, prev)| vec![row.tokens.last().copied().unwrap_or(*prev.last().unwrap())])
             .collect();
         Ok(out)
+    }
+
+    /// One forward pass of `tokens` (one row per `run_steering` entry), steered by `vectors` (none: unsteered,
+    /// without read-outs); returns the last position's logits and, per row, each vector file's read-out.
+    fn forward(
+        &mut self,
+        model: &Model,
+        vectors: &[DetoxVectors],
+        tokens: &Tensor,
+        run_steering: &[RowSteering],
+    ) -> Result<(Tensor, Vec<Vec<f32>>)> {
+        if vectors.is_empty() {
+            return Ok((model.forward_last(tokens, &mut self.cache, None)?, vec![Vec::new(); run_steering.len()]));
+        }
+        let mut steerer = Steerer::new(vectors, run_steering)?;
+        let skip = if self.cache.len == 0 && !self.steer_prompt { self.prompt_len - 1 } else { 0 };
+        steerer.skip_positions(skip);
+        match &self.subspace {
+            None => {
+                let logits = model.forward_last(tokens, &mut self.cache, Some(&mut steerer))?;
+                Ok((logits, steerer.projections()))
+            }
+            Some(subspace) => {
+                let mut hook = Projecting { subspace, rows: run_steering, skip, inner: steerer };
+                let logits = model.forward_last(tokens, &mut self.cache, Some(&mut hook))?;
+                Ok((logits, hook.inner.projections()))
+            }
+        }
     }
 }
 

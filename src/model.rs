@@ -419,6 +419,128 @@ fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, gate.dims(), gate.device())?)
 }
 
+/// Reads a GGUF file's weights, checks their shapes, and holds each as the model runs it: one loader per kind of
+/// weight (matrix, norm, block, the embedding table and output projection).
+struct WeightLoader<'a, R> {
+    ct: &'a gguf_file::Content,
+    reader: R,
+    load_dtype: LoadDtype,
+    backend: MatmulBackend,
+    device: &'a Device,
+}
+
+impl<R: std::io::Read + std::io::Seek> WeightLoader<'_, R> {
+    /// The tensor `name`, which must have shape `dims`.
+    fn tensor(&mut self, name: &str, dims: &[usize]) -> Result<QTensor> {
+        let t = self.read(name)?;
+        expect_shape(&t, name, dims)?;
+        Ok(t)
+    }
+
+    fn read(&mut self, name: &str) -> Result<QTensor> {
+        self.ct
+            .tensor(&mut self.reader, name, self.device)
+            .map_err(|e| Error::Model(format!("cannot read tensor `{name}`: {e}")))
+    }
+
+    /// A weight matrix: our kernels' layout where they handle the format, else candle's, in the load dtype.
+    fn linear(&self, t: QTensor) -> Result<Linear> {
+        if self.backend == MatmulBackend::Ours {
+            if let Some(matrix) = self.ours(&t)? {
+                return Ok(Linear::Ours(Arc::new(matrix)));
+            }
+        }
+        let t = match (self.load_dtype, t.dtype()) {
+            (_, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) | (LoadDtype::AsIs, _) => t,
+            (LoadDtype::Q8_0, GgmlDType::Q8_0) => t,
+            (LoadDtype::Q8_0, _) => QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?,
+            (LoadDtype::F32, _) => QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::F32)?,
+        };
+        Ok(Linear::Candle(QMatMul::from_qtensor(t)?))
+    }
+
+    /// `t` for our kernels, or None for the formats (and f32) that go through candle.
+    fn ours(&self, t: &QTensor) -> Result<Option<QuantizedMatrix>> {
+        let (out_features, in_features) = t.shape().dims2()?;
+        let kernel_error = |e: crate::kernels::KernelError| Error::Model(format!("weights [{out_features}, {in_features}]: {e}"));
+        let matrix = match (self.load_dtype, t.dtype()) {
+            (LoadDtype::AsIs, GgmlDType::Q4_1) => QuantizedMatrix::from_ggml(WeightFormat::Q4_1, &t.data()?, out_features, in_features),
+            (LoadDtype::AsIs | LoadDtype::Q8_0, GgmlDType::Q8_0) => {
+                QuantizedMatrix::from_ggml(WeightFormat::Q8_0, &t.data()?, out_features, in_features)
+            }
+            (LoadDtype::Q8_0, GgmlDType::Q4_1) => {
+                let values = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+                QuantizedMatrix::quantize_q8_0(&values, out_features, in_features)
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(matrix.map_err(kernel_error)?))
+    }
+
+    fn norm(&mut self, name: &str, dims: &[usize]) -> Result<Tensor> {
+        Ok(self.tensor(name, dims)?.dequantize(&Device::Cpu)?)
+    }
+
+    /// The token embedding table and the output projection (the same matrix when the file ties them).
+    fn embeddings_and_lm_head(&mut self, c: &Config) -> Result<(Embeddings, Linear)> {
+        let table = self.tensor("token_embd.weight", &[c.vocab, c.hidden])?;
+        let tied = !self.ct.tensor_infos.contains_key("output.weight");
+        let lm_head = match tied {
+            false => self.read("output.weight")?,
+            // Tied embeddings: the output projection is the embedding matrix.
+            true => self.read("token_embd.weight")?,
+        };
+        expect_shape(&lm_head, "output.weight", &[c.vocab, c.hidden])?;
+        let lm_head = self.linear(lm_head)?;
+        let format = match table.dtype() {
+            GgmlDType::Q8_0 => Some(WeightFormat::Q8_0),
+            GgmlDType::Q4_1 => Some(WeightFormat::Q4_1),
+            _ => None,
+        };
+        let embeddings = match (self.backend, format, &lm_head) {
+            // A tied lm-head kept as stored is the same table: share it.
+            (MatmulBackend::Ours, Some(WeightFormat::Q8_0), Linear::Ours(m)) if tied && m.format() == WeightFormat::Q8_0 => {
+                Embeddings::Ours(m.clone())
+            }
+            (MatmulBackend::Ours, Some(format), _) => Embeddings::Ours(Arc::new(
+                QuantizedMatrix::from_ggml(format, &table.data()?, c.vocab, c.hidden)
+                    .map_err(|e| Error::Model(format!("token_embd.weight: {e}")))?,
+            )),
+            _ => Embeddings::Candle(table),
+        };
+        Ok((embeddings, lm_head))
+    }
+
+    /// Transformer block `i`.
+    fn block(&mut self, i: usize, c: &Config) -> Result<Block> {
+        let kv_dim = c.n_kv_heads * c.head_dim;
+        let name = |suffix: &str| format!("blk.{i}.{suffix}.weight");
+        Ok(Block {
+            attn_norm: self.norm(&name("attn_norm"), &[c.hidden])?,
+            wq: self.matrix(&name("attn_q"), &[c.hidden, c.hidden])?,
+            wk: self.matrix(&name("attn_k"), &[kv_dim, c.hidden])?,
+            wv: self.matrix(&name("attn_v"), &[kv_dim, c.hidden])?,
+            wo: self.matrix(&name("attn_output"), &[c.hidden, c.hidden])?,
+            ffn_norm: self.norm(&name("ffn_norm"), &[c.hidden])?,
+            w_gate: self.matrix(&name("ffn_gate"), &[c.ffn, c.hidden])?,
+            w_up: self.matrix(&name("ffn_up"), &[c.ffn, c.hidden])?,
+            w_down: self.matrix(&name("ffn_down"), &[c.hidden, c.ffn])?,
+        })
+    }
+
+    fn matrix(&mut self, name: &str, dims: &[usize]) -> Result<Linear> {
+        let t = self.tensor(name, dims)?;
+        self.linear(t)
+    }
+}
+
+fn expect_shape(t: &QTensor, name: &str, dims: &[usize]) -> Result<()> {
+    if t.shape().dims() != dims {
+        bail!(Model, "tensor `{name}` has shape {:?}, expected {:?}", t.shape().dims(), dims);
+    }
+    Ok(())
+}
+
 impl Model {
     /// Load from the GGUF's bytes (the browser hands us bytes; natively we read the file first).
     pub fn from_gguf_bytes(bytes: &[u8], load_dtype: LoadDtype, sha256: Option<String>) -> Result<Self> {
@@ -456,108 +578,15 @@ impl Model {
         let config = Config::from_gguf(&ct)?;
         let tokenizer = Tokenizer::from_gguf(&ct)?;
         let device = Device::Cpu;
-
-        let mut tensor = |name: &str| -> Result<QTensor> {
-            ct.tensor(&mut reader, name, &device)
-                .map_err(|e| Error::Model(format!("cannot read tensor `{name}`: {e}")))
-        };
-        let expect_shape = |t: &QTensor, name: &str, dims: &[usize]| -> Result<()> {
-            if t.shape().dims() != dims {
-                bail!(Model, "tensor `{name}` has shape {:?}, expected {:?}", t.shape().dims(), dims);
-            }
-            Ok(())
-        };
         let c = &config;
-        let linear = |t: QTensor| -> Result<Linear> {
-            let (out_features, in_features) = t.shape().dims2()?;
-            let kernel_error = |e: crate::kernels::KernelError| Error::Model(format!("weights [{out_features}, {in_features}]: {e}"));
-            if backend == MatmulBackend::Ours {
-                match (load_dtype, t.dtype()) {
-                    (LoadDtype::AsIs, GgmlDType::Q4_1) => {
-                        return Ok(Linear::Ours(Arc::new(
-                            QuantizedMatrix::from_ggml(WeightFormat::Q4_1, &t.data()?, out_features, in_features)
-                                .map_err(kernel_error)?,
-                        )))
-                    }
-                    (LoadDtype::AsIs | LoadDtype::Q8_0, GgmlDType::Q8_0) => {
-                        return Ok(Linear::Ours(Arc::new(
-                            QuantizedMatrix::from_ggml(WeightFormat::Q8_0, &t.data()?, out_features, in_features)
-                                .map_err(kernel_error)?,
-                        )))
-                    }
-                    (LoadDtype::Q8_0, GgmlDType::Q4_1) => {
-                        let values = t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-                        return Ok(Linear::Ours(Arc::new(
-                            QuantizedMatrix::quantize_q8_0(&values, out_features, in_features).map_err(kernel_error)?,
-                        )));
-                    }
-                    // Other formats (and f32) go through candle.
-                    _ => {}
-                }
-            }
-            let t = match (load_dtype, t.dtype()) {
-                (_, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) | (LoadDtype::AsIs, _) => t,
-                (LoadDtype::Q8_0, GgmlDType::Q8_0) => t,
-                (LoadDtype::Q8_0, _) => QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?,
-                (LoadDtype::F32, _) => QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::F32)?,
-            };
-            Ok(Linear::Candle(QMatMul::from_qtensor(t)?))
-        };
-        let norm = |t: QTensor| -> Result<Tensor> { Ok(t.dequantize(&Device::Cpu)?) };
-
-        let embedding_table = tensor("token_embd.weight")?;
-        expect_shape(&embedding_table, "token_embd.weight", &[c.vocab, c.hidden])?;
-        let tied = !ct.tensor_infos.contains_key("output.weight");
-        let lm_head = match tied {
-            false => tensor("output.weight")?,
-            // Tied embeddings: the output projection is the embedding matrix.
-            true => tensor("token_embd.weight")?,
-        };
-        expect_shape(&lm_head, "output.weight", &[c.vocab, c.hidden])?;
-        let lm_head = linear(lm_head)?;
-        let format = match embedding_table.dtype() {
-            GgmlDType::Q8_0 => Some(WeightFormat::Q8_0),
-            GgmlDType::Q4_1 => Some(WeightFormat::Q4_1),
-            _ => None,
-        };
-        let embeddings = match (backend, format, &lm_head) {
-            // A tied lm-head kept as stored is the same table: share it.
-            (MatmulBackend::Ours, Some(WeightFormat::Q8_0), Linear::Ours(m))
-                if tied && m.format() == WeightFormat::Q8_0 =>
-            {
-                Embeddings::Ours(m.clone())
-            }
-            (MatmulBackend::Ours, Some(format), _) => Embeddings::Ours(Arc::new(
-                QuantizedMatrix::from_ggml(format, &embedding_table.data()?, c.vocab, c.hidden)
-                    .map_err(|e| Error::Model(format!("token_embd.weight: {e}")))?,
-            )),
-            _ => Embeddings::Candle(embedding_table),
-        };
-        let final_norm = tensor("output_norm.weight")?;
-        expect_shape(&final_norm, "output_norm.weight", &[c.hidden])?;
-
-        let kv_dim = c.n_kv_heads * c.head_dim;
+        let mut weights = WeightLoader { ct: &ct, reader, load_dtype, backend, device: &device };
+        let (embeddings, lm_head) = weights.embeddings_and_lm_head(c)?;
+        let final_norm = weights.tensor("output_norm.weight", &[c.hidden])?;
         // No capacity reserved from the header's layer count: a corrupt count must fail at the first missing
         // tensor, not in an allocation.
         let mut blocks = Vec::new();
         for i in 0..c.n_layers {
-            let mut get = |suffix: &str, dims: &[usize]| -> Result<QTensor> {
-                let name = format!("blk.{i}.{suffix}.weight");
-                let t = tensor(&name)?;
-                expect_shape(&t, &name, dims)?;
-                Ok(t)
-            };
-            blocks.push(Block {
-                attn_norm: norm(get("attn_norm", &[c.hidden])?)?,
-                wq: linear(get("attn_q", &[c.hidden, c.hidden])?)?,
-                wk: linear(get("attn_k", &[kv_dim, c.hidden])?)?,
-                wv: linear(get("attn_v", &[kv_dim, c.hidden])?)?,
-                wo: linear(get("attn_output", &[c.hidden, c.hidden])?)?,
-                ffn_norm: norm(get("ffn_norm", &[c.hidden])?)?,
-                w_gate: linear(get("ffn_gate", &[c.ffn, c.hidden])?)?,
-                w_up: linear(get("ffn_up", &[c.ffn, c.hidden])?)?,
-                w_down: linear(get("ffn_down", &[c.hidden, c.ffn])?)?,
-            });
+            blocks.push(weights.block(i, c)?);
         }
         let (cos, sin) = rope_tables(&config, &device)?;
         Ok(Self {
@@ -567,7 +596,7 @@ impl Model {
             load_dtype,
             embeddings,
             blocks,
-            final_norm: norm(final_norm)?,
+            final_norm: final_norm.dequantize(&Device::Cpu)?,
             lm_head,
             cos,
             sin,

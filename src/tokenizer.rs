@@ -73,108 +73,124 @@ fn byte_level_char_to_byte() -> HashMap<char, u8> {
     map
 }
 
-impl Tokenizer {
-    pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
-        let model = ct
-            .metadata
-            .get("tokenizer.ggml.model")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_default();
-        if model != "gpt2" {
-            bail!(Tokenizer, "tokenizer model `{model}` is not supported (only byte-level BPE, `gpt2`)");
-        }
-        let pre = ct
-            .metadata
-            .get("tokenizer.ggml.pre")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_else(|| "default".to_string());
-        // Only pre-tokenizers we reproduce exactly; a silent guess would give wrong ids.
-        let split_digits = match pre.as_str() {
-            "smollm" => true,
-            "gpt2" | "default" => false,
-            other => bail!(
-                Tokenizer,
-                "unknown tokenizer pre-type `{other}` (supported: smollm, gpt2, default)"
-            ),
-        };
+/// Refuse tokenizers we do not reproduce exactly (a silent guess would give wrong ids); returns whether the
+/// pre-tokenizer splits digits (SmolLM's) or not (GPT-2's).
+fn supported_pre_tokenizer(ct: &gguf_file::Content) -> Result<bool> {
+    let model = ct
+        .metadata
+        .get("tokenizer.ggml.model")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .unwrap_or_default();
+    if model != "gpt2" {
+        bail!(Tokenizer, "tokenizer model `{model}` is not supported (only byte-level BPE, `gpt2`)");
+    }
+    let pre = ct
+        .metadata
+        .get("tokenizer.ggml.pre")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .unwrap_or_else(|| "default".to_string());
+    match pre.as_str() {
+        "smollm" => Ok(true),
+        "gpt2" | "default" => Ok(false),
+        other => bail!(
+            Tokenizer,
+            "unknown tokenizer pre-type `{other}` (supported: smollm, gpt2, default)"
+        ),
+    }
+}
 
+/// Each token's type (1, normal, when the file lists none); one per token.
+fn token_types(ct: &gguf_file::Content, tokens: usize) -> Result<Vec<i32>> {
+    let types: Vec<i32> = match ct.metadata.get("tokenizer.ggml.token_type") {
+        Some(v) => v
+            .to_vec()
+            .map_err(|_| Error::Tokenizer("`tokenizer.ggml.token_type` is not an array".into()))?
+            .iter()
+            .map(|t| t.to_i32().unwrap_or(1))
+            .collect(),
+        None => vec![1; tokens],
+    };
+    if types.len() != tokens {
+        bail!(Tokenizer, "{} token types for {} tokens", types.len(), tokens);
+    }
+    Ok(types)
+}
+
+/// The `tokenizers` tokenizer: BPE over the vocabulary and merges, the byte-level pre-tokenizer (after a digit
+/// split if `split_digits`) and decoder, and the special tokens.
+fn build_inner(tokens: &[String], merges: &[String], special: &[bool], split_digits: bool) -> Result<tokenizers::Tokenizer> {
+    let vocab: ahash::AHashMap<String, u32> =
+        tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let merges: Vec<(String, String)> = merges
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| Error::Tokenizer(format!("merge #{i} `{m}` is not two tokens")))
+        })
+        .collect::<Result<_>>()?;
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| Error::Tokenizer(format!("cannot build BPE: {e}")))?;
+
+    let mut inner = tokenizers::Tokenizer::new(bpe);
+    let byte_level = ByteLevel::new(false, false, true);
+    let pre_tokenizer: PreTokenizerWrapper = if split_digits {
+        Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()
+    } else {
+        byte_level.into()
+    };
+    inner.with_pre_tokenizer(Some(pre_tokenizer));
+    inner.with_decoder(Some(ByteLevelDecoder::default()));
+    let added: Vec<AddedToken> = tokens
+        .iter()
+        .zip(special)
+        .filter(|(_, &s)| s)
+        .map(|(t, _)| AddedToken::from(t.clone(), true))
+        .collect();
+    inner
+        .add_special_tokens(added)
+        .map_err(|e| Error::Tokenizer(format!("cannot add special tokens: {e}")))?;
+    Ok(inner)
+}
+
+/// The bytes each token stands for: a special token's text as is, other tokens through the byte-level map.
+fn token_bytes(tokens: &[String], special: &[bool]) -> Vec<Vec<u8>> {
+    let char_to_byte = byte_level_char_to_byte();
+    tokens
+        .iter()
+        .zip(special)
+        .map(|(t, &s)| {
+            if s {
+                t.as_bytes().to_vec()
+            } else {
+                // A char outside the byte-level alphabet cannot occur in a well-formed vocabulary;
+                // keep its UTF-8 bytes rather than dropping text.
+                t.chars()
+                    .flat_map(|c| match char_to_byte.get(&c) {
+                        Some(&b) => vec![b],
+                        None => c.to_string().into_bytes(),
+                    })
+                    .collect()
+            }
+        })
+        .collect()
+}
+
+impl Tokenizer {
+    /// The byte-level BPE tokenizer a GGUF file carries in its metadata.
+    pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
+        let split_digits = supported_pre_tokenizer(ct)?;
         let tokens = metadata_strings(ct, "tokenizer.ggml.tokens")?;
         let merges = metadata_strings(ct, "tokenizer.ggml.merges")?;
-        let types: Vec<i32> = match ct.metadata.get("tokenizer.ggml.token_type") {
-            Some(v) => v
-                .to_vec()
-                .map_err(|_| Error::Tokenizer("`tokenizer.ggml.token_type` is not an array".into()))?
-                .iter()
-                .map(|t| t.to_i32().unwrap_or(1))
-                .collect(),
-            None => vec![1; tokens.len()],
-        };
-        if types.len() != tokens.len() {
-            bail!(Tokenizer, "{} token types for {} tokens", types.len(), tokens.len());
-        }
-
-        let vocab: ahash::AHashMap<String, u32> =
-            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        let merges: Vec<(String, String)> = merges
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| Error::Tokenizer(format!("merge #{i} `{m}` is not two tokens")))
-            })
-            .collect::<Result<_>>()?;
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| Error::Tokenizer(format!("cannot build BPE: {e}")))?;
-
-        let mut inner = tokenizers::Tokenizer::new(bpe);
-        let byte_level = ByteLevel::new(false, false, true);
-        let pre_tokenizer: PreTokenizerWrapper = if split_digits {
-            Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()
-        } else {
-            byte_level.into()
-        };
-        inner.with_pre_tokenizer(Some(pre_tokenizer));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
-
-        let special: Vec<bool> = types
-            .iter()
-            .map(|&t| t == TOKEN_TYPE_CONTROL || t == TOKEN_TYPE_USER_DEFINED)
-            .collect();
-        let added: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&special)
-            .filter(|(_, &s)| s)
-            .map(|(t, _)| AddedToken::from(t.clone(), true))
-            .collect();
-        inner
-            .add_special_tokens(added)
-            .map_err(|e| Error::Tokenizer(format!("cannot add special tokens: {e}")))?;
-
-        let char_to_byte = byte_level_char_to_byte();
-        let token_bytes = tokens
-            .iter()
-            .zip(&special)
-            .map(|(t, &s)| {
-                if s {
-                    t.as_bytes().to_vec()
-                } else {
-                    // A char outside the byte-level alphabet cannot occur in a well-formed vocabulary;
-                    // keep its UTF-8 bytes rather than dropping text.
-                    t.chars()
-                        .flat_map(|c| match char_to_byte.get(&c) {
-                            Some(&b) => vec![b],
-                            None => c.to_string().into_bytes(),
-                        })
-                        .collect()
-                }
-            })
-            .collect();
-
+        let types = token_types(ct, tokens.len())?;
+        let special: Vec<bool> = types.iter().map(|&t| t == TOKEN_TYPE_CONTROL || t == TOKEN_TYPE_USER_DEFINED).collect();
+        let inner = build_inner(&tokens, &merges, &special, split_digits)?;
+        let token_bytes = token_bytes(&tokens, &special);
         let bos_id = metadata_u32(ct, "tokenizer.ggml.bos_token_id");
         let eos_id = metadata_u32(ct, "tokenizer.ggml.eos_token_id");
         let mut stop_ids: Vec<u32> = eos_id.into_iter().collect();
