@@ -493,7 +493,9 @@ impl QuantizedMatrix {
         self.run_threaded(&act, out, threads);
     }
 
-    /// `threads` contiguous ranges of output-row groups, one per thread.
+    /// `threads` contiguous ranges of output-row groups, one per thread. (The single-threaded wasm build has no
+    /// threads to split for.)
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
     fn split_groups(&self, threads: usize) -> Vec<Range<usize>> {
         let per = self.groups.div_ceil(threads);
         (0..self.groups).step_by(per).map(|g0| g0..(g0 + per).min(self.groups)).collect()

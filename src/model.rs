@@ -846,7 +846,7 @@ mod tests {
         let random = |shape: (usize, usize, usize, usize)| Tensor::randn(0f32, 1f32, shape, &Device::Cpu).unwrap();
         let mut cache = LayerCache::default();
         let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
-        // A prompt of 5 positions, then three single steps, then a chunk of 3.
+        // A prompt of 40 positions, then three single steps, then a chunk of 3.
         let mut start = 0;
         for seq in [40, 1, 1, 1, 3] {
             let q = random((b, c.n_heads, seq, d));

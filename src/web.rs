@@ -137,10 +137,6 @@ fn sha256_of(bytes: &js_sys::Uint8Array) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn err(e: crate::Error) -> JsError {
-    JsError::new(&e.to_string())
-}
-
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct LoadOptions {
@@ -336,7 +332,7 @@ impl Engine {
             serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad load options: {e}")))?
         };
         let dtype = match options.load_dtype.as_deref() {
-            Some(s) => s.parse::<LoadDtype>().map_err(err)?,
+            Some(s) => s.parse::<LoadDtype>()?,
             None => LoadDtype::default(),
         };
         let start = now_ms();
@@ -347,7 +343,7 @@ impl Engine {
         };
         // Buffered: the header is parsed in many small reads, each of which would otherwise cross into JS.
         let reader = std::io::BufReader::with_capacity(1 << 16, JsBytesReader { bytes, pos: 0 });
-        let model = Model::from_gguf_reader(reader, len, dtype, MatmulBackend::default(), sha256).map_err(err)?;
+        let model = Model::from_gguf_reader(reader, len, dtype, MatmulBackend::default(), sha256)?;
         Ok(Engine { model, derivation: None, vectors: Vec::new(), generation: None, steered_row: None, load_ms: now_ms() - start })
     }
 
@@ -376,7 +372,7 @@ impl Engine {
         let vectors = self.read_vectors(bytes)?;
         let mut next = vec![vectors];
         next.extend(self.vectors.iter().skip(1).cloned());
-        check_compatible(&next).map_err(err)?;
+        check_compatible(&next)?;
         self.vectors = next;
         to_js(&vectors_info(&self.vectors[0], 0))
     }
@@ -394,7 +390,7 @@ impl Engine {
         let vectors = self.read_vectors(bytes)?;
         let mut next = self.vectors.clone();
         next.push(vectors);
-        check_compatible(&next).map_err(err)?;
+        check_compatible(&next)?;
         self.generation = None;
         self.vectors = next;
         let slot = self.vectors.len() - 1;
@@ -419,8 +415,8 @@ impl Engine {
     }
 
     fn read_vectors(&self, bytes: &[u8]) -> Result<DetoxVectors, JsError> {
-        let vectors = DetoxVectors::from_safetensors_bytes(bytes).map_err(err)?;
-        vectors.check_model(&self.model).map_err(err)?;
+        let vectors = DetoxVectors::from_safetensors_bytes(bytes)?;
+        vectors.check_model(&self.model)?;
         Ok(vectors)
     }
 
@@ -434,7 +430,7 @@ impl Engine {
         alphas[0] = alpha;
         alphas[1..=added.len()].copy_from_slice(added);
         for (slot, &a) in alphas.iter().enumerate() {
-            validate_alpha(a).map_err(err)?;
+            validate_alpha(a)?;
             match self.vectors.get(slot) {
                 Some(v) if a > v.meta.max_alpha => {
                     return Err(JsError::new(&format!("α = {a} is above the maximum {} of vector file {}", v.meta.max_alpha, slot + 1)))
@@ -448,13 +444,13 @@ impl Engine {
         Ok(alphas)
     }
 
-    /// Start generating two rows from one prompt: row 0 raw, row 1 steered.
+    /// Start generating from one prompt: `rows` "both" (row 0 raw, row 1 steered), "raw" or "steered" (one row).
     pub fn start(&mut self, options: JsValue) -> Result<JsValue, JsError> {
         let o: StartOptions =
             serde_wasm_bindgen::from_value(options).map_err(|e| JsError::new(&format!("bad start options: {e}")))?;
         let alphas = self.steered_alphas(o.alpha, &o.alphas)?;
         let mode = match (&o.mode, self.vectors.first()) {
-            (Some(m), _) => m.parse::<FusionMode>().map_err(err)?,
+            (Some(m), _) => m.parse::<FusionMode>()?,
             (None, Some(v)) => v.meta.recommended_mode,
             (None, None) => FusionMode::Rotate,
         };
@@ -466,9 +462,9 @@ impl Engine {
             max_new_tokens: o.max_new_tokens,
         };
         // The cheap checks first: a bad request is refused before its prompt is tokenized.
-        params.validate().map_err(err)?;
+        params.validate()?;
         let prompt_mode = if o.chat { PromptMode::Chat } else { PromptMode::Continuation };
-        let ids = prompt_ids(&self.model, &o.prompt, prompt_mode).map_err(err)?;
+        let ids = prompt_ids(&self.model, &o.prompt, prompt_mode)?;
         let prompt_tokens = ids.len();
         let steered = RowSteering { alphas, mode };
         let (steering, steered_row) = match o.rows.as_str() {
@@ -478,7 +474,7 @@ impl Engine {
             other => return Err(JsError::new(&format!("rows must be \"both\", \"raw\" or \"steered\", not {other:?}"))),
         };
         let seeds = vec![o.seed; steering.len()];
-        let mut generation = Generation::new(&self.model, ids, &params, &seeds, steering).map_err(err)?;
+        let mut generation = Generation::new(&self.model, ids, &params, &seeds, steering)?;
         let recommended_generated_only = self.vectors.first().is_some_and(|v| v.meta.recommended_generated_only);
         generation.steer_prompt = o.steer_prompt.unwrap_or(!recommended_generated_only);
         self.generation = Some(generation);
@@ -486,11 +482,11 @@ impl Engine {
         to_js(&StartOut { prompt_tokens })
     }
 
-    /// One step for both rows (the first step also runs the prompt).
+    /// One step for every row the generation has (the first step also runs the prompt).
     pub fn step(&mut self) -> Result<JsValue, JsError> {
         let generation = self.generation.as_mut().ok_or_else(|| JsError::new("no generation is running; call start() first"))?;
         let start = now_ms();
-        let rows = generation.step(&self.model, &self.vectors).map_err(err)?;
+        let rows = generation.step(&self.model, &self.vectors)?;
         let out = StepOut {
             done: generation.done(),
             rows: rows
@@ -516,7 +512,7 @@ impl Engine {
     #[wasm_bindgen(js_name = setAlpha)]
     pub fn set_alpha(&mut self, alpha: f32, slot: Option<usize>) -> Result<(), JsError> {
         let slot = slot.unwrap_or(0);
-        validate_alpha(alpha).map_err(err)?;
+        validate_alpha(alpha)?;
         let Some(v) = self.vectors.get(slot) else {
             return Err(JsError::new(&format!("no vector file is loaded in slot {slot}")));
         };
@@ -526,7 +522,7 @@ impl Engine {
         if let (Some(g), Some(row)) = (self.generation.as_mut(), self.steered_row) {
             let mut steering = g.steering[row];
             steering.alphas[slot] = alpha;
-            g.set_steering(row, steering).map_err(err)?;
+            g.set_steering(row, steering)?;
         }
         Ok(())
     }
@@ -534,10 +530,10 @@ impl Engine {
     /// Set the steered row's fusion mode from the next step on.
     #[wasm_bindgen(js_name = setMode)]
     pub fn set_mode(&mut self, mode: &str) -> Result<(), JsError> {
-        let mode = mode.parse::<FusionMode>().map_err(err)?;
+        let mode = mode.parse::<FusionMode>()?;
         if let (Some(g), Some(row)) = (self.generation.as_mut(), self.steered_row) {
             let steering = RowSteering { mode, ..g.steering[row] };
-            g.set_steering(row, steering).map_err(err)?;
+            g.set_steering(row, steering)?;
         }
         Ok(())
     }
@@ -553,12 +549,12 @@ impl Engine {
         let r: DeriveRequest =
             serde_wasm_bindgen::from_value(request).map_err(|e| JsError::new(&format!("bad derive request: {e}")))?;
         self.derivation = None;
-        let pairs = vectors::parse_pairs(r.pairs_jsonl.as_bytes()).map_err(err)?;
-        let site = r.site.parse::<Site>().map_err(err)?;
+        let pairs = vectors::parse_pairs(r.pairs_jsonl.as_bytes())?;
+        let site = r.site.parse::<Site>()?;
         let count = r.count.unwrap_or(pairs.len());
         let mut options = DeriveOptions::detox(site, count, r.seed, sha256_hex(r.pairs_jsonl.as_bytes()));
         if let Some(mode) = &r.recommended_mode {
-            options.recommended_mode = mode.parse::<FusionMode>().map_err(err)?;
+            options.recommended_mode = mode.parse::<FusionMode>()?;
         }
         options.recommended_alpha = r.recommended_alpha.unwrap_or(options.recommended_alpha);
         options.away_prefix = r.away_prefix.unwrap_or(options.away_prefix);
@@ -570,7 +566,7 @@ impl Engine {
             Some("generated") => options.recommended_generated_only = true,
             Some(other) => return Err(JsError::new(&format!("recommendedScope must be \"all\" or \"generated\", not {other:?}"))),
         }
-        let derivation = Derivation::new(&self.model, &pairs, options).map_err(err)?;
+        let derivation = Derivation::new(&self.model, &pairs, options)?;
         let progress = DeriveProgress::of(&derivation, false);
         self.derivation = Some(derivation);
         to_js(&progress)
@@ -581,7 +577,7 @@ impl Engine {
     #[wasm_bindgen(js_name = deriveStep)]
     pub fn derive_step(&mut self) -> Result<JsValue, JsError> {
         let d = self.derivation.as_mut().ok_or_else(|| JsError::new("no derivation is running; call deriveStart() first"))?;
-        let finished = d.step(&self.model).map_err(err)?;
+        let finished = d.step(&self.model)?;
         to_js(&DeriveProgress::of(d, finished))
     }
 
@@ -596,7 +592,7 @@ impl Engine {
             Some(_) => {}
         }
         let d = self.derivation.take().expect("checked above");
-        d.finish(&self.model).map_err(err)?.to_safetensors_bytes().map_err(err)
+        Ok(d.finish(&self.model)?.to_safetensors_bytes()?)
     }
 
     #[wasm_bindgen(js_name = deriveCancel)]

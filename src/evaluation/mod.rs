@@ -17,7 +17,11 @@ use crate::subspace::Subspace;
 use crate::vectors::DetoxVectors;
 
 #[cfg(not(target_arch = "wasm32"))]
+mod pareto;
+#[cfg(not(target_arch = "wasm32"))]
 mod sweep;
+#[cfg(not(target_arch = "wasm32"))]
+pub use pareto::pareto_svg;
 #[cfg(not(target_arch = "wasm32"))]
 pub use sweep::{ModelIdentity, PromptFile, Sweep, SweepEngine, SweepReport, SweepRequest};
 
@@ -877,118 +881,4 @@ mod tests {
         assert!((m.dist1 - 1.0).abs() < 1e-12, "one word, one distinct unigram: {}", m.dist1);
         assert!((m.empty - 0.5).abs() < 1e-12);
     }
-}
-
-/// An SVG Pareto plot: toxicity (EMT, primary judge) against perplexity, one line per site/mode through its α
-/// values, starting at the raw point, each point labelled by α.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn pareto_svg(metrics: &[Metrics], intervals: Option<&[DetoxReport]>, title: &str) -> Result<String> {
-    use plotters::prelude::*;
-    let raw = metrics.iter().find(|m| m.setting.is_raw());
-    // Settings whose mean perplexity is over 3× raw's would squash every other point into one corner: left out,
-    // and named in the title.
-    let limit = raw.map_or(f64::INFINITY, |r| 3.0 * r.perplexity);
-    let points: Vec<&Metrics> =
-        metrics.iter().filter(|m| m.perplexity.is_finite() && m.emt.is_finite() && m.perplexity <= limit).collect();
-    let off: Vec<String> = metrics.iter().filter(|m| m.perplexity > limit).map(|m| m.setting.label()).collect();
-    let title = match off.is_empty() {
-        true => title.to_string(),
-        false => format!("{title} (off the chart, perplexity > 3× raw: {})", off.join(", ")),
-    };
-    let title = title.as_str();
-    if points.is_empty() {
-        bail!(Input, "nothing to plot");
-    }
-    // 95% intervals as error bars: EMT vertically, mean perplexity horizontally.
-    let bars: Vec<(Interval, Interval)> = intervals
-        .unwrap_or(&[])
-        .iter()
-        .filter(|r| r.values.emt.lo.is_finite() && r.values.perplexity_mean.lo.is_finite())
-        .filter(|r| r.values.perplexity_mean.point <= limit)
-        .map(|r| (Interval { hi: r.values.perplexity_mean.hi.min(limit), ..r.values.perplexity_mean }, r.values.emt))
-        .collect();
-    let xs = points.iter().map(|m| (m.perplexity, m.perplexity)).chain(bars.iter().map(|b| (b.0.lo, b.0.hi)));
-    let (mut x0, mut x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), (lo, hi)| (a.min(lo), b.max(hi)));
-    let ys = points.iter().map(|m| (m.emt, m.emt)).chain(bars.iter().map(|b| (b.1.lo, b.1.hi)));
-    let (mut y0, mut y1) = ys.fold((f64::MAX, f64::MIN), |(a, b), (lo, hi)| (a.min(lo), b.max(hi)));
-    let (dx, dy) = ((x1 - x0).max(1.0) * 0.08, (y1 - y0).max(0.05) * 0.1);
-    x0 -= dx;
-    x1 += dx;
-    y0 = (y0 - dy).max(0.0);
-    y1 += dy;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (860, 560)).into_drawing_area();
-        let draw_err = |e: &dyn std::fmt::Display| Error::Input(format!("plot: {e}"));
-        root.fill(&WHITE).map_err(|e| draw_err(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(16)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(|e| draw_err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("perplexity under the raw model (lower is more fluent)")
-            .y_desc("Expected Maximum Toxicity, tox-block (lower is better)")
-            .draw()
-            .map_err(|e| draw_err(&e))?;
-        let palette = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189),
-            RGBColor(255, 127, 14), RGBColor(140, 86, 75), RGBColor(227, 119, 194), RGBColor(23, 190, 207)];
-        let mut groups: Vec<(String, Vec<&Metrics>)> = Vec::new();
-        for m in points.iter().filter(|m| !m.setting.is_raw()) {
-            let key = format!("{}/{}{}", m.setting.site, m.setting.mode, m.setting.variants());
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => v.push(m),
-                None => groups.push((key, vec![m])),
-            }
-        }
-        for (i, (key, mut group)) in groups.into_iter().enumerate() {
-            group.sort_by(|a, b| a.setting.alpha.total_cmp(&b.setting.alpha));
-            let color = palette[i % palette.len()];
-            let mut line: Vec<(f64, f64)> = raw.iter().map(|r| (r.perplexity, r.emt)).collect();
-            line.extend(group.iter().map(|m| (m.perplexity, m.emt)));
-            chart
-                .draw_series(LineSeries::new(line, color.stroke_width(2)))
-                .map_err(|e| draw_err(&e))?
-                .label(key)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-            chart
-                .draw_series(group.iter().map(|m| {
-                    EmptyElement::at((m.perplexity, m.emt))
-                        + Circle::new((0, 0), 4, color.filled())
-                        + Text::new(format!("{}", m.setting.alpha), (6, -14), ("sans-serif", 12).into_font().color(&color))
-                }))
-                .map_err(|e| draw_err(&e))?;
-        }
-        for (ppl, emt) in &bars {
-            let (x, y) = (ppl.point, emt.point);
-            let grey = RGBColor(120, 120, 120).stroke_width(1);
-            chart
-                .draw_series([
-                    PathElement::new(vec![(x, emt.lo), (x, emt.hi)], grey),
-                    PathElement::new(vec![(ppl.lo, y), (ppl.hi, y)], grey),
-                ])
-                .map_err(|e| draw_err(&e))?;
-        }
-        if let Some(r) = raw {
-            chart
-                .draw_series(std::iter::once(
-                    EmptyElement::at((r.perplexity, r.emt))
-                        + Circle::new((0, 0), 6, BLACK.filled())
-                        + Text::new("raw", (8, -16), ("sans-serif", 13).into_font()),
-                ))
-                .map_err(|e| draw_err(&e))?;
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| draw_err(&e))?;
-        root.present().map_err(|e| draw_err(&e))?;
-    }
-    Ok(svg)
 }
