@@ -12,23 +12,50 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bail;
 use crate::error::Result;
 use crate::evaluation::{distinct, mean, median, sample_prompt, EvalParams, Prompt, Setting};
 use crate::model::Model;
 use crate::sentiment::Vader;
-use crate::bail;
 use crate::vectors::DetoxVectors;
 
-pub use crate::bootstrap::{Interval, BOOTSTRAP_DRAWS, BOOTSTRAP_SEED};
 use crate::bootstrap::interval;
+pub use crate::bootstrap::{Interval, BOOTSTRAP_DRAWS, BOOTSTRAP_SEED};
 
 /// Our list of wedding-related words (whole words, case-insensitive). Left out on purpose: words with a
 /// common other sense ("wed" is also Wednesday, "ring", "engagement", "reception", "ceremony", "party").
 pub const WEDDING_WORDS: &[&str] = &[
-    "wedding", "weddings", "weds", "wedded", "marry", "marries", "married", "marrying", "marriage", "marriages",
-    "bride", "brides", "bridal", "bridesmaid", "bridesmaids", "bridegroom", "groom", "grooms", "groomsman",
-    "groomsmen", "fiance", "fiancee", "fiancé", "fiancée", "newlywed", "newlyweds", "honeymoon", "honeymoons",
-    "vows", "elope", "eloped",
+    "wedding",
+    "weddings",
+    "weds",
+    "wedded",
+    "marry",
+    "marries",
+    "married",
+    "marrying",
+    "marriage",
+    "marriages",
+    "bride",
+    "brides",
+    "bridal",
+    "bridesmaid",
+    "bridesmaids",
+    "bridegroom",
+    "groom",
+    "grooms",
+    "groomsman",
+    "groomsmen",
+    "fiance",
+    "fiancee",
+    "fiancé",
+    "fiancée",
+    "newlywed",
+    "newlyweds",
+    "honeymoon",
+    "honeymoons",
+    "vows",
+    "elope",
+    "eloped",
 ];
 
 /// How many words of `text` are in [`WEDDING_WORDS`] (words: maximal runs of letters and digits).
@@ -73,7 +100,9 @@ impl ConceptJudge {
     /// What the rate and the mean of this judge count, for reports.
     pub fn describe(&self) -> (&'static str, &'static str) {
         match self {
-            Self::Sentiment(_) => ("share of continuations VADER calls positive (compound ≥ 0.05)", "mean VADER compound"),
+            Self::Sentiment(_) => {
+                ("share of continuations VADER calls positive (compound ≥ 0.05)", "mean VADER compound")
+            }
             Self::Weddings => ("share of continuations with a wedding word", "mean wedding words per continuation"),
         }
     }
@@ -183,7 +212,11 @@ fn stats_on(per_prompt: &[PromptStats], idx: &[usize]) -> [f64; 3] {
 }
 
 /// `records` as `[setting][prompt]`; an error if any (setting, prompt) is missing.
-fn grid<'a>(settings: &[Setting], records: &'a [ConceptRecord], n_prompts: usize) -> Result<Vec<Vec<&'a ConceptRecord>>> {
+fn grid<'a>(
+    settings: &[Setting],
+    records: &'a [ConceptRecord],
+    n_prompts: usize,
+) -> Result<Vec<Vec<&'a ConceptRecord>>> {
     let mut table: Vec<Vec<Option<&ConceptRecord>>> = vec![vec![None; n_prompts]; settings.len()];
     for r in records {
         if let (Some(s), true) = (settings.iter().position(|s| *s == r.setting), r.prompt < n_prompts) {
@@ -202,7 +235,13 @@ fn grid<'a>(settings: &[Setting], records: &'a [ConceptRecord], n_prompts: usize
 
 /// Per-setting numbers with paired bootstrap intervals. `records` must hold every (prompt, setting);
 /// `settings[0]` is raw.
-pub fn report(settings: &[Setting], records: &[ConceptRecord], n_prompts: usize, draws: usize, seed: u64) -> Result<Vec<SettingReport>> {
+pub fn report(
+    settings: &[Setting],
+    records: &[ConceptRecord],
+    n_prompts: usize,
+    draws: usize,
+    seed: u64,
+) -> Result<Vec<SettingReport>> {
     if settings.first().map(|s| s.is_raw()) != Some(true) || n_prompts == 0 {
         bail!(Input, "a concept report needs raw as its first setting and at least one prompt");
     }

@@ -195,7 +195,11 @@ impl ControlVector {
             let layer = parse_direction_name(name)?;
             let dims = info.shape.dims();
             if info.ggml_dtype != GgmlDType::F32 || dims.len() != 1 {
-                bail!(Vectors, "tensor `{name}` is {:?} of shape {dims:?}; control vectors hold 1-D F32 tensors", info.ggml_dtype);
+                bail!(
+                    Vectors,
+                    "tensor `{name}` is {:?} of shape {dims:?}; control vectors hold 1-D F32 tensors",
+                    info.ggml_dtype
+                );
             }
             if dims[0] == 0 || *n_embd.get_or_insert(dims[0]) != dims[0] {
                 bail!(Vectors, "tensor `{name}` has {} values, other directions {}", dims[0], n_embd.unwrap_or(0));
@@ -240,13 +244,23 @@ fn parse_direction_name(name: &str) -> Result<usize> {
 /// The import: our `attn_out` vector file for `model`, z_l = −v_l (so our α > 0 moves along +v, as a positive
 /// llama.cpp scale does); layers the file does not steer get a zero direction, which no mode moves along.
 /// Probe accuracies are unknown and stored as 0; the recommendation is `add` at `recommended_alpha`.
-pub fn to_detox_vectors(cv: &ControlVector, model: &Model, source: String, recommended_alpha: f32) -> Result<DetoxVectors> {
+pub fn to_detox_vectors(
+    cv: &ControlVector,
+    model: &Model,
+    source: String,
+    recommended_alpha: f32,
+) -> Result<DetoxVectors> {
     let c = &model.config;
     if cv.n_embd != c.hidden {
         bail!(Vectors, "the control vector is {} wide, but the model `{}` has n_embd {}", cv.n_embd, c.name, c.hidden);
     }
     if let Some((&last, _)) = cv.directions.iter().next_back().filter(|(l, _)| **l >= c.n_layers) {
-        bail!(Vectors, "the control vector steers block {last}, but the model `{}` has blocks 0..{}", c.name, c.n_layers - 1);
+        bail!(
+            Vectors,
+            "the control vector steers block {last}, but the model `{}` has blocks 0..{}",
+            c.name,
+            c.n_layers - 1
+        );
     }
     validate_alpha(recommended_alpha).map_err(|e| Error::Vectors(format!("recommended α: {e}")))?;
     let mut direction = vec![0f32; c.n_layers * c.hidden];

@@ -93,9 +93,7 @@ impl Sampler {
     }
 
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let argmax = || {
-            logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap_or(0)
-        };
+        let argmax = || logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap_or(0);
         if self.temperature <= 0.0 {
             return argmax();
         }
@@ -132,7 +130,8 @@ impl Sampler {
                 cumulative += self.weight(logits[id as usize], max) / total;
                 if cumulative >= self.top_p {
                     order.truncate(i + 1);
-                    let kept: Vec<f64> = order.iter().map(|&id| self.weight(logits[id as usize], max) / total).collect();
+                    let kept: Vec<f64> =
+                        order.iter().map(|&id| self.weight(logits[id as usize], max) / total).collect();
                     let sum: f64 = kept.iter().sum();
                     return (order, kept.iter().map(|p| p / sum).collect());
                 }
@@ -210,7 +209,11 @@ pub fn prompt_ids(model: &Model, prompt: &str, mode: PromptMode) -> Result<Vec<u
     let ids = model.tokenizer.encode(&text)?;
     let context = model.config.context_length;
     if ids.len() >= context {
-        bail!(Input, "the prompt is {} tokens long; the model's context holds {context} (leave room to generate)", ids.len());
+        bail!(
+            Input,
+            "the prompt is {} tokens long; the model's context holds {context} (leave room to generate)",
+            ids.len()
+        );
     }
     Ok(ids)
 }
@@ -389,12 +392,30 @@ impl Generation {
             let alpha = alphas[0];
             if row.stop.is_some() {
                 let stop_reason = row.stop;
-                out.push(RowStep { text: String::new(), token_id: None, finished: true, stop_reason, projection, projections, alpha, alphas });
+                out.push(RowStep {
+                    text: String::new(),
+                    token_id: None,
+                    finished: true,
+                    stop_reason,
+                    projection,
+                    projections,
+                    alpha,
+                    alphas,
+                });
                 continue;
             }
             let (id, text) = row.advance(model, &logits[r], self.max_new_tokens, context_full);
             let (finished, stop_reason) = (row.stop.is_some(), row.stop);
-            out.push(RowStep { text, token_id: Some(id), finished, stop_reason, projection, projections, alpha, alphas });
+            out.push(RowStep {
+                text,
+                token_id: Some(id),
+                finished,
+                stop_reason,
+                projection,
+                projections,
+                alpha,
+                alphas,
+            });
         }
         // A finished row keeps the batch shape by repeating its last input token; its output is ignored.
         self.next_input = self
@@ -473,7 +494,8 @@ impl<'a> Steerer<'a> {
     /// before fusion.
     pub fn projections(&self) -> Vec<Vec<f32>> {
         let layers = self.layers_seen.max(1) as f64;
-        let per_row = |sums: &[f64; MAX_VECTORS]| sums[..self.vectors.len()].iter().map(|s| (s / layers) as f32).collect();
+        let per_row =
+            |sums: &[f64; MAX_VECTORS]| sums[..self.vectors.len()].iter().map(|s| (s / layers) as f32).collect();
         self.projection_sums.iter().map(per_row).collect()
     }
 

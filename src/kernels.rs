@@ -1359,7 +1359,12 @@ pub fn splitmix64(state: &mut u64) -> u64 {
 
 /// Random GGML bytes of an `out_features × in_features` matrix for the kernel checks: random quants, and
 /// finite scales in [2^-7, 2^-6) (`Q4_1`: `m = −8d`, centring the nibbles).
-pub fn random_ggml(format: WeightFormat, out_features: usize, in_features: usize, next: &mut impl FnMut() -> u64) -> Vec<u8> {
+pub fn random_ggml(
+    format: WeightFormat,
+    out_features: usize,
+    in_features: usize,
+    next: &mut impl FnMut() -> u64,
+) -> Vec<u8> {
     let mut w: Vec<u8> = (0..format.ggml_bytes(out_features, in_features)).map(|_| next() as u8).collect();
     for b in w.chunks_exact_mut(format.ggml_block_bytes()) {
         let d = 0x2000u16 | (next() as u16 & 0x3FF);
@@ -1407,7 +1412,10 @@ pub fn exactness_check(seed: u64, threads: usize) -> ExactnessReport {
                     for t in [1, threads] {
                         let mut got = vec![0f32; rows * o];
                         m.matmul_with(&x, rows, &mut got, isa, t);
-                        differs |= got.iter().zip(&want).any(|(a, b)| a.to_bits() != b.to_bits() && !(a.is_nan() && b.is_nan()));
+                        differs |= got
+                            .iter()
+                            .zip(&want)
+                            .any(|(a, b)| a.to_bits() != b.to_bits() && !(a.is_nan() && b.is_nan()));
                     }
                 }
                 report.cases += 1;

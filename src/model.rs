@@ -128,12 +128,8 @@ pub struct Config {
 
 impl Config {
     fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
-        let arch = ct
-            .metadata
-            .get("general.architecture")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_default();
+        let arch =
+            ct.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
         if arch != "llama" {
             bail!(
                 Model,
@@ -354,7 +350,10 @@ impl Cache {
         }
         let repeat = |values: &[f32]| -> Vec<f32> {
             let per_position = values.len() / self.len.max(1);
-            values.chunks_exact(per_position.max(1)).flat_map(|p| p.iter().copied().cycle().take(p.len() * rows)).collect()
+            values
+                .chunks_exact(per_position.max(1))
+                .flat_map(|p| p.iter().copied().cycle().take(p.len() * rows))
+                .collect()
         };
         let kv = self.kv.iter().map(|l| LayerCache { k: repeat(&l.k), v: repeat(&l.v) }).collect();
         Ok(Cache { kv, len: self.len, rows: if self.len == 0 { 0 } else { rows } })
@@ -408,7 +407,9 @@ fn rope_tables(config: &Config, device: &Device) -> Result<(Tensor, Tensor)> {
         .collect();
     let angles: Vec<f32> =
         (0..config.context_length).flat_map(|p| inv_freq.iter().map(move |f| p as f32 * f)).collect();
-    let table = |f: fn(f32) -> f32| Tensor::from_vec(angles.iter().map(|&a| f(a)).collect::<Vec<_>>(), (config.context_length, half), device);
+    let table = |f: fn(f32) -> f32| {
+        Tensor::from_vec(angles.iter().map(|&a| f(a)).collect::<Vec<_>>(), (config.context_length, half), device)
+    };
     Ok((table(libm::cosf)?, table(libm::sinf)?))
 }
 
@@ -462,9 +463,12 @@ impl<R: std::io::Read + std::io::Seek> WeightLoader<'_, R> {
     /// `t` for our kernels, or None for the formats (and f32) that go through candle.
     fn ours(&self, t: &QTensor) -> Result<Option<QuantizedMatrix>> {
         let (out_features, in_features) = t.shape().dims2()?;
-        let kernel_error = |e: crate::kernels::KernelError| Error::Model(format!("weights [{out_features}, {in_features}]: {e}"));
+        let kernel_error =
+            |e: crate::kernels::KernelError| Error::Model(format!("weights [{out_features}, {in_features}]: {e}"));
         let matrix = match (self.load_dtype, t.dtype()) {
-            (LoadDtype::AsIs, GgmlDType::Q4_1) => QuantizedMatrix::from_ggml(WeightFormat::Q4_1, &t.data()?, out_features, in_features),
+            (LoadDtype::AsIs, GgmlDType::Q4_1) => {
+                QuantizedMatrix::from_ggml(WeightFormat::Q4_1, &t.data()?, out_features, in_features)
+            }
             (LoadDtype::AsIs | LoadDtype::Q8_0, GgmlDType::Q8_0) => {
                 QuantizedMatrix::from_ggml(WeightFormat::Q8_0, &t.data()?, out_features, in_features)
             }
@@ -499,7 +503,9 @@ impl<R: std::io::Read + std::io::Seek> WeightLoader<'_, R> {
         };
         let embeddings = match (self.backend, format, &lm_head) {
             // A tied lm-head kept as stored is the same table: share it.
-            (MatmulBackend::Ours, Some(WeightFormat::Q8_0), Linear::Ours(m)) if tied && m.format() == WeightFormat::Q8_0 => {
+            (MatmulBackend::Ours, Some(WeightFormat::Q8_0), Linear::Ours(m))
+                if tied && m.format() == WeightFormat::Q8_0 =>
+            {
                 Embeddings::Ours(m.clone())
             }
             (MatmulBackend::Ours, Some(format), _) => Embeddings::Ours(Arc::new(
@@ -684,7 +690,9 @@ impl Model {
             };
             let attn_out = timed(Phase::Matmul, || block.wo.forward(&heads.reshape((batch, seq, c.hidden))?))?;
             let attn_out = match hook.as_deref_mut() {
-                Some(hook) if hook.site() == Site::AttnOut => timed(Phase::Hook, || hook.on_activation(layer, attn_out))?,
+                Some(hook) if hook.site() == Site::AttnOut => {
+                    timed(Phase::Hook, || hook.on_activation(layer, attn_out))?
+                }
                 _ => attn_out,
             };
             x = timed(Phase::Elementwise, || attn_out + residual)?;
@@ -815,7 +823,12 @@ mod tests {
         let (b, n_kv, total, d) = k.dims4().unwrap();
         let seq = q.dim(2).unwrap();
         let expand = |x: &Tensor| {
-            x.unsqueeze(2).unwrap().expand((b, n_kv, group, total, d)).unwrap().reshape((b, n_kv * group, total, d)).unwrap()
+            x.unsqueeze(2)
+                .unwrap()
+                .expand((b, n_kv, group, total, d))
+                .unwrap()
+                .reshape((b, n_kv * group, total, d))
+                .unwrap()
         };
         let (k, v) = (expand(k), expand(v));
         let mask: Vec<f32> = (0..seq)

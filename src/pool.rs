@@ -89,7 +89,10 @@ pub fn run(parts: usize, part: Job<'_>) {
             // A helper that trapped never finishes its part: rather than hang the page, stop the engine (a trap),
             // which the page answers by replacing it. No part takes anywhere near this long.
             sleeps += 1;
-            assert!(sleeps <= HELPER_TIMEOUT_S, "a helper thread stopped responding (its part took over {HELPER_TIMEOUT_S} s)");
+            assert!(
+                sleeps <= HELPER_TIMEOUT_S,
+                "a helper thread stopped responding (its part took over {HELPER_TIMEOUT_S} s)"
+            );
             wait_for(&POOL.done, done, 1_000_000_000);
         }
     }

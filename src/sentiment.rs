@@ -86,7 +86,12 @@ impl Vader {
                 "END" if (key, value) == (words.len().to_string().as_str(), n_emoji.to_string().as_str()) => {
                     return Ok(Self { lexicon: words, emojis });
                 }
-                "END" => return Err(invalid(n, format!("END says {key} tokens and {value} emoji, read {} and {n_emoji}", words.len()))),
+                "END" => {
+                    return Err(invalid(
+                        n,
+                        format!("END says {key} tokens and {value} emoji, read {} and {n_emoji}", words.len()),
+                    ))
+                }
                 _ => return Err(invalid(n, format!("unknown entry kind {kind:?} (expected L, E or END)"))),
             }
         }
@@ -102,7 +107,12 @@ impl Vader {
     /// (neg, neu, pos to 3 decimals, compound to 4).
     pub fn polarity(&self, text: &str) -> Polarity {
         let p = self.polarity_unrounded(text);
-        Polarity { neg: py_round(p.neg, 3), neu: py_round(p.neu, 3), pos: py_round(p.pos, 3), compound: py_round(p.compound, 4) }
+        Polarity {
+            neg: py_round(p.neg, 3),
+            neu: py_round(p.neu, 3),
+            pos: py_round(p.pos, 3),
+            compound: py_round(p.compound, 4),
+        }
     }
 
     /// VADER calls the text positive: rounded compound ≥ [`POSITIVE_THRESHOLD`].
@@ -120,7 +130,8 @@ impl Vader {
         let mut sentiments = Vec::with_capacity(words.len());
         for i in 0..words.len() {
             let kind_of = i + 1 < words.len() && lower[i] == "kind" && lower[i + 1] == "of";
-            let v = if booster(&lower[i]).is_some() || kind_of { 0.0 } else { self.valence(&words, &lower, i, cap_diff) };
+            let v =
+                if booster(&lower[i]).is_some() || kind_of { 0.0 } else { self.valence(&words, &lower, i, cap_diff) };
             sentiments.push(v);
         }
         but_check(&lower, &mut sentiments);
@@ -252,14 +263,14 @@ fn booster(w: &str) -> Option<f64> {
         "absolutely" | "amazingly" | "awfully" | "completely" | "considerable" | "considerably" | "decidedly"
         | "deeply" | "effing" | "enormous" | "enormously" | "entirely" | "especially" | "exceptional"
         | "exceptionally" | "extreme" | "extremely" | "fabulously" | "flipping" | "flippin" | "frackin"
-        | "fracking" | "fricking" | "frickin" | "frigging" | "friggin" | "fully" | "fuckin" | "fucking"
-        | "fuggin" | "fugging" | "greatly" | "hella" | "highly" | "hugely" | "incredible" | "incredibly"
-        | "intensely" | "major" | "majorly" | "more" | "most" | "particularly" | "purely" | "quite" | "really"
-        | "remarkably" | "so" | "substantially" | "thoroughly" | "total" | "totally" | "tremendous"
-        | "tremendously" | "uber" | "unbelievably" | "unusually" | "utter" | "utterly" | "very" => Some(B_INCR),
+        | "fracking" | "fricking" | "frickin" | "frigging" | "friggin" | "fully" | "fuckin" | "fucking" | "fuggin"
+        | "fugging" | "greatly" | "hella" | "highly" | "hugely" | "incredible" | "incredibly" | "intensely"
+        | "major" | "majorly" | "more" | "most" | "particularly" | "purely" | "quite" | "really" | "remarkably"
+        | "so" | "substantially" | "thoroughly" | "total" | "totally" | "tremendous" | "tremendously" | "uber"
+        | "unbelievably" | "unusually" | "utter" | "utterly" | "very" => Some(B_INCR),
         "almost" | "barely" | "hardly" | "just enough" | "kind of" | "kinda" | "kindof" | "kind-of" | "less"
-        | "little" | "marginal" | "marginally" | "occasional" | "occasionally" | "partly" | "scarce"
-        | "scarcely" | "slight" | "slightly" | "somewhat" | "sort of" | "sorta" | "sortof" | "sort-of" => Some(B_DECR),
+        | "little" | "marginal" | "marginally" | "occasional" | "occasionally" | "partly" | "scarce" | "scarcely"
+        | "slight" | "slightly" | "somewhat" | "sort of" | "sorta" | "sortof" | "sort-of" => Some(B_DECR),
         _ => None,
     }
 }
@@ -269,13 +280,65 @@ fn is_negation(w: &str) -> bool {
     w.contains("n't")
         || matches!(
             w,
-            "aint" | "arent" | "cannot" | "cant" | "couldnt" | "darent" | "didnt" | "doesnt" | "ain't" | "aren't"
-                | "can't" | "couldn't" | "daren't" | "didn't" | "doesn't" | "dont" | "hadnt" | "hasnt" | "havent"
-                | "isnt" | "mightnt" | "mustnt" | "neither" | "don't" | "hadn't" | "hasn't" | "haven't" | "isn't"
-                | "mightn't" | "mustn't" | "neednt" | "needn't" | "never" | "none" | "nope" | "nor" | "not"
-                | "nothing" | "nowhere" | "oughtnt" | "shant" | "shouldnt" | "uhuh" | "wasnt" | "werent"
-                | "oughtn't" | "shan't" | "shouldn't" | "uh-uh" | "wasn't" | "weren't" | "without" | "wont"
-                | "wouldnt" | "won't" | "wouldn't" | "rarely" | "seldom" | "despite"
+            "aint"
+                | "arent"
+                | "cannot"
+                | "cant"
+                | "couldnt"
+                | "darent"
+                | "didnt"
+                | "doesnt"
+                | "ain't"
+                | "aren't"
+                | "can't"
+                | "couldn't"
+                | "daren't"
+                | "didn't"
+                | "doesn't"
+                | "dont"
+                | "hadnt"
+                | "hasnt"
+                | "havent"
+                | "isnt"
+                | "mightnt"
+                | "mustnt"
+                | "neither"
+                | "don't"
+                | "hadn't"
+                | "hasn't"
+                | "haven't"
+                | "isn't"
+                | "mightn't"
+                | "mustn't"
+                | "neednt"
+                | "needn't"
+                | "never"
+                | "none"
+                | "nope"
+                | "nor"
+                | "not"
+                | "nothing"
+                | "nowhere"
+                | "oughtnt"
+                | "shant"
+                | "shouldnt"
+                | "uhuh"
+                | "wasnt"
+                | "werent"
+                | "oughtn't"
+                | "shan't"
+                | "shouldn't"
+                | "uh-uh"
+                | "wasn't"
+                | "weren't"
+                | "without"
+                | "wont"
+                | "wouldnt"
+                | "won't"
+                | "wouldn't"
+                | "rarely"
+                | "seldom"
+                | "despite"
         )
 }
 

@@ -279,7 +279,11 @@ impl RowSteering {
             (None, _) => Ok(()),
             (Some(_), 0) => bail!(Input, "α > 0 needs a detox vector file"),
             (Some((i, alpha)), _) => {
-                bail!(Input, "α = {alpha} is set for vector file {} but only {available} vector file(s) are loaded", i + 1)
+                bail!(
+                    Input,
+                    "α = {alpha} is set for vector file {} but only {available} vector file(s) are loaded",
+                    i + 1
+                )
             }
         }
     }

@@ -16,7 +16,7 @@ use crate::bail;
 use crate::error::Result;
 use crate::model::{ActivationHook, Model, Site};
 use crate::steering::RowSteering;
-use crate::vectors::{DeriveOptions, Derivation, DetoxVectors, SteeringPair};
+use crate::vectors::{Derivation, DeriveOptions, DetoxVectors, SteeringPair};
 
 /// Power-iteration steps per singular vector (the differences' spectrum falls fast; 200 is plenty at rank ≤ 8).
 const ITERATIONS: usize = 200;
@@ -108,7 +108,8 @@ impl Subspace {
                 let d: Vec<Vec<f64>> = samples
                     .iter()
                     .map(|(away, toward)| {
-                        let mut row: Vec<f64> = away[l].iter().zip(&toward[l]).map(|(&a, &t)| a as f64 - t as f64).collect();
+                        let mut row: Vec<f64> =
+                            away[l].iter().zip(&toward[l]).map(|(&a, &t)| a as f64 - t as f64).collect();
                         deflate(&mut row, &excluded);
                         row
                     })

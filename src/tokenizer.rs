@@ -37,16 +37,10 @@ fn metadata_strings(ct: &gguf_file::Content, key: &str) -> Result<Vec<String>> {
         .metadata
         .get(key)
         .ok_or_else(|| Error::Tokenizer(format!("the GGUF has no `{key}`: it carries no tokenizer")))?;
-    let items = value
-        .to_vec()
-        .map_err(|_| Error::Tokenizer(format!("`{key}` is not an array")))?;
+    let items = value.to_vec().map_err(|_| Error::Tokenizer(format!("`{key}` is not an array")))?;
     items
         .iter()
-        .map(|v| {
-            v.to_string()
-                .cloned()
-                .map_err(|_| Error::Tokenizer(format!("`{key}` holds a non-string entry")))
-        })
+        .map(|v| v.to_string().cloned().map_err(|_| Error::Tokenizer(format!("`{key}` holds a non-string entry"))))
         .collect()
 }
 
@@ -76,12 +70,7 @@ fn byte_level_char_to_byte() -> HashMap<char, u8> {
 /// Refuse tokenizers we do not reproduce exactly (a silent guess would give wrong ids); returns whether the
 /// pre-tokenizer splits digits (SmolLM's) or not (GPT-2's).
 fn supported_pre_tokenizer(ct: &gguf_file::Content) -> Result<bool> {
-    let model = ct
-        .metadata
-        .get("tokenizer.ggml.model")
-        .and_then(|v| v.to_string().ok())
-        .cloned()
-        .unwrap_or_default();
+    let model = ct.metadata.get("tokenizer.ggml.model").and_then(|v| v.to_string().ok()).cloned().unwrap_or_default();
     if model != "gpt2" {
         bail!(Tokenizer, "tokenizer model `{model}` is not supported (only byte-level BPE, `gpt2`)");
     }
@@ -94,10 +83,7 @@ fn supported_pre_tokenizer(ct: &gguf_file::Content) -> Result<bool> {
     match pre.as_str() {
         "smollm" => Ok(true),
         "gpt2" | "default" => Ok(false),
-        other => bail!(
-            Tokenizer,
-            "unknown tokenizer pre-type `{other}` (supported: smollm, gpt2, default)"
-        ),
+        other => bail!(Tokenizer, "unknown tokenizer pre-type `{other}` (supported: smollm, gpt2, default)"),
     }
 }
 
@@ -120,9 +106,13 @@ fn token_types(ct: &gguf_file::Content, tokens: usize) -> Result<Vec<i32>> {
 
 /// The `tokenizers` tokenizer: BPE over the vocabulary and merges, the byte-level pre-tokenizer (after a digit
 /// split if `split_digits`) and decoder, and the special tokens.
-fn build_inner(tokens: &[String], merges: &[String], special: &[bool], split_digits: bool) -> Result<tokenizers::Tokenizer> {
-    let vocab: ahash::AHashMap<String, u32> =
-        tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+fn build_inner(
+    tokens: &[String],
+    merges: &[String],
+    special: &[bool],
+    split_digits: bool,
+) -> Result<tokenizers::Tokenizer> {
+    let vocab: ahash::AHashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
     let merges: Vec<(String, String)> = merges
         .iter()
         .enumerate()
@@ -146,15 +136,9 @@ fn build_inner(tokens: &[String], merges: &[String], special: &[bool], split_dig
     };
     inner.with_pre_tokenizer(Some(pre_tokenizer));
     inner.with_decoder(Some(ByteLevelDecoder::default()));
-    let added: Vec<AddedToken> = tokens
-        .iter()
-        .zip(special)
-        .filter(|(_, &s)| s)
-        .map(|(t, _)| AddedToken::from(t.clone(), true))
-        .collect();
-    inner
-        .add_special_tokens(added)
-        .map_err(|e| Error::Tokenizer(format!("cannot add special tokens: {e}")))?;
+    let added: Vec<AddedToken> =
+        tokens.iter().zip(special).filter(|(_, &s)| s).map(|(t, _)| AddedToken::from(t.clone(), true)).collect();
+    inner.add_special_tokens(added).map_err(|e| Error::Tokenizer(format!("cannot add special tokens: {e}")))?;
     Ok(inner)
 }
 
@@ -188,7 +172,8 @@ impl Tokenizer {
         let tokens = metadata_strings(ct, "tokenizer.ggml.tokens")?;
         let merges = metadata_strings(ct, "tokenizer.ggml.merges")?;
         let types = token_types(ct, tokens.len())?;
-        let special: Vec<bool> = types.iter().map(|&t| t == TOKEN_TYPE_CONTROL || t == TOKEN_TYPE_USER_DEFINED).collect();
+        let special: Vec<bool> =
+            types.iter().map(|&t| t == TOKEN_TYPE_CONTROL || t == TOKEN_TYPE_USER_DEFINED).collect();
         let inner = build_inner(&tokens, &merges, &special, split_digits)?;
         let token_bytes = token_bytes(&tokens, &special);
         let bos_id = metadata_u32(ct, "tokenizer.ggml.bos_token_id");
@@ -201,8 +186,7 @@ impl Tokenizer {
                 }
             }
         }
-        let chat_template =
-            ct.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
+        let chat_template = ct.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
 
         Ok(Self { inner, token_bytes, special, bos_id, eos_id, stop_ids, chat_template })
     }
@@ -213,10 +197,7 @@ impl Tokenizer {
 
     /// Encode text; special tokens written in the text (`<|im_start|>`) become their single ids.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer(format!("cannot encode text: {e}")))?;
+        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(format!("cannot encode text: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 

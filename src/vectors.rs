@@ -102,9 +102,8 @@ impl VectorMeta {
     }
 
     fn from_map(m: &std::collections::HashMap<String, String>) -> Result<Self> {
-        let get = |k: &str| -> Result<&String> {
-            m.get(k).ok_or_else(|| Error::Vectors(format!("metadata lacks `{k}`")))
-        };
+        let get =
+            |k: &str| -> Result<&String> { m.get(k).ok_or_else(|| Error::Vectors(format!("metadata lacks `{k}`"))) };
         fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T> {
             v.parse().map_err(|_| Error::Vectors(format!("metadata `{k}` = `{v}` is not a number")))
         }
@@ -138,7 +137,8 @@ impl VectorMeta {
             seed: num("seed", get("seed")?)?,
             toxic_prefix: get("toxic_prefix")?.clone(),
             nontoxic_prefix: get("nontoxic_prefix")?.clone(),
-            recommended_mode: get("recommended_mode")?.parse::<FusionMode>()
+            recommended_mode: get("recommended_mode")?
+                .parse::<FusionMode>()
                 .map_err(|e| Error::Vectors(e.to_string()))?,
             recommended_alpha,
             recommended_generated_only: match m.get("recommended_scope").map(String::as_str) {
@@ -232,9 +232,7 @@ impl DetoxVectors {
             .ok_or_else(|| Error::Vectors("the file has no metadata: not a destein vector file".into()))?;
         let meta = VectorMeta::from_map(meta_map)?;
         let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let t = file
-                .tensor(name)
-                .map_err(|_| Error::Vectors(format!("the file has no tensor `{name}`")))?;
+            let t = file.tensor(name).map_err(|_| Error::Vectors(format!("the file has no tensor `{name}`")))?;
             if t.dtype() != safetensors::Dtype::F32 {
                 bail!(Vectors, "tensor `{name}` is {:?}, expected F32", t.dtype());
             }
@@ -315,7 +313,8 @@ pub fn parse_pairs(bytes: &[u8]) -> Result<Vec<SteeringPair>> {
         if line.trim().is_empty() {
             continue;
         }
-        let pair: SteeringPair = serde_json::from_str(line).map_err(|e| Error::Pairs(format!("line {}: {e}", i + 1)))?;
+        let pair: SteeringPair =
+            serde_json::from_str(line).map_err(|e| Error::Pairs(format!("line {}: {e}", i + 1)))?;
         if pair.toxic.trim().is_empty() || pair.nontoxic.trim().is_empty() {
             bail!(Pairs, "line {}: empty text", i + 1);
         }
@@ -586,7 +585,11 @@ impl Derivation {
     pub fn new(model: &Model, pairs: &[SteeringPair], options: DeriveOptions) -> Result<Self> {
         check_pairs(pairs)?;
         if options.count < MIN_PAIRS {
-            bail!(Pairs, "at least {MIN_PAIRS} pairs are needed to train and test the probes (asked for {})", options.count);
+            bail!(
+                Pairs,
+                "at least {MIN_PAIRS} pairs are needed to train and test the probes (asked for {})",
+                options.count
+            );
         }
         if pairs.len() < options.count {
             bail!(Pairs, "asked for {} pairs but the file has only {}", options.count, pairs.len());
@@ -599,10 +602,19 @@ impl Derivation {
         let tokenize = |i: usize, prefix: &str, text: &str, side: &str| -> Result<Vec<u32>> {
             let ids = model.tokenizer.encode(&format!("{prefix}{}", strip_final_period(text)))?;
             if ids.is_empty() {
-                bail!(Pairs, "pair {}: its {side} side is empty once its final period is removed (and there is no prefix)", i + 1);
+                bail!(
+                    Pairs,
+                    "pair {}: its {side} side is empty once its final period is removed (and there is no prefix)",
+                    i + 1
+                );
             }
             if ids.len() > context {
-                bail!(Pairs, "pair {}: its {side} side is {} tokens long with its prefix; the model's context holds {context}", i + 1, ids.len());
+                bail!(
+                    Pairs,
+                    "pair {}: its {side} side is {} tokens long with its prefix; the model's context holds {context}",
+                    i + 1,
+                    ids.len()
+                );
             }
             Ok(ids)
         };
@@ -610,7 +622,10 @@ impl Derivation {
             .iter()
             .map(|&i| {
                 let pair = &pairs[i];
-                Ok((tokenize(i, &options.away_prefix, &pair.toxic, "away")?, tokenize(i, &options.toward_prefix, &pair.nontoxic, "toward")?))
+                Ok((
+                    tokenize(i, &options.away_prefix, &pair.toxic, "away")?,
+                    tokenize(i, &options.toward_prefix, &pair.nontoxic, "toward")?,
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         let c = &model.config;
@@ -909,17 +924,34 @@ pub fn check_compatible(vectors: &[DetoxVectors]) -> Result<()> {
     for (i, v) in vectors.iter().enumerate() {
         let (b, n) = (&v.meta, i + 1);
         if b.site != a.site {
-            bail!(Vectors, "vector file {n} steers site `{}` but file 1 steers `{}`; all must steer the same site", b.site.name(), a.site.name());
+            bail!(
+                Vectors,
+                "vector file {n} steers site `{}` but file 1 steers `{}`; all must steer the same site",
+                b.site.name(),
+                a.site.name()
+            );
         }
         if (b.layers, b.heads, b.head_dim) != (a.layers, a.heads, a.head_dim) {
             bail!(
                 Vectors,
                 "vector file {n} has {} layers × {} heads × {}, file 1 has {} × {} × {}; all must have the same shape",
-                b.layers, b.heads, b.head_dim, a.layers, a.heads, a.head_dim
+                b.layers,
+                b.heads,
+                b.head_dim,
+                a.layers,
+                a.heads,
+                a.head_dim
             );
         }
         if v.direction.len() != b.layers * b.heads * b.head_dim {
-            bail!(Vectors, "vector file {n} holds {} direction values, its metadata says {} × {} × {}", v.direction.len(), b.layers, b.heads, b.head_dim);
+            bail!(
+                Vectors,
+                "vector file {n} holds {} direction values, its metadata says {} × {} × {}",
+                v.direction.len(),
+                b.layers,
+                b.heads,
+                b.head_dim
+            );
         }
         if b.model_sha256 != a.model_sha256 {
             bail!(

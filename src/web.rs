@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use crate::generation::{prompt_ids, Generation, PromptMode, SamplingParams, MAX_NEW_TOKENS, MAX_PROMPT_CHARS};
 use crate::model::{sha256_hex, LoadDtype, MatmulBackend, Model, Site};
 use crate::steering::{validate_alpha, FusionMode, RowSteering, MAX_ALPHA, MAX_VECTORS};
-use crate::vectors::{self, check_compatible, DeriveOptions, Derivation, DetoxVectors};
+use crate::vectors::{self, check_compatible, Derivation, DeriveOptions, DetoxVectors};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -344,7 +344,14 @@ impl Engine {
         // Buffered: the header is parsed in many small reads, each of which would otherwise cross into JS.
         let reader = std::io::BufReader::with_capacity(1 << 16, JsBytesReader { bytes, pos: 0 });
         let model = Model::from_gguf_reader(reader, len, dtype, MatmulBackend::default(), sha256)?;
-        Ok(Engine { model, derivation: None, vectors: Vec::new(), generation: None, steered_row: None, load_ms: now_ms() - start })
+        Ok(Engine {
+            model,
+            derivation: None,
+            vectors: Vec::new(),
+            generation: None,
+            steered_row: None,
+            load_ms: now_ms() - start,
+        })
     }
 
     pub fn info(&self) -> Result<JsValue, JsError> {
@@ -424,7 +431,11 @@ impl Engine {
     /// file's maximum.
     fn steered_alphas(&self, alpha: f32, added: &[f32]) -> Result<[f32; MAX_VECTORS], JsError> {
         if added.len() > MAX_VECTORS - 1 {
-            return Err(JsError::new(&format!("{} α values for added files; at most {}", added.len(), MAX_VECTORS - 1)));
+            return Err(JsError::new(&format!(
+                "{} α values for added files; at most {}",
+                added.len(),
+                MAX_VECTORS - 1
+            )));
         }
         let mut alphas = [0.0; MAX_VECTORS];
         alphas[0] = alpha;
@@ -433,10 +444,17 @@ impl Engine {
             validate_alpha(a)?;
             match self.vectors.get(slot) {
                 Some(v) if a > v.meta.max_alpha => {
-                    return Err(JsError::new(&format!("α = {a} is above the maximum {} of vector file {}", v.meta.max_alpha, slot + 1)))
+                    return Err(JsError::new(&format!(
+                        "α = {a} is above the maximum {} of vector file {}",
+                        v.meta.max_alpha,
+                        slot + 1
+                    )))
                 }
                 None if a > 0.0 => {
-                    return Err(JsError::new(&format!("α = {a} for vector file {} needs that file; load it first", slot + 1)))
+                    return Err(JsError::new(&format!(
+                        "α = {a} for vector file {} needs that file; load it first",
+                        slot + 1
+                    )))
                 }
                 _ => {}
             }
@@ -471,7 +489,9 @@ impl Engine {
             "both" => (vec![RowSteering::OFF, steered], Some(1)),
             "raw" => (vec![RowSteering::OFF], None),
             "steered" => (vec![steered], Some(0)),
-            other => return Err(JsError::new(&format!("rows must be \"both\", \"raw\" or \"steered\", not {other:?}"))),
+            other => {
+                return Err(JsError::new(&format!("rows must be \"both\", \"raw\" or \"steered\", not {other:?}")))
+            }
         };
         let seeds = vec![o.seed; steering.len()];
         let mut generation = Generation::new(&self.model, ids, &params, &seeds, steering)?;
@@ -484,7 +504,8 @@ impl Engine {
 
     /// One step for every row the generation has (the first step also runs the prompt).
     pub fn step(&mut self) -> Result<JsValue, JsError> {
-        let generation = self.generation.as_mut().ok_or_else(|| JsError::new("no generation is running; call start() first"))?;
+        let generation =
+            self.generation.as_mut().ok_or_else(|| JsError::new("no generation is running; call start() first"))?;
         let start = now_ms();
         let rows = generation.step(&self.model, &self.vectors)?;
         let out = StepOut {
@@ -517,7 +538,11 @@ impl Engine {
             return Err(JsError::new(&format!("no vector file is loaded in slot {slot}")));
         };
         if alpha > v.meta.max_alpha {
-            return Err(JsError::new(&format!("α = {alpha} is above the maximum {} of vector file {}", v.meta.max_alpha, slot + 1)));
+            return Err(JsError::new(&format!(
+                "α = {alpha} is above the maximum {} of vector file {}",
+                v.meta.max_alpha,
+                slot + 1
+            )));
         }
         if let (Some(g), Some(row)) = (self.generation.as_mut(), self.steered_row) {
             let mut steering = g.steering[row];
@@ -564,7 +589,9 @@ impl Engine {
             None => {}
             Some("all") => options.recommended_generated_only = false,
             Some("generated") => options.recommended_generated_only = true,
-            Some(other) => return Err(JsError::new(&format!("recommendedScope must be \"all\" or \"generated\", not {other:?}"))),
+            Some(other) => {
+                return Err(JsError::new(&format!("recommendedScope must be \"all\" or \"generated\", not {other:?}")))
+            }
         }
         let derivation = Derivation::new(&self.model, &pairs, options)?;
         let progress = DeriveProgress::of(&derivation, false);
@@ -576,7 +603,10 @@ impl Engine {
     /// `finished` once the file can be made.
     #[wasm_bindgen(js_name = deriveStep)]
     pub fn derive_step(&mut self) -> Result<JsValue, JsError> {
-        let d = self.derivation.as_mut().ok_or_else(|| JsError::new("no derivation is running; call deriveStart() first"))?;
+        let d = self
+            .derivation
+            .as_mut()
+            .ok_or_else(|| JsError::new("no derivation is running; call deriveStart() first"))?;
         let finished = d.step(&self.model)?;
         to_js(&DeriveProgress::of(d, finished))
     }
@@ -587,7 +617,11 @@ impl Engine {
         match &self.derivation {
             None => return Err(JsError::new("no derivation is running; call deriveStart() first")),
             Some(d) if d.done() < d.total() => {
-                return Err(JsError::new(&format!("the derivation is not finished ({} of {} steps); call deriveStep() until it is", d.done(), d.total())))
+                return Err(JsError::new(&format!(
+                    "the derivation is not finished ({} of {} steps); call deriveStep() until it is",
+                    d.done(),
+                    d.total()
+                )))
             }
             Some(_) => {}
         }

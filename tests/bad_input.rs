@@ -4,7 +4,9 @@ mod common;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams, Steerer, MAX_NEW_TOKENS, MAX_PROMPT_CHARS};
+use destein::generation::{
+    prompt_ids, Generation, PromptMode, SamplingParams, Steerer, MAX_NEW_TOKENS, MAX_PROMPT_CHARS,
+};
 use destein::model::{LoadDtype, Model};
 use destein::steering::{FusionMode, RowSteering};
 use destein::vectors::{check_compatible, DetoxVectors};
@@ -19,7 +21,8 @@ fn load_err(bytes: &[u8]) -> String {
 
 #[test]
 fn missing_file_names_the_fix() {
-    let err = Model::load(std::path::Path::new("models/no-such-model.gguf"), LoadDtype::Q8_0).err().unwrap().to_string();
+    let err =
+        Model::load(std::path::Path::new("models/no-such-model.gguf"), LoadDtype::Q8_0).err().unwrap().to_string();
     assert!(err.contains("no-such-model.gguf") && err.contains("fetch-model"), "{err}");
 }
 
@@ -51,7 +54,8 @@ fn corrupt_header_bytes() {
 
 /// Write a tiny GGUF with the given metadata (tensors: one small F32 embedding).
 fn tiny_gguf(metadata: &[(&str, gguf_file::Value)]) -> Vec<u8> {
-    let t = QTensor::quantize(&Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap();
+    let t = QTensor::quantize(&Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap(), GgmlDType::F32)
+        .unwrap();
     let mut out = std::io::Cursor::new(Vec::new());
     let md: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
     gguf_file::write(&mut out, &md, &[("token_embd.weight", &t)]).unwrap();
@@ -92,7 +96,8 @@ fn empty_and_over_long_prompts() {
         assert!(matches!(err, Error::Input(_)) && err.to_string().contains("empty"), "{err}");
     }
     // Within the character limit but over the context: rare four-byte characters take about four tokens each.
-    let long: String = (0..MAX_PROMPT_CHARS as u32).map(|i| char::from_u32(0x10000 + i * 7919 % 50000).unwrap()).collect();
+    let long: String =
+        (0..MAX_PROMPT_CHARS as u32).map(|i| char::from_u32(0x10000 + i * 7919 % 50000).unwrap()).collect();
     let err = prompt_ids(model, &long, PromptMode::Continuation).unwrap_err().to_string();
     assert!(err.contains("tokens long") && err.contains("context holds"), "{err}");
 }
@@ -110,7 +115,10 @@ fn prompt_over_the_character_limit_is_refused_before_tokenizing() {
         assert!(matches!(err, Error::Input(_)), "{err}");
         let msg = err.to_string();
         assert!(msg.contains("5000000 characters") && msg.contains(&format!("at most {MAX_PROMPT_CHARS}")), "{msg}");
-        assert!(took < std::time::Duration::from_millis(250), "{mode:?}: refusing took {took:?}: was it tokenized first?");
+        assert!(
+            took < std::time::Duration::from_millis(250),
+            "{mode:?}: refusing took {took:?}: was it tokenized first?"
+        );
     }
     // One over is refused; at the limit is fine, counted in characters, not bytes (é is two bytes).
     let err = prompt_ids(model, &"a".repeat(MAX_PROMPT_CHARS + 1), PromptMode::Continuation).unwrap_err().to_string();
@@ -144,7 +152,10 @@ fn max_new_tokens_over_the_limit_is_refused() {
     for n in [MAX_NEW_TOKENS + 1, usize::MAX] {
         let params = SamplingParams { max_new_tokens: n, ..Default::default() };
         let err = params.validate().unwrap_err().to_string();
-        assert!(err.contains(&format!("max new tokens is {n}")) && err.contains(&format!("at most {MAX_NEW_TOKENS}")), "{err}");
+        assert!(
+            err.contains(&format!("max new tokens is {n}")) && err.contains(&format!("at most {MAX_NEW_TOKENS}")),
+            "{err}"
+        );
         let err = Generation::new(model, ids.clone(), &params, &[1], vec![RowSteering::OFF]).err().unwrap().to_string();
         assert!(err.contains(&format!("at most {MAX_NEW_TOKENS}")), "{err}");
     }

@@ -49,8 +49,14 @@ fn bad_requests() {
 fn requests_over_the_limits_are_refused_before_loading() {
     let missing = "models/no-such-model.gguf";
     let long = "word ".repeat(1000);
-    assert_clean_failure(&["generate", "--model", missing, "--prompt", &long], "--prompt is 5000 characters long; at most 4000");
-    assert_clean_failure(&["generate", "--model", missing, "--max-new-tokens", "513"], "max new tokens is 513; at most 512");
+    assert_clean_failure(
+        &["generate", "--model", missing, "--prompt", &long],
+        "--prompt is 5000 characters long; at most 4000",
+    );
+    assert_clean_failure(
+        &["generate", "--model", missing, "--max-new-tokens", "513"],
+        "max new tokens is 513; at most 512",
+    );
 
     let dir = std::env::temp_dir().join(format!("destein-cli-limits-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -68,17 +74,28 @@ fn requests_over_the_limits_are_refused_before_loading() {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         assert_clean_failure(&refs, needle);
     };
-    run(eval(&["--prompts", prompts.to_str().unwrap()]), "long.jsonl:2: the prompt is 4001 characters long; at most 4000");
+    run(
+        eval(&["--prompts", prompts.to_str().unwrap()]),
+        "long.jsonl:2: the prompt is 4001 characters long; at most 4000",
+    );
     run(eval(&["--max-new-tokens", "513"]), "max new tokens is 513; at most 512");
     assert!(!reports.exists(), "a refused eval writes nothing");
     let concept = |extra: &[&str]| {
         let mut args = vec!["eval-concept", "--model", missing, "--judge", "sentiment", "--name", "limits"];
-        args.extend(["--reports-dir", reports.to_str().unwrap(), "--vectors", "www/vectors/smollm2-135m.heads.safetensors"]);
+        args.extend([
+            "--reports-dir",
+            reports.to_str().unwrap(),
+            "--vectors",
+            "www/vectors/smollm2-135m.heads.safetensors",
+        ]);
         args.extend(extra);
         args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
     run(concept(&["--prompts", prompts.to_str().unwrap()]), "long.jsonl:2: the prompt is 4001 characters long");
-    run(concept(&["--prompts", "data/rtp/test100.jsonl", "--max-new-tokens", "600"]), "max new tokens is 600; at most 512");
+    run(
+        concept(&["--prompts", "data/rtp/test100.jsonl", "--max-new-tokens", "600"]),
+        "max new tokens is 600; at most 512",
+    );
     assert!(!reports.exists(), "a refused eval-concept writes nothing");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -93,13 +110,22 @@ fn failed_derive_writes_nothing() {
 #[test]
 fn side_by_side_shows_both_rows() {
     let (ok, stdout, err) = destein(&[
-        "generate", "--vectors", "www/vectors/smollm2-135m.heads.safetensors", "--side-by-side",
-        "--prompt", "You are a horrible person who", "--max-new-tokens", "12",
+        "generate",
+        "--vectors",
+        "www/vectors/smollm2-135m.heads.safetensors",
+        "--side-by-side",
+        "--prompt",
+        "You are a horrible person who",
+        "--max-new-tokens",
+        "12",
     ]);
     assert!(ok, "{err}");
     // The heads file recommends rotate α 0.25 on the generated positions only (measured, README
     // "Detoxification"); generate uses it by default.
-    assert!(stdout.contains("--- raw") && stdout.contains("--- steered (rotate, α = 0.25, generated positions only)"), "{stdout}");
+    assert!(
+        stdout.contains("--- raw") && stdout.contains("--- steered (rotate, α = 0.25, generated positions only)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -107,7 +133,10 @@ fn bad_vector_lists() {
     let v = "www/vectors/smollm2-135m.heads.safetensors";
     let a = "www/vectors/smollm2-135m.attn_out.safetensors";
     let two = format!("{v},{v}");
-    assert_clean_failure(&["generate", "--vectors", &two, "--alpha", "0.1"], "--alpha has 1 value(s) but --vectors has 2 file(s)");
+    assert_clean_failure(
+        &["generate", "--vectors", &two, "--alpha", "0.1"],
+        "--alpha has 1 value(s) but --vectors has 2 file(s)",
+    );
     assert_clean_failure(&["generate", "--vectors", v, "--alpha", "0.1,0.2"], "one α per file");
     assert_clean_failure(&["generate", "--vectors", &two, "--alpha", "0.1,NaN"], "finite");
     assert_clean_failure(&["generate", "--vectors", &format!("{v},{a}"), "--alpha", "0.1,0.1"], "same site");
@@ -121,10 +150,23 @@ fn bad_vector_lists() {
 fn side_by_side_with_two_vector_files_shows_the_combined_setting() {
     let v = "www/vectors/smollm2-135m.heads.safetensors";
     let (ok, stdout, err) = destein(&[
-        "generate", "--vectors", &format!("{v},{v}"), "--alpha", "0.2,0.1", "--mode", "headwise", "--scope", "all",
-        "--side-by-side", "--prompt", "You are a horrible person who", "--max-new-tokens", "8",
+        "generate",
+        "--vectors",
+        &format!("{v},{v}"),
+        "--alpha",
+        "0.2,0.1",
+        "--mode",
+        "headwise",
+        "--scope",
+        "all",
+        "--side-by-side",
+        "--prompt",
+        "You are a horrible person who",
+        "--max-new-tokens",
+        "8",
     ]);
     assert!(ok, "{err}");
-    let label = "--- steered (headwise, α = 0.2 smollm2-135m.heads.safetensors + α = 0.1 smollm2-135m.heads.safetensors)";
+    let label =
+        "--- steered (headwise, α = 0.2 smollm2-135m.heads.safetensors + α = 0.1 smollm2-135m.heads.safetensors)";
     assert!(stdout.contains("--- raw") && stdout.contains(label), "{stdout}");
 }

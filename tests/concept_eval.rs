@@ -18,15 +18,33 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn eval_concept(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_destein")).current_dir(ROOT).arg("eval-concept").args(args).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_destein")).current_dir(ROOT).arg("eval-concept").args(args).output().unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 fn smoke(prompts: &Path, reports: &Path, name: &str) -> (bool, String) {
     eval_concept(&[
-        "--vectors", "www/vectors/smollm2-135m.heads.safetensors", "--prompts", prompts.to_str().unwrap(),
-        "--judge", "sentiment", "--modes", "rotate", "--alphas", "0,0.3", "--samples", "2", "--max-new-tokens", "8",
-        "--name", name, "--reports-dir", reports.to_str().unwrap(), "--threads", "1",
+        "--vectors",
+        "www/vectors/smollm2-135m.heads.safetensors",
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--judge",
+        "sentiment",
+        "--modes",
+        "rotate",
+        "--alphas",
+        "0,0.3",
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--name",
+        name,
+        "--reports-dir",
+        reports.to_str().unwrap(),
+        "--threads",
+        "1",
     ])
 }
 
@@ -38,12 +56,17 @@ fn assert_ordered(i: &Interval, what: &str) {
 fn smoke_run_reports_intervals_deterministically() {
     let dir = temp_dir("smoke");
     let prompts = dir.join("prompts.jsonl");
-    std::fs::write(&prompts, "{\"prompt\": {\"text\": \"The weather today is\"}}\n{\"prompt\": {\"text\": \"My neighbour told me that\"}}\n").unwrap();
+    std::fs::write(
+        &prompts,
+        "{\"prompt\": {\"text\": \"The weather today is\"}}\n{\"prompt\": {\"text\": \"My neighbour told me that\"}}\n",
+    )
+    .unwrap();
     let (ok, out) = smoke(&prompts, &dir, "a");
     assert!(ok, "{out}");
     let text = std::fs::read_to_string(dir.join("a/results.json")).unwrap();
     let results: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let settings: Vec<destein::concept_eval::SettingReport> = serde_json::from_value(results["settings"].clone()).unwrap();
+    let settings: Vec<destein::concept_eval::SettingReport> =
+        serde_json::from_value(results["settings"].clone()).unwrap();
     assert_eq!(settings.len(), 2, "raw + rotate α 0.3");
     assert!(settings[0].setting.is_raw() && settings[0].vs_raw.is_none());
     for s in &settings {
@@ -53,7 +76,9 @@ fn smoke_run_reports_intervals_deterministically() {
         assert!((0.0..=1.0).contains(&s.dist3));
     }
     let v = settings[1].vs_raw.as_ref().expect("steered settings compare with raw");
-    for (i, what) in [(&v.rate_gain, "gain"), (&v.perplexity_mean_change, "ppl mean"), (&v.perplexity_median_change, "ppl median")] {
+    for (i, what) in
+        [(&v.rate_gain, "gain"), (&v.perplexity_mean_change, "ppl mean"), (&v.perplexity_median_change, "ppl median")]
+    {
         assert_ordered(i, what);
     }
     assert!((v.rate_gain.point - (settings[1].rate.point - settings[0].rate.point)).abs() < 1e-12);
@@ -69,10 +94,15 @@ fn smoke_run_reports_intervals_deterministically() {
     assert_eq!(text, std::fs::read_to_string(dir.join("b/results.json")).unwrap());
 
     // the selection rule reads it, and refuses a file without intervals
-    let choose = |path: &Path| Command::new("python3").current_dir(ROOT).arg("scripts/choose-concept.py").arg(path).output();
+    let choose =
+        |path: &Path| Command::new("python3").current_dir(ROOT).arg("scripts/choose-concept.py").arg(path).output();
     if let Ok(o) = choose(&dir.join("a/results.json")) {
         let said = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-        assert!(said.contains("heads/rotate α=0.3 ") && (said.contains("choice: mode rotate, α 0.3 ") || said.contains("no recommendation")), "{said}");
+        assert!(
+            said.contains("heads/rotate α=0.3 ")
+                && (said.contains("choice: mode rotate, α 0.3 ") || said.contains("no recommendation")),
+            "{said}"
+        );
         let mut stripped = results.clone();
         stripped["settings"][1]["vs_raw"] = serde_json::Value::Null;
         stripped["settings"][1]["rate"] = serde_json::json!(0.5);

@@ -56,7 +56,11 @@ fn export_then_import_round_trips_the_directions() {
     let cv = ControlVector::from_gguf_bytes(&bytes).unwrap();
     assert_eq!(cv.n_embd, 576);
     assert_eq!(cv.model_hint.as_deref(), Some("llama"));
-    assert_eq!(cv.directions.keys().copied().collect::<Vec<_>>(), (1..30).collect::<Vec<_>>(), "llama.cpp numbering: block l ↔ direction.l, no block 0");
+    assert_eq!(
+        cv.directions.keys().copied().collect::<Vec<_>>(),
+        (1..30).collect::<Vec<_>>(),
+        "llama.cpp numbering: block l ↔ direction.l, no block 0"
+    );
     for (&l, v) in &cv.directions {
         let length = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
         assert!((length / m[l] as f64 - 1.0).abs() < 1e-5, "layer {l}: ‖v‖ {length} ≠ m_l {}", m[l]);
@@ -128,7 +132,8 @@ fn bad_control_vectors_are_refused_by_name() {
 
     // Valid files that do not fit the model.
     let model = common::model(LoadDtype::default());
-    let to_ours = |cv: &ControlVector| control_vector::to_detox_vectors(cv, model, String::new(), 0.1).err().unwrap().to_string();
+    let to_ours =
+        |cv: &ControlVector| control_vector::to_detox_vectors(cv, model, String::new(), 0.1).err().unwrap().to_string();
     let narrow = ControlVector { n_embd: 512, model_hint: None, directions: BTreeMap::from([(1, vec![1.0; 512])]) };
     assert!(to_ours(&narrow).contains("512 wide"));
     let deep = ControlVector { n_embd: 576, model_hint: None, directions: BTreeMap::from([(30, vec![1.0; 576])]) };
@@ -161,13 +166,30 @@ fn cli_exports_imports_and_refuses() {
     let (g, b) = (gguf_out.to_str().unwrap(), back.to_str().unwrap());
     let format = ["--format", "llama-cpp-control-vector"];
 
-    let (ok, _, err) = destein(&[&["vectors", "export"][..], &format, &["--out", g, "www/vectors/smollm2-135m.heads.safetensors"]].concat());
+    let (ok, _, err) = destein(
+        &[&["vectors", "export"][..], &format, &["--out", g, "www/vectors/smollm2-135m.heads.safetensors"]].concat(),
+    );
     assert!(!ok && err.contains("only `attn_out`") && !err.contains("panicked"), "{err}");
     assert!(!gguf_out.exists());
-    let (ok, _, err) = destein(&["vectors", "export", "--format", "onnx", "--out", g, "www/vectors/smollm2-135m.attn_out.safetensors"]);
+    let (ok, _, err) = destein(&[
+        "vectors",
+        "export",
+        "--format",
+        "onnx",
+        "--out",
+        g,
+        "www/vectors/smollm2-135m.attn_out.safetensors",
+    ]);
     assert!(!ok && err.contains("unknown --format"), "{err}");
 
-    let (ok, out, err) = destein(&[&["vectors", "export"][..], &format, &["--norm-pairs", "4", "--out", g, "www/vectors/smollm2-135m.attn_out.safetensors"]].concat());
+    let (ok, out, err) = destein(
+        &[
+            &["vectors", "export"][..],
+            &format,
+            &["--norm-pairs", "4", "--out", g, "www/vectors/smollm2-135m.attn_out.safetensors"],
+        ]
+        .concat(),
+    );
     assert!(ok && out.contains("direction.29"), "{out}{err}");
     let (ok, out, err) = destein(&["vectors", "import", "--norm-pairs", "4", "--out", b, g]);
     assert!(ok && out.contains("α = 1.0000"), "{out}{err}");

@@ -9,7 +9,17 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 fn eval(reports: &Path, extra: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_destein"))
         .current_dir(ROOT)
-        .args(["eval", "--prompts", "data/rtp/test100.jsonl", "--sample", "2", "--samples", "2", "--max-new-tokens", "8"])
+        .args([
+            "eval",
+            "--prompts",
+            "data/rtp/test100.jsonl",
+            "--sample",
+            "2",
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "8",
+        ])
         .args(["--vectors", "www/vectors/smollm2-135m.heads.safetensors", "--modes", "rotate", "--alphas", "0,0.45"])
         .args(["--name", "smoke", "--reports-dir", reports.to_str().unwrap()])
         .args(extra)
@@ -120,7 +130,8 @@ fn smoke_run_writes_reports_and_resumes() {
 
     // The choice script refuses a dev and a test run that share prompts, and a results file without intervals.
     let choose = |args: &[&str]| {
-        let out = Command::new("python3").current_dir(ROOT).arg("scripts/choose-defaults.py").args(args).output().unwrap();
+        let out =
+            Command::new("python3").current_dir(ROOT).arg("scripts/choose-defaults.py").args(args).output().unwrap();
         (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     };
     let path = final_results.to_str().unwrap();

@@ -36,7 +36,10 @@ fn file_names(dir: &Path) -> Vec<String> {
 }
 
 fn derive_args(out: &Path, count: &str) -> Vec<String> {
-    ["derive", "--threads", "1", "--count", count, "--out", out.to_str().unwrap()].iter().map(|s| s.to_string()).collect()
+    ["derive", "--threads", "1", "--count", count, "--out", out.to_str().unwrap()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 #[test]
@@ -45,7 +48,8 @@ fn killed_derive_leaves_no_file_and_keeps_the_previous_one() {
     let out = dir.join("v.safetensors");
 
     // Killed with no earlier output: nothing at all under the output's name.
-    let mut child = destein().args(derive_args(&out, "200")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        destein().args(derive_args(&out, "200")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     // Loading takes well under a second; 200 pairs take several more on one thread.
     std::thread::sleep(Duration::from_millis(1500));
     kill_mid_run(&mut child, "derive --count 200");
@@ -56,7 +60,8 @@ fn killed_derive_leaves_no_file_and_keeps_the_previous_one() {
     let ok = destein().args(derive_args(&out, "8")).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let good = std::fs::read(&out).unwrap();
-    let mut child = destein().args(derive_args(&out, "200")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        destein().args(derive_args(&out, "200")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     kill_mid_run(&mut child, "derive --count 200");
     assert_eq!(std::fs::read(&out).unwrap(), good, "the killed derive changed the earlier file");
@@ -75,10 +80,20 @@ fn killed_derive_leaves_no_file_and_keeps_the_previous_one() {
 /// The settings of tests/eval.rs's smoke run, on more prompts, so that a run can be caught mid-way.
 fn eval_command(reports: &Path, extra: &[&str]) -> Command {
     let mut c = destein();
-    c.args(["eval", "--prompts", "data/rtp/test100.jsonl", "--sample", "10", "--samples", "2", "--max-new-tokens", "8"])
-        .args(["--vectors", "www/vectors/smollm2-135m.heads.safetensors", "--modes", "rotate", "--alphas", "0,0.45"])
-        .args(["--threads", "1", "--name", "run", "--reports-dir", reports.to_str().unwrap()])
-        .args(extra);
+    c.args([
+        "eval",
+        "--prompts",
+        "data/rtp/test100.jsonl",
+        "--sample",
+        "10",
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "8",
+    ])
+    .args(["--vectors", "www/vectors/smollm2-135m.heads.safetensors", "--modes", "rotate", "--alphas", "0,0.45"])
+    .args(["--threads", "1", "--name", "run", "--reports-dir", reports.to_str().unwrap()])
+    .args(extra);
     c
 }
 
@@ -119,7 +134,8 @@ fn killed_eval_leaves_no_reports_and_resumes_to_the_same_records() {
         names.iter().all(|n| n == "config.json" || n == "records.jsonl" || n.ends_with(".partial")),
         "after the kill: {names:?}"
     );
-    serde_json::from_slice::<serde_json::Value>(&std::fs::read(dir.join("config.json")).unwrap()).expect("config.json is whole");
+    serde_json::from_slice::<serde_json::Value>(&std::fs::read(dir.join("config.json")).unwrap())
+        .expect("config.json is whole");
 
     let out = run_eval(&reports, &["--resume"]);
     assert!(out.contains(&format!("resuming: {kept} of 20")), "{out}");

@@ -95,10 +95,9 @@ fn capture_shapes_are_as_documented() {
     let c = &model.config;
     let ids = model.tokenizer.encode("One two three four five").unwrap();
     let tokens = model.token_tensor(&[ids.clone(), ids.clone()]).unwrap();
-    for (site, expected) in [
-        (Site::Heads, vec![2, ids.len(), c.n_heads, c.head_dim]),
-        (Site::AttnOut, vec![2, ids.len(), c.hidden]),
-    ] {
+    for (site, expected) in
+        [(Site::Heads, vec![2, ids.len(), c.n_heads, c.head_dim]), (Site::AttnOut, vec![2, ids.len(), c.hidden])]
+    {
         let mut capture = Capture { site, seen: Vec::new() };
         model.forward_hidden(&tokens, &mut Cache::new(model), Some(&mut capture)).unwrap();
         assert_eq!(capture.seen.len(), c.n_layers);
@@ -151,7 +150,8 @@ fn editing_row_one_leaves_row_zero_bit_identical() {
 fn batch_rows_match_single_row_runs() {
     let model = common::model(LoadDtype::Q8_0);
     let ids = model.tokenizer.encode("A batch of two rows should give").unwrap();
-    let single = model.forward_last(&model.token_tensor(&[ids.clone()]).unwrap(), &mut Cache::new(model), None).unwrap();
+    let single =
+        model.forward_last(&model.token_tensor(&[ids.clone()]).unwrap(), &mut Cache::new(model), None).unwrap();
     let double = model
         .forward_last(&model.token_tensor(&[ids.clone(), ids.clone()]).unwrap(), &mut Cache::new(model), None)
         .unwrap();
@@ -191,8 +191,20 @@ fn mean_error_vs_f32(model: &Model, reference: &Model) -> f64 {
     let (mut sum, mut n) = (0f64, 0usize);
     for p in &PROMPTS[..6] {
         let t = model.token_tensor(&[model.tokenizer.encode(p).unwrap()]).unwrap();
-        let a = model.forward_last(&t, &mut Cache::new(model), None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let b = reference.forward_last(&t, &mut Cache::new(reference), None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let a = model
+            .forward_last(&t, &mut Cache::new(model), None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = reference
+            .forward_last(&t, &mut Cache::new(reference), None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         sum += a.iter().zip(&b).map(|(x, y)| (x - y).abs() as f64).sum::<f64>();
         n += a.len();
     }
@@ -263,7 +275,8 @@ fn batched_perplexity_matches_a_full_forward() {
             row.extend_from_slice(c);
             let logits = model.forward_all(&model.token_tensor(&[row]).unwrap(), &mut Cache::new(model), None).unwrap();
             let lp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1).unwrap().to_vec3::<f32>().unwrap();
-            let nll: f64 = c.iter().enumerate().map(|(t, &id)| -(lp[0][prompt.len() - 1 + t][id as usize] as f64)).sum();
+            let nll: f64 =
+                c.iter().enumerate().map(|(t, &id)| -(lp[0][prompt.len() - 1 + t][id as usize] as f64)).sum();
             (nll / c.len() as f64).exp()
         })
         .collect();
@@ -272,7 +285,6 @@ fn batched_perplexity_matches_a_full_forward() {
         assert!((b - e).abs() <= 1e-3 * e, "batched {b} vs full forward {e}");
     }
 }
-
 
 fn greedy(model: &Model, prompt: &str, tokens: usize) -> Vec<u32> {
     use destein::generation::{Generation, SamplingParams};
@@ -306,8 +318,15 @@ fn greedy_choices_equal_the_f32_reference_except_near_ties() {
         let prompt_len = row.len();
         row.extend_from_slice(&continuation[..continuation.len() - 1]);
         let t = ours.token_tensor(&[row]).unwrap();
-        let a = ours.forward_all(&t, &mut Cache::new(ours), None).unwrap().squeeze(0).unwrap().to_vec2::<f32>().unwrap();
-        let b = reference.forward_all(&t, &mut Cache::new(&reference), None).unwrap().squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+        let a =
+            ours.forward_all(&t, &mut Cache::new(ours), None).unwrap().squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+        let b = reference
+            .forward_all(&t, &mut Cache::new(&reference), None)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         for (step, &expected) in continuation.iter().enumerate() {
             let (ours_at, ref_at) = (&a[prompt_len - 1 + step], &b[prompt_len - 1 + step]);
             assert_eq!(argmax(ref_at), expected, "the reference's teacher-forced logits reproduce its greedy run");
@@ -353,10 +372,19 @@ fn greedy_continuations_are_identical_on_every_kernel_path() {
     let model = common::model(LoadDtype::AsIs);
     let t = model.token_tensor(&[model.tokenizer.encode(PROMPTS[0]).unwrap()]).unwrap();
     let logits = |isa| {
-        Isa::with_forced(isa, || model.forward_last(&t, &mut Cache::new(model), None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        Isa::with_forced(isa, || {
+            model
+                .forward_last(&t, &mut Cache::new(model), None)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
     };
     let scalar_logits = logits(Isa::Scalar);
-    let scalar: Vec<Vec<u32>> = PROMPTS.iter().map(|p| Isa::with_forced(Isa::Scalar, || greedy(model, p, 16))).collect();
+    let scalar: Vec<Vec<u32>> =
+        PROMPTS.iter().map(|p| Isa::with_forced(Isa::Scalar, || greedy(model, p, 16))).collect();
     for isa in Isa::available() {
         assert!(logits(isa).iter().zip(&scalar_logits).all(|(a, b)| a.to_bits() == b.to_bits()), "{isa:?} logits");
         for (p, expected) in PROMPTS.iter().zip(&scalar) {

@@ -10,7 +10,8 @@ use destein::model::{Cache, LoadDtype};
 fn profile_times_the_phases_only_when_on() {
     use destein::profile;
     let model = common::model(LoadDtype::AsIs);
-    let t = model.token_tensor(&[model.tokenizer.encode("My favourite recipe for a quick dinner is").unwrap()]).unwrap();
+    let t =
+        model.token_tensor(&[model.tokenizer.encode("My favourite recipe for a quick dinner is").unwrap()]).unwrap();
     profile::enable(true);
     model.forward_last(&t, &mut Cache::new(model), None).unwrap();
     profile::enable(false);

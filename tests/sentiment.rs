@@ -106,7 +106,14 @@ fn positives_and_negatives() {
     for t in ["What a wonderful day!", "I love this place.", "not bad at all", "The food was great."] {
         assert!(v.is_positive(t), "{t}: {:?}", v.polarity(t));
     }
-    for t in ["This is terrible.", "I hate it", "not good", "The plot was good, but the ending was awful.", "", "The table is brown."] {
+    for t in [
+        "This is terrible.",
+        "I hate it",
+        "not good",
+        "The plot was good, but the ending was awful.",
+        "",
+        "The table is brown.",
+    ] {
         assert!(!v.is_positive(t), "{t}: {:?}", v.polarity(t));
     }
     // rules: boosters, caps and "!" each raise the compound of a positive sentence

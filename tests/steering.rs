@@ -14,7 +14,9 @@ struct Golden {
 }
 
 fn golden() -> Golden {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/destein_fusion_golden.json")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/destein_fusion_golden.json"))
+            .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -220,10 +222,9 @@ fn single_reference(a: &mut [f32], z: &[f32], n_heads: usize, mode: FusionMode, 
 /// An activation and MAX_VECTORS directions of 4 heads × 8, none near zero.
 fn several() -> impl Strategy<Value = (Vec<f32>, Vec<Vec<f32>>)> {
     let v = || prop::collection::vec(-3.0f32..3.0, 32);
-    (v(), prop::collection::vec(v(), MAX_VECTORS))
-        .prop_filter("non-degenerate heads", |(a, zs)| {
-            a.chunks(8).all(|h| norm(h) > 0.1) && zs.iter().all(|z| z.chunks(8).all(|h| norm(h) > 0.1))
-        })
+    (v(), prop::collection::vec(v(), MAX_VECTORS)).prop_filter("non-degenerate heads", |(a, zs)| {
+        a.chunks(8).all(|h| norm(h) > 0.1) && zs.iter().all(|z| z.chunks(8).all(|h| norm(h) > 0.1))
+    })
 }
 
 fn fused(a: &[f32], zs: &[Vec<f32>], alphas: &[f32], mode: FusionMode) -> Vec<f32> {
@@ -238,10 +239,9 @@ fn golden_fixture_through_fuse_many_with_idle_vectors() {
     let g = golden();
     let z: Vec<f32> = g.direction.iter().map(|&v| v as f32).collect();
     let other: Vec<f32> = z.iter().rev().copied().collect();
-    for (mode, expected) in [
-        (FusionMode::Rotate, &g.expected_rotate),
-        (FusionMode::HeadwiseReference, &g.expected_reference_multihead),
-    ] {
+    for (mode, expected) in
+        [(FusionMode::Rotate, &g.expected_rotate), (FusionMode::HeadwiseReference, &g.expected_reference_multihead)]
+    {
         let mut a: Vec<f32> = g.x[0][0].iter().map(|&v| v as f32).collect();
         fuse_many(&mut a, &[&other, &z, &other], &[0.0, g.alpha as f32, 0.0], g.heads, mode);
         let err = relative_error(&a, &expected[0][0]);

@@ -4,10 +4,10 @@
 mod common;
 
 use destein::generation::{prompt_ids, Generation, PromptMode, SamplingParams, Steerer};
+use destein::model::sha256_hex;
 use destein::model::{Cache, LoadDtype, Site};
 use destein::steering::{FusionMode, RowSteering};
 use destein::vectors::{derive, parse_pairs, DeriveOptions, DetoxVectors};
-use destein::model::sha256_hex;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -20,7 +20,8 @@ fn shipped(site: &str) -> (Vec<u8>, DetoxVectors) {
 /// Every vector file shipped in www/vectors/, with the pairs file it names: the detox files (no `concept`) come from
 /// data/steering_pairs.jsonl, a concept's from data/concepts/<concept>.jsonl.
 fn shipped_files() -> Vec<(String, Vec<u8>, DetoxVectors, std::path::PathBuf)> {
-    let mut files: Vec<_> = std::fs::read_dir(format!("{ROOT}/www/vectors")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(format!("{ROOT}/www/vectors")).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files
         .into_iter()
@@ -47,7 +48,12 @@ fn shipped_vectors_rederive_byte_identical() {
         let pairs_bytes = std::fs::read(&pairs_path).unwrap();
         let pairs = parse_pairs(&pairs_bytes).unwrap();
         let m = &shipped.meta;
-        assert_eq!(m.pairs_sha256, sha256_hex(&pairs_bytes), "{name}: {} changed since the vectors were derived", pairs_path.display());
+        assert_eq!(
+            m.pairs_sha256,
+            sha256_hex(&pairs_bytes),
+            "{name}: {} changed since the vectors were derived",
+            pairs_path.display()
+        );
         let mut options = DeriveOptions::detox(m.site, m.pairs, m.seed, m.pairs_sha256.clone());
         options.recommended_mode = m.recommended_mode;
         options.recommended_alpha = m.recommended_alpha;
@@ -56,7 +62,10 @@ fn shipped_vectors_rederive_byte_identical() {
         options.toward_prefix = m.nontoxic_prefix.clone();
         options.concept = m.concept.clone();
         let again = derive(model, &pairs, options, |_, _| {}).unwrap();
-        assert!(again.to_safetensors_bytes().unwrap() == bytes, "{name}: re-derived vectors differ from the committed file");
+        assert!(
+            again.to_safetensors_bytes().unwrap() == bytes,
+            "{name}: re-derived vectors differ from the committed file"
+        );
     }
 }
 
@@ -134,7 +143,8 @@ fn alpha_zero_leaves_logits_identical_at_both_sites() {
 fn default_alpha_changes_the_steered_row_only() {
     let model = common::model(LoadDtype::Q8_0);
     let (_, v) = shipped("heads");
-    let ids = prompt_ids(model, "Stephen Fincher, you are a horrible person who uses", PromptMode::Continuation).unwrap();
+    let ids =
+        prompt_ids(model, "Stephen Fincher, you are a horrible person who uses", PromptMode::Continuation).unwrap();
     let params = SamplingParams { temperature: 0.0, max_new_tokens: 16, ..Default::default() };
     let steer = RowSteering::single(v.meta.recommended_alpha, v.meta.recommended_mode);
     let mut g = Generation::new(model, ids.clone(), &params, &[1, 1], vec![RowSteering::OFF, steer]).unwrap();
@@ -206,7 +216,11 @@ fn bad_pairs_files_name_the_line() {
 }
 
 fn pairs_jsonl(n: usize) -> String {
-    (0..n).map(|i| format!("{{\"toxic\": \"Day {i} was grey and dull.\", \"nontoxic\": \"Day {i} was bright and fun.\"}}\n")).collect()
+    (0..n)
+        .map(|i| {
+            format!("{{\"toxic\": \"Day {i} was grey and dull.\", \"nontoxic\": \"Day {i} was bright and fun.\"}}\n")
+        })
+        .collect()
 }
 
 #[test]
@@ -214,7 +228,10 @@ fn lab_pair_sets_are_checked_by_name() {
     let model = common::model(LoadDtype::default());
     let derive_err = |text: &str, count: usize| {
         let pairs = parse_pairs(text.as_bytes()).unwrap();
-        derive(model, &pairs, DeriveOptions::detox(Site::Heads, count, 0, String::new()), |_, _| {}).err().unwrap().to_string()
+        derive(model, &pairs, DeriveOptions::detox(Site::Heads, count, 0, String::new()), |_, _| {})
+            .err()
+            .unwrap()
+            .to_string()
     };
     let err = derive_err(&pairs_jsonl(7), 7);
     assert!(err.contains("at least 8 pairs") && err.contains("there are 7"), "{err}");
@@ -255,7 +272,10 @@ fn step_by_step_derivation_equals_derive_and_records_the_concept() {
     let stepped = d.finish(model).unwrap();
     assert_eq!(stepped.to_safetensors_bytes().unwrap(), whole.to_safetensors_bytes().unwrap());
     let m = &stepped.meta;
-    assert_eq!((m.concept.as_deref(), m.toxic_prefix.as_str(), m.nontoxic_prefix.as_str()), (Some("mood"), "The following text is gloomy: ", "The following text is cheerful: "));
+    assert_eq!(
+        (m.concept.as_deref(), m.toxic_prefix.as_str(), m.nontoxic_prefix.as_str()),
+        (Some("mood"), "The following text is gloomy: ", "The following text is cheerful: ")
+    );
     let again = DetoxVectors::from_safetensors_bytes(&stepped.to_safetensors_bytes().unwrap()).unwrap();
     assert_eq!(again.meta, stepped.meta);
 }
@@ -289,11 +309,19 @@ fn a_side_that_tokenizes_to_nothing_is_named() {
     options.away_prefix = String::new();
     let err = derive(model, &pairs, options, |_, _| {}).err().unwrap().to_string();
     assert!(err.contains("pair 9: its away side is empty"), "{err}");
-    let dup = format!("{}{{\"toxic\": \"Day 0 was grey and dull\", \"nontoxic\": \"Day 0 was bright and fun\"}}\n", pairs_jsonl(8));
-    let err = derive(model, &parse_pairs(dup.as_bytes()).unwrap(), DeriveOptions::detox(Site::Heads, 9, 0, String::new()), |_, _| {})
-        .err()
-        .unwrap()
-        .to_string();
+    let dup = format!(
+        "{}{{\"toxic\": \"Day 0 was grey and dull\", \"nontoxic\": \"Day 0 was bright and fun\"}}\n",
+        pairs_jsonl(8)
+    );
+    let err = derive(
+        model,
+        &parse_pairs(dup.as_bytes()).unwrap(),
+        DeriveOptions::detox(Site::Heads, 9, 0, String::new()),
+        |_, _| {},
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("pairs 1 and 9 are the same pair"), "{err}");
 }
 
@@ -307,7 +335,8 @@ fn top_heads_keeps_the_most_accurate_heads_only() {
     let n = kept.len();
     assert!(kept.iter().filter(|&&k| k).count() >= n / 2, "at least half the heads kept");
     let lowest_kept = kept.iter().zip(&v.probe_accuracy).filter(|(k, _)| **k).map(|(_, &a)| a).fold(f32::MAX, f32::min);
-    let highest_dropped = kept.iter().zip(&v.probe_accuracy).filter(|(k, _)| !**k).map(|(_, &a)| a).fold(f32::MIN, f32::max);
+    let highest_dropped =
+        kept.iter().zip(&v.probe_accuracy).filter(|(k, _)| !**k).map(|(_, &a)| a).fold(f32::MIN, f32::max);
     assert!(lowest_kept > highest_dropped, "kept {lowest_kept} vs dropped {highest_dropped}");
     for (h, (a, b)) in half.direction.chunks_exact(hd).zip(v.direction.chunks_exact(hd)).enumerate() {
         assert!(!kept[h] || a == b, "a kept head is unchanged");
@@ -332,14 +361,19 @@ fn generated_only_steering_leaves_the_prompt_raw() {
         if let Some(n) = skip {
             steerer.skip_positions(n);
         }
-        let out = model.forward_last(&model.token_tensor(&[ids.clone()]).unwrap(), &mut Cache::new(model), Some(&mut steerer));
+        let out = model.forward_last(
+            &model.token_tensor(&[ids.clone()]).unwrap(),
+            &mut Cache::new(model),
+            Some(&mut steerer),
+        );
         out.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
     };
     let generated_only = logits(Some(ids.len() - 1));
     let mut cache = Cache::new(model);
     model.forward_last(&model.token_tensor(&[head.to_vec()]).unwrap(), &mut cache, None).unwrap();
     let mut steerer = Steerer::new(vs, &rows).unwrap();
-    let by_hand = model.forward_last(&model.token_tensor(&[last.to_vec()]).unwrap(), &mut cache, Some(&mut steerer)).unwrap();
+    let by_hand =
+        model.forward_last(&model.token_tensor(&[last.to_vec()]).unwrap(), &mut cache, Some(&mut steerer)).unwrap();
     let by_hand = by_hand.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let max_diff = generated_only.iter().zip(&by_hand).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max_diff < 1e-3, "generated-only vs raw prompt + steered last position: {max_diff}");
@@ -359,7 +393,11 @@ fn the_shipped_readout_baseline_is_current() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(format!("{ROOT}/www/vectors/readout-baselines.json")).unwrap()).unwrap();
     let entry = &json["smollm2-135m.heads.safetensors"];
-    assert_eq!(entry["sha256"].as_str().unwrap(), destein::model::sha256_hex(&bytes), "the file changed: re-run `destein vectors baseline www/vectors/*.safetensors`");
+    assert_eq!(
+        entry["sha256"].as_str().unwrap(),
+        destein::model::sha256_hex(&bytes),
+        "the file changed: re-run `destein vectors baseline www/vectors/*.safetensors`"
+    );
     let pairs = parse_pairs(&std::fs::read(format!("{ROOT}/data/steering_pairs.jsonl")).unwrap()).unwrap();
     let texts: Vec<&str> = pairs.iter().map(|p| p.nontoxic.as_str()).collect();
     let measured = destein::vectors::neutral_readout(model, &v, &texts).unwrap();

@@ -79,7 +79,11 @@ pub fn parse_prompts(bytes: &[u8], name: &str) -> Result<(Vec<Prompt>, Vec<Strin
 /// 200 prompts of an earlier `--sample 200 --sample-seed 0` run, already used for choosing, all land in the
 /// first half); then the lines whose prompt text is in `seen` (prompts already looked at elsewhere) move to
 /// the front, so that they are dev too. Dev gets the first ⌈n/2⌉ lines, test the rest; lines stay verbatim.
-pub fn split_dev_test<'a>(lines: &[&'a str], seed: u64, seen: &HashSet<String>) -> Result<(Vec<&'a str>, Vec<&'a str>)> {
+pub fn split_dev_test<'a>(
+    lines: &[&'a str],
+    seed: u64,
+    seen: &HashSet<String>,
+) -> Result<(Vec<&'a str>, Vec<&'a str>)> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     let joined = lines.join("\n");
@@ -98,7 +102,8 @@ pub fn split_dev_test<'a>(lines: &[&'a str], seed: u64, seen: &HashSet<String>) 
 
 /// Refuse prompt sets that share a prompt text with a held-out set: the error names the first shared prompt.
 pub fn check_disjoint(prompts: &[Prompt], held_out: &[Prompt]) -> Result<()> {
-    let held: std::collections::HashMap<&str, &str> = held_out.iter().map(|p| (p.text.as_str(), p.source.as_str())).collect();
+    let held: std::collections::HashMap<&str, &str> =
+        held_out.iter().map(|p| (p.text.as_str(), p.source.as_str())).collect();
     let shared: Vec<&Prompt> = prompts.iter().filter(|p| held.contains_key(p.text.as_str())).collect();
     if let Some(first) = shared.first() {
         bail!(
@@ -160,7 +165,14 @@ impl Setting {
         Setting::steered("-", "raw", 0.0)
     }
     pub fn steered(site: &str, mode: &str, alpha: f32) -> Self {
-        Setting { site: site.into(), mode: mode.into(), alpha, generated_only: false, top_heads: None, subspace_rank: None }
+        Setting {
+            site: site.into(),
+            mode: mode.into(),
+            alpha,
+            generated_only: false,
+            top_heads: None,
+            subspace_rank: None,
+        }
     }
     pub fn is_raw(&self) -> bool {
         self.alpha == 0.0
@@ -191,7 +203,11 @@ impl Setting {
     /// (e.g. `heads/rotate/0.2/top=0.5`).
     pub fn parse(text: &str) -> Result<Self> {
         let parts: Vec<&str> = text.split('/').collect();
-        let bad = |why: String| Error::Input(format!("setting `{text}`: {why} (expected site/mode/α[/generated][/top=SHARE][/subspace=RANK])"));
+        let bad = |why: String| {
+            Error::Input(format!(
+                "setting `{text}`: {why} (expected site/mode/α[/generated][/top=SHARE][/subspace=RANK])"
+            ))
+        };
         let [site, mode, alpha, rest @ ..] = parts.as_slice() else { return Err(bad("too few parts".into())) };
         let site = site.parse::<Site>().map_err(|e| bad(e.to_string()))?;
         let mode = mode.parse::<FusionMode>().map_err(|e| bad(e.to_string()))?;
@@ -202,7 +218,12 @@ impl Setting {
             if let Some(rank) = part.strip_prefix("subspace=") {
                 match rank.parse::<usize>() {
                     Ok(r) if (1..=crate::subspace::MAX_RANK).contains(&r) => setting.subspace_rank = Some(r),
-                    _ => return Err(bad(format!("the subspace rank `{rank}` is not 1 to {}", crate::subspace::MAX_RANK))),
+                    _ => {
+                        return Err(bad(format!(
+                            "the subspace rank `{rank}` is not 1 to {}",
+                            crate::subspace::MAX_RANK
+                        )))
+                    }
                 }
                 continue;
             }
@@ -543,7 +564,14 @@ pub struct DetoxIntervals {
 impl DetoxIntervals {
     /// From the statistics in `detox_stats` order.
     fn from_fn(f: impl Fn(usize) -> Interval) -> Self {
-        Self { emt: f(0), tp: f(1), emt_profanity: f(2), tp_profanity: f(3), perplexity_mean: f(4), perplexity_median: f(5) }
+        Self {
+            emt: f(0),
+            tp: f(1),
+            emt_profanity: f(2),
+            tp_profanity: f(3),
+            perplexity_mean: f(4),
+            perplexity_median: f(5),
+        }
     }
 }
 
@@ -625,9 +653,11 @@ pub fn detox_report(settings: &[&Setting], records: &[PromptRecord], prompts: &[
     let rows: Vec<Vec<&PromptRecord>> = rows
         .into_iter()
         .zip(settings)
-        .map(|(row, s)| row.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
-            Error::Input(format!("setting {} lacks results for some prompts", s.label()))
-        }))
+        .map(|(row, s)| {
+            row.into_iter()
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| Error::Input(format!("setting {} lacks results for some prompts", s.label())))
+        })
         .collect::<Result<_>>()?;
     let max = |v: &mut dyn Iterator<Item = f64>| v.fold(0.0, f64::max);
     let per: Vec<Vec<PromptMaxima>> = rows
@@ -815,7 +845,14 @@ mod tests {
         // Records written before the variants existed read the same, and plain settings serialise as before.
         let plain = serde_json::to_string(&Setting::steered("heads", "add", 0.5)).unwrap();
         assert_eq!(plain, r#"{"site":"heads","mode":"add","alpha":0.5}"#);
-        for bad in ["heads/rotate", "heads/spin/0.2", "heads/rotate/x", "heads/rotate/9", "heads/rotate/0.2/top=0", "heads/rotate/0.2/fast"] {
+        for bad in [
+            "heads/rotate",
+            "heads/spin/0.2",
+            "heads/rotate/x",
+            "heads/rotate/9",
+            "heads/rotate/0.2/top=0",
+            "heads/rotate/0.2/fast",
+        ] {
             assert!(Setting::parse(bad).is_err(), "{bad} accepted");
         }
     }

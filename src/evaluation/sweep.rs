@@ -17,8 +17,8 @@ use rand::SeedableRng;
 use serde_json::Value;
 
 use super::{
-    aggregate, detox_report, evaluate_prompt, interval_table, markdown_table, pareto_svg, sweep_settings,
-    DetoxReport, EvalParams, Judges, Metrics, Prompt, PromptRecord, Setting,
+    aggregate, detox_report, evaluate_prompt, interval_table, markdown_table, pareto_svg, sweep_settings, DetoxReport,
+    EvalParams, Judges, Metrics, Prompt, PromptRecord, Setting,
 };
 use crate::bail;
 use crate::bootstrap::{BOOTSTRAP_DRAWS, BOOTSTRAP_SEED};
@@ -218,7 +218,8 @@ impl Sweep {
     /// `read_only`, removed from the file) to be redone.
     pub fn resume(&mut self, read_only: bool) -> Result<usize> {
         std::fs::create_dir_all(&self.dir)?;
-        let no_run = |e: std::io::Error| Error::Input(format!("--resume: no run to resume in {}: {e}", self.dir.display()));
+        let no_run =
+            |e: std::io::Error| Error::Input(format!("--resume: no run to resume in {}: {e}", self.dir.display()));
         let old = std::fs::read(self.config_path()).map_err(no_run)?;
         let old: Value = serde_json::from_slice(&old)
             .map_err(|e| Error::Input(format!("--resume: {}: {e}", self.config_path().display())))?;
@@ -602,7 +603,10 @@ mod tests {
         let todo: Vec<(usize, String)> = sweep.todo().into_iter().map(|(p, s)| (p, s.label())).collect();
         let raw = "raw".to_string();
         let add = "heads/add α=0.2".to_string();
-        assert_eq!(todo[..6], [(0, raw.clone()), (0, add.clone()), (2, raw.clone()), (2, add.clone()), (1, raw), (1, add)]);
+        assert_eq!(
+            todo[..6],
+            [(0, raw.clone()), (0, add.clone()), (2, raw.clone()), (2, add.clone()), (1, raw), (1, add)]
+        );
         assert!(todo[6..].iter().all(|(_, s)| s == "heads/rotate α=0.2"), "{todo:?}");
     }
 
@@ -674,7 +678,11 @@ mod tests {
         sweep.records = vec![record(0, &raw), record(1, &raw), record(2, &raw), record(0, &add)];
         assert_eq!(sweep.coverage(), (1, 3));
         let report = sweep.report().unwrap();
-        assert!(report.tables.contains("## All 3 prompts") && report.tables.contains("on the 1 prompts"), "{}", report.tables);
+        assert!(
+            report.tables.contains("## All 3 prompts") && report.tables.contains("on the 1 prompts"),
+            "{}",
+            report.tables
+        );
         let results: Value = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
         assert_eq!(results["metrics"].as_array().unwrap().len(), 2);
         assert_eq!(results["metrics_all_prompts"].as_array().unwrap().len(), 1);

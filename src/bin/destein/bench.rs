@@ -132,7 +132,10 @@ fn print_speeds(configs: &[Config], prefill: &[Vec<f64>], decode: &[Vec<f64>]) {
     }
     println!("batch 2 step time / batch 1 step time: {:.2}", steps_per_s[0] / steps_per_s[1]);
     if steps_per_s.len() == 3 {
-        println!("steering overhead (steered / unsteered batch-2 step time): {:+.1}%", (steps_per_s[1] / steps_per_s[2] - 1.0) * 100.0);
+        println!(
+            "steering overhead (steered / unsteered batch-2 step time): {:+.1}%",
+            (steps_per_s[1] / steps_per_s[2] - 1.0) * 100.0
+        );
     }
 }
 

@@ -77,21 +77,28 @@ pub fn run(args: DeriveArgs) -> Result<()> {
     // One step per pair read, then one per layer whose probes are fitted.
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} steps (pairs, then layers' probes), {elapsed} elapsed, ETA {eta}")
-            .expect("template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} steps (pairs, then layers' probes), {elapsed} elapsed, ETA {eta}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
     );
     bar.set_message(format!("deriving ({})", site.name()));
     let v = vectors::derive(&model, &pairs, options, |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64)
     })
-        .with_context(|| format!("in {}", pairs_path.display()))?;
+    .with_context(|| format!("in {}", pairs_path.display()))?;
     bar.finish();
     v.save(&out)?;
     let acc = &v.probe_accuracy;
     let mean = acc.iter().sum::<f32>() / acc.len() as f32;
     let max = acc.iter().cloned().fold(0f32, f32::max);
-    println!("wrote {} ({} pairs, site {}); probe accuracy mean {mean:.3}, max {max:.3}", out.display(), count, site.name());
+    println!(
+        "wrote {} ({} pairs, site {}); probe accuracy mean {mean:.3}, max {max:.3}",
+        out.display(),
+        count,
+        site.name()
+    );
     Ok(())
 }

@@ -29,7 +29,11 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0)]
     sample_seed: u64,
     /// Vector files, comma-separated: one per site to evaluate.
-    #[arg(long, value_delimiter = ',', default_value = "www/vectors/smollm2-135m.heads.safetensors,www/vectors/smollm2-135m.attn_out.safetensors")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "www/vectors/smollm2-135m.heads.safetensors,www/vectors/smollm2-135m.attn_out.safetensors"
+    )]
     vectors: Vec<PathBuf>,
     #[arg(long, value_delimiter = ',', default_value = "rotate,headwise,add")]
     modes: Vec<FusionMode>,
@@ -162,7 +166,11 @@ fn progress_bar(total: usize, done: usize) -> ProgressBar {
 
 /// The toxic subspaces the settings still to run need (one per rank), built from data/steering_pairs.jsonl on
 /// the vectors' site.
-fn eval_subspaces(model: &Model, vector_sets: &[DetoxVectors], todo: &[(usize, &Setting)]) -> Result<Vec<(usize, Arc<Subspace>)>> {
+fn eval_subspaces(
+    model: &Model,
+    vector_sets: &[DetoxVectors],
+    todo: &[(usize, &Setting)],
+) -> Result<Vec<(usize, Arc<Subspace>)>> {
     let mut out: Vec<(usize, Arc<Subspace>)> = Vec::new();
     for (_, setting) in todo {
         let Some(rank) = setting.subspace_rank else { continue };

@@ -61,7 +61,8 @@ pub fn run(args: &EvalConceptArgs) -> Result<()> {
     anyhow::ensure!(args.alphas.iter().any(|&a| a > 0.0), "--alphas needs at least one α > 0 to compare with raw");
     anyhow::ensure!(p.samples > 0, "--samples must be at least 1");
     p.sampling().validate()?;
-    let bytes = std::fs::read(&args.prompts).with_context(|| format!("cannot read prompts {}", args.prompts.display()))?;
+    let bytes =
+        std::fs::read(&args.prompts).with_context(|| format!("cannot read prompts {}", args.prompts.display()))?;
     let (prompts, skipped) = ev::parse_prompts(&bytes, &args.prompts.display().to_string())?;
     for s in &skipped {
         eprintln!("skipped {s}");
@@ -97,9 +98,19 @@ pub fn run(args: &EvalConceptArgs) -> Result<()> {
         "# Concept evaluation: {}, {} prompts × {} samples\n\nModel `{}` ({}), vectors `{}`, prompts `{}`; \
          top-p {}, temperature {}, {} new tokens, seed {}.\nRate: {rate}. Mean score: {mean}. Intervals: 95%, \
          paired bootstrap over prompts ({} draws, seed {}); perplexity under the raw model.\n\n{table}",
-        judge.name(), prompts.len(), p.samples, model.config.name, model.load_dtype.name(),
-        args.vectors.display(), args.prompts.display(), p.top_p, p.temperature, p.max_new_tokens, p.seed,
-        ce::BOOTSTRAP_DRAWS, ce::BOOTSTRAP_SEED
+        judge.name(),
+        prompts.len(),
+        p.samples,
+        model.config.name,
+        model.load_dtype.name(),
+        args.vectors.display(),
+        args.prompts.display(),
+        p.top_p,
+        p.temperature,
+        p.max_new_tokens,
+        p.seed,
+        ce::BOOTSTRAP_DRAWS,
+        ce::BOOTSTRAP_SEED
     );
     destein::write_atomically(&dir.join("results.md"), md.as_bytes())?;
     println!("{table}");

@@ -107,7 +107,12 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
 
 /// Run the generation to its end; returns each row's text. Without --side-by-side, the steered row (if there
 /// is one, else the raw one) is streamed to stdout after the prompt as it comes.
-fn stream(args: &GenerateArgs, model: &Model, vectors: &[DetoxVectors], generation: &mut Generation) -> Result<Vec<String>> {
+fn stream(
+    args: &GenerateArgs,
+    model: &Model,
+    vectors: &[DetoxVectors],
+    generation: &mut Generation,
+) -> Result<Vec<String>> {
     let rows = if vectors.is_empty() { 1 } else { 2 };
     let mut texts = vec![String::new(); rows];
     let stdout = std::io::stdout();
@@ -134,7 +139,11 @@ fn stream(args: &GenerateArgs, model: &Model, vectors: &[DetoxVectors], generati
 
 /// Load the `--vectors` files for `model`, each error naming its file; then check they can steer together.
 fn load_vector_set(model: &Model, paths: &[PathBuf]) -> Result<Vec<DetoxVectors>> {
-    anyhow::ensure!(paths.len() <= MAX_VECTORS, "--vectors has {} files; at most {MAX_VECTORS} can steer together", paths.len());
+    anyhow::ensure!(
+        paths.len() <= MAX_VECTORS,
+        "--vectors has {} files; at most {MAX_VECTORS} can steer together",
+        paths.len()
+    );
     let mut vectors = Vec::with_capacity(paths.len());
     for p in paths {
         let v = DetoxVectors::load(p).with_context(|| p.display().to_string())?;
@@ -148,7 +157,12 @@ fn load_vector_set(model: &Model, paths: &[PathBuf]) -> Result<Vec<DetoxVectors>
 
 /// The steered row: one α per vector file (default: each file's recommendation), and one mode (default:
 /// the first file's recommendation).
-fn steered_row(vectors: &[DetoxVectors], paths: &[PathBuf], alphas: &[f32], mode: Option<FusionMode>) -> Result<RowSteering> {
+fn steered_row(
+    vectors: &[DetoxVectors],
+    paths: &[PathBuf],
+    alphas: &[f32],
+    mode: Option<FusionMode>,
+) -> Result<RowSteering> {
     anyhow::ensure!(
         alphas.is_empty() || alphas.len() == vectors.len(),
         "--alpha has {} value(s) but --vectors has {} file(s): give one α per file, in the same order",

@@ -108,7 +108,12 @@ fn export_control_vector(format: &str, n: &NormTexts, out: &Path, file: &Path) -
     let (norms, what) = measure_norms(n, &model)?;
     destein::write_atomically(out, &control_vector::export_bytes(&v, &norms, &what)?)?;
     let (lo, hi) = norms[1..].iter().fold((f32::MAX, 0f32), |(lo, hi), &m| (lo.min(m), hi.max(m)));
-    println!("wrote {}: direction.1 … direction.{} ({} values each; our layer 0 has no llama.cpp slot)", out.display(), v.meta.layers - 1, v.meta.hidden);
+    println!(
+        "wrote {}: direction.1 … direction.{} ({} values each; our layer 0 has no llama.cpp slot)",
+        out.display(),
+        v.meta.layers - 1,
+        v.meta.hidden
+    );
     println!("‖direction.l‖ = m_l, the {what}: {lo:.3} … {hi:.3}");
     println!(
         "use: llama-completion -m {} --control-vector-scaled {}:α   (≈ our `add` at α, one site later; see README)",
@@ -120,7 +125,8 @@ fn export_control_vector(format: &str, n: &NormTexts, out: &Path, file: &Path) -
 
 fn import_control_vector(n: &NormTexts, recommended_alpha: Option<f32>, out: &Path, file: &Path) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let cv = control_vector::ControlVector::from_gguf_bytes(&bytes).with_context(|| format!("in {}", file.display()))?;
+    let cv =
+        control_vector::ControlVector::from_gguf_bytes(&bytes).with_context(|| format!("in {}", file.display()))?;
     let (model, _) = load_model(&n.common)?;
     let alpha = match recommended_alpha {
         Some(a) => a,
@@ -141,7 +147,11 @@ fn import_control_vector(n: &NormTexts, recommended_alpha: Option<f32>, out: &Pa
     let v = control_vector::to_detox_vectors(&cv, &model, source, alpha)?;
     v.save(out)?;
     let layers: Vec<String> = cv.directions.keys().map(|l| l.to_string()).collect();
-    println!("wrote {}: site attn_out, layers {} steered (z_l = −direction.l), recommended add at α = {alpha:.4}", out.display(), layers.join(","));
+    println!(
+        "wrote {}: site attn_out, layers {} steered (z_l = −direction.l), recommended add at α = {alpha:.4}",
+        out.display(),
+        layers.join(",")
+    );
     Ok(())
 }
 
@@ -238,7 +248,10 @@ fn baselines(common: &Common, out: &Path, files: &[PathBuf]) -> Result<()> {
         let name = path.file_name().context("a vector file path has a file name")?.to_string_lossy().to_string();
         println!("{name}: {neutral:+.5} ({source})");
         let sha256 = destein::model::sha256_hex(&std::fs::read(path)?);
-        map.insert(name, serde_json::json!({ "neutral": (neutral * 1e6).round() / 1e6, "sha256": sha256, "texts": source }));
+        map.insert(
+            name,
+            serde_json::json!({ "neutral": (neutral * 1e6).round() / 1e6, "sha256": sha256, "texts": source }),
+        );
     }
     destein::write_atomically(out, format!("{}\n", serde_json::to_string_pretty(&map)?).as_bytes())?;
     println!("wrote {}", out.display());
