@@ -146,7 +146,8 @@ impl Config {
         let hidden = get("embedding_length")? as usize;
         let n_heads = get("attention.head_count")? as usize;
         let n_kv_heads = get("attention.head_count_kv").unwrap_or(n_heads as u32) as usize;
-        if hidden == 0 || n_heads == 0 || n_kv_heads == 0 || hidden % n_heads != 0 || n_heads % n_kv_heads != 0 {
+        let divisible = hidden.is_multiple_of(n_heads) && n_heads.is_multiple_of(n_kv_heads);
+        if hidden == 0 || n_heads == 0 || n_kv_heads == 0 || !divisible {
             bail!(Model, "inconsistent head counts: hidden {hidden}, heads {n_heads}, kv heads {n_kv_heads}");
         }
         let head_dim = hidden / n_heads;

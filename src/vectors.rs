@@ -210,7 +210,7 @@ impl DetoxVectors {
         );
         let mut header = serde_json::to_vec(&serde_json::Value::Object(header)).expect("json");
         // Pad the header with spaces so the data starts 8-byte aligned, as the format recommends.
-        while header.len() % 8 != 0 {
+        while !header.len().is_multiple_of(8) {
             header.push(b' ');
         }
         let mut out = Vec::with_capacity(8 + header.len() + direction.len() + accuracy.len());
@@ -557,15 +557,21 @@ pub fn check_pairs(pairs: &[SteeringPair]) -> Result<()> {
 
 /// A derivation in progress, one pair at a time, so that a caller can show progress and cancel between pairs
 /// (the page's worker does; `derive` runs it to the end). Owns its inputs: nothing borrows the model between steps.
+/// One pair's (away, toward) token ids.
+type PairTokens = (Vec<u32>, Vec<u32>);
+
+/// One pair's (away, toward) activations, `[layers][hidden]` each.
+pub type PairActivations = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 pub struct Derivation {
     options: DeriveOptions,
     model_sha256: String,
     /// Token ids of each sampled pair's (away, toward) side, prefixes included, in sampling order.
-    texts: Vec<(Vec<u32>, Vec<u32>)>,
+    texts: Vec<PairTokens>,
     /// Σ (away − toward) per layer, `[layers · hidden]`.
     sum: Vec<f64>,
     /// Per pair read so far: (away, toward) activations, each `[layers][hidden]`.
-    samples: Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)>,
+    samples: Vec<PairActivations>,
     /// The (away, toward) sides' shared prefixes, run on the first step.
     prefixes: Option<(Option<SharedPrefix>, Option<SharedPrefix>)>,
     /// Whether to run the shared prefixes once (the default; `without_shared_prefix` turns it off, for the test
@@ -661,7 +667,7 @@ impl Derivation {
     }
 
     /// Each pair read so far: its (away, toward) activations, `[layers][hidden]` each.
-    pub fn pair_activations(&self) -> &[(Vec<Vec<f32>>, Vec<Vec<f32>>)] {
+    pub fn pair_activations(&self) -> &[PairActivations] {
         &self.samples
     }
 
@@ -692,7 +698,7 @@ impl Derivation {
             self.prefixes = Some((None, None));
         }
         if self.prefixes.is_none() {
-            let side = |pick: fn(&(Vec<u32>, Vec<u32>)) -> &[u32]| self.texts.iter().map(pick).collect::<Vec<_>>();
+            let side = |pick: fn(&PairTokens) -> &[u32]| self.texts.iter().map(pick).collect::<Vec<_>>();
             let away_prefix = SharedPrefix::new(model, &side(|t| &t.0), site)?;
             let toward_prefix = SharedPrefix::new(model, &side(|t| &t.1), site)?;
             self.prefixes = Some((away_prefix, toward_prefix));

@@ -28,7 +28,7 @@ fn norms(n: usize) -> Vec<f32> {
 }
 
 fn import_err(bytes: &[u8]) -> String {
-    ControlVector::from_gguf_bytes(bytes).err().expect("accepted a bad control vector").to_string()
+    ControlVector::from_gguf_bytes(bytes).expect_err("accepted a bad control vector").to_string()
 }
 
 #[test]

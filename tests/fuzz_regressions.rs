@@ -3,10 +3,13 @@
 //! end in a value or an error, never a panic. Long fuzzing is scripts/fuzz.sh, not part of the tests.
 use std::path::Path;
 
+/// A fuzz target's entry point: takes any bytes.
+type Target = fn(&[u8]);
+
 #[test]
 fn fuzz_regression_inputs_do_not_panic() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
-    let targets: [(&str, fn(&[u8])); 4] = [
+    let targets: [(&str, Target); 4] = [
         ("gguf", destein::fuzz_entry::gguf),
         ("vectors", destein::fuzz_entry::vectors),
         ("jsonl", destein::fuzz_entry::jsonl),

@@ -48,7 +48,7 @@ fn logits_match_candle_reference_in_f32() {
     let model = &Model::from_gguf_bytes_with(&gguf, LoadDtype::AsIs, MatmulBackend::Candle, None).unwrap();
     let mut reference = reference_model(&gguf);
     let ids = model.tokenizer.encode(PROMPT).unwrap();
-    let tokens = model.token_tensor(&[ids.clone()]).unwrap();
+    let tokens = model.token_tensor(std::slice::from_ref(&ids)).unwrap();
     let mut cache = Cache::new(model);
     let ours = model.forward_last(&tokens, &mut cache, None).unwrap();
     let theirs = reference.forward(&tokens, 0).unwrap();
@@ -150,8 +150,9 @@ fn editing_row_one_leaves_row_zero_bit_identical() {
 fn batch_rows_match_single_row_runs() {
     let model = common::model(LoadDtype::Q8_0);
     let ids = model.tokenizer.encode("A batch of two rows should give").unwrap();
-    let single =
-        model.forward_last(&model.token_tensor(&[ids.clone()]).unwrap(), &mut Cache::new(model), None).unwrap();
+    let single = model
+        .forward_last(&model.token_tensor(std::slice::from_ref(&ids)).unwrap(), &mut Cache::new(model), None)
+        .unwrap();
     let double = model
         .forward_last(&model.token_tensor(&[ids.clone(), ids.clone()]).unwrap(), &mut Cache::new(model), None)
         .unwrap();

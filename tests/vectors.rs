@@ -362,7 +362,7 @@ fn generated_only_steering_leaves_the_prompt_raw() {
             steerer.skip_positions(n);
         }
         let out = model.forward_last(
-            &model.token_tensor(&[ids.clone()]).unwrap(),
+            &model.token_tensor(std::slice::from_ref(&ids)).unwrap(),
             &mut Cache::new(model),
             Some(&mut steerer),
         );
@@ -377,7 +377,9 @@ fn generated_only_steering_leaves_the_prompt_raw() {
     let by_hand = by_hand.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let max_diff = generated_only.iter().zip(&by_hand).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max_diff < 1e-3, "generated-only vs raw prompt + steered last position: {max_diff}");
-    let raw = model.forward_last(&model.token_tensor(&[ids.clone()]).unwrap(), &mut Cache::new(model), None).unwrap();
+    let raw = model
+        .forward_last(&model.token_tensor(std::slice::from_ref(&ids)).unwrap(), &mut Cache::new(model), None)
+        .unwrap();
     let raw = raw.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let whole = logits(None);
     let differs = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max) > 0.01;
