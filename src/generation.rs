@@ -1,4 +1,5 @@
-//! Sampling and step-by-step generation of several rows that share one prompt.
+//! Sampling, the forward-pass hook that applies the steering (`Steerer`), and step-by-step generation of several
+//! rows that share one prompt.
 //!
 //! Row 0 is usually raw and row 1 steered; each row has its own RNG seeded with the same seed, so with α = 0
 //! the rows produce the same text, and any difference is the steering's doing.
