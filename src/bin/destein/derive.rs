@@ -50,15 +50,15 @@ pub struct DeriveArgs {
 impl DeriveArgs {
     /// The derivation's options: the site's measured recommendation unless overridden. `pairs_sha256` is left
     /// empty for `run` to fill in from the pairs file.
-    fn options(self) -> DeriveOptions {
+    fn options(&self) -> DeriveOptions {
         let mut options = DeriveOptions::detox(self.site, self.count, self.seed, String::new());
         if let Some(mode) = self.recommended_mode {
             options.recommended_mode = mode;
         }
         options.recommended_alpha = self.recommended_alpha.unwrap_or(options.recommended_alpha);
-        options.away_prefix = self.away_prefix;
-        options.toward_prefix = self.toward_prefix;
-        options.set_concept(self.concept);
+        options.away_prefix = self.away_prefix.clone();
+        options.toward_prefix = self.toward_prefix.clone();
+        options.set_concept(self.concept.clone());
         if let Some(scope) = self.recommended_scope {
             options.recommended_generated_only = scope.generated_only();
         }
@@ -66,13 +66,13 @@ impl DeriveArgs {
     }
 }
 
-pub fn run(args: DeriveArgs) -> Result<()> {
-    let (common, pairs_path, out) = (args.common.clone(), args.pairs.clone(), args.out.clone());
+pub fn run(args: &DeriveArgs) -> Result<()> {
+    let (pairs_path, out) = (&args.pairs, &args.out);
     let mut options = args.options();
-    let bytes = std::fs::read(&pairs_path).with_context(|| format!("cannot read {}", pairs_path.display()))?;
+    let bytes = std::fs::read(pairs_path).with_context(|| format!("cannot read {}", pairs_path.display()))?;
     let pairs = vectors::parse_pairs(&bytes).with_context(|| format!("in {}", pairs_path.display()))?;
     options.pairs_sha256 = destein::model::sha256_hex(&bytes);
-    let (model, _) = load_model(&common)?;
+    let (model, _) = load_model(&args.common)?;
     let (site, count) = (options.site, options.count);
     // One step per pair read, then one per layer whose probes are fitted.
     let bar = ProgressBar::new(0);
@@ -90,7 +90,7 @@ pub fn run(args: DeriveArgs) -> Result<()> {
     })
     .with_context(|| format!("in {}", pairs_path.display()))?;
     bar.finish();
-    v.save(&out)?;
+    v.save(out)?;
     let acc = &v.probe_accuracy;
     let mean = acc.iter().sum::<f32>() / acc.len() as f32;
     let max = acc.iter().cloned().fold(0f32, f32::max);

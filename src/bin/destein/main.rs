@@ -77,7 +77,7 @@ impl Command {
         match self {
             Command::Info(args) => model_info::info(&args),
             Command::Generate(args) => generate::run(&args),
-            Command::Derive(args) => derive::run(args),
+            Command::Derive(args) => derive::run(&args),
             Command::SplitPrompts(args) => split_prompts::run(&args),
             Command::Tokenize(args) => model_info::tokenize(&args),
             Command::Eval(args) => eval::run(args),

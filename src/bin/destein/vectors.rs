@@ -2,6 +2,7 @@
 //! `attn_out` files to and from llama.cpp control vectors.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -34,7 +35,7 @@ pub enum VectorsCommand {
     Export {
         /// The output format: llama-cpp-control-vector (the only one).
         #[arg(long)]
-        format: String,
+        format: ExportFormat,
         #[command(flatten)]
         norms: NormTexts,
         #[arg(long)]
@@ -56,6 +57,23 @@ pub enum VectorsCommand {
     },
 }
 
+/// `vectors export --format`: what the file is written as.
+#[derive(Clone, Copy, Debug)]
+pub enum ExportFormat {
+    /// A llama.cpp control vector (GGUF), `control_vector::FORMAT_NAME`.
+    LlamaCppControlVector,
+}
+
+impl FromStr for ExportFormat {
+    type Err = anyhow::Error;
+    fn from_str(format: &str) -> Result<Self> {
+        match format {
+            control_vector::FORMAT_NAME => Ok(ExportFormat::LlamaCppControlVector),
+            other => anyhow::bail!("unknown --format `{other}` (the only one is {})", control_vector::FORMAT_NAME),
+        }
+    }
+}
+
 /// The model, and the texts its typical ‖attn_out‖ per layer is measured on.
 #[derive(Args, Clone)]
 pub struct NormTexts {
@@ -73,7 +91,9 @@ impl VectorsCommand {
         match self {
             VectorsCommand::Inspect { file } => inspect(&file),
             VectorsCommand::Baseline { common, out, files } => baselines(&common, &out, &files),
-            VectorsCommand::Export { format, norms, out, file } => export_control_vector(&format, &norms, &out, &file),
+            VectorsCommand::Export { format: ExportFormat::LlamaCppControlVector, norms, out, file } => {
+                export_control_vector(&norms, &out, &file)
+            }
             VectorsCommand::Import { norms, recommended_alpha, out, file } => {
                 import_control_vector(&norms, recommended_alpha, &out, &file)
             }
@@ -97,10 +117,7 @@ fn measure_norms(n: &NormTexts, model: &Model) -> Result<(Vec<f32>, String)> {
     Ok((norms, what))
 }
 
-fn export_control_vector(format: &str, n: &NormTexts, out: &Path, file: &Path) -> Result<()> {
-    if format != control_vector::FORMAT_NAME {
-        anyhow::bail!("unknown --format `{format}` (the only one is {})", control_vector::FORMAT_NAME);
-    }
+fn export_control_vector(n: &NormTexts, out: &Path, file: &Path) -> Result<()> {
     let v = DetoxVectors::load(file)?;
     control_vector::check_exportable(&v)?;
     let (model, _) = load_model(&n.common)?;
