@@ -1,6 +1,7 @@
 //! destein: DeStein detoxification (arXiv 2404.10464) on a quantized Llama-family model, natively and in
-//! the browser. Modules, in the order a reader meets them: the model and its tokenizer, the steering math,
-//! the detox vectors, generation, and (wasm only) the browser bindings.
+//! the browser. Modules in layers, each using only those before it: the engine (kernels, model, tokenizer,
+//! profile, pool), the steering math, the detox vectors, generation (which applies the steering), evaluation,
+//! and the front ends: (wasm only) the browser bindings here, the `destein` CLI in src/bin/destein/.
 
 // The threaded wasm build (nightly, see scripts/build-wasm.sh) sleeps on wasm's futex instructions.
 #![cfg_attr(all(target_arch = "wasm32", target_feature = "atomics"), feature(stdarch_wasm_atomic_wait))]

@@ -1,6 +1,8 @@
 //! Detoxification measured as in the paper: RealToxicityPrompts prompts, several sampled continuations per
 //! prompt, scored by offline judges; fluency as perplexity under the unsteered model; diversity as Dist-n;
 //! degeneration as empty or repetitive continuations. Raw and steered continuations share prompts and seeds.
+//! A whole run of `destein eval` (resumable, reported at any point) is a `Sweep` (sweep.rs); its Pareto plot is
+//! pareto.rs.
 
 use std::collections::HashSet;
 
