@@ -1,5 +1,5 @@
 //! destein: DeStein detoxification (arXiv 2404.10464) on a quantized Llama-family model, natively and in
-//! the browser. Modules in layers, each using only those before it: the engine (kernels, model, tokenizer,
+//! the browser. Modules in layers, each using only the layers below it: the engine (kernels, model, tokenizer,
 //! profile, pool), the steering math, the detox vectors, generation (which applies the steering), evaluation,
 //! and the front ends: (wasm only) the browser bindings here, the `destein` CLI in src/bin/destein/.
 
