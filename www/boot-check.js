@@ -1,3 +1,4 @@
+// @ts-check
 // A classic script that runs after www/app.js (deferred scripts run in document order), even when app.js or one of
 // the modules it imports could not be loaded — which leaves the page at "Starting…" with nothing to say why. Then it
 // finds which of the page's own files is missing on the server and says so. A site folder uploaded without one of

@@ -1,3 +1,4 @@
+// @ts-check
 // Model download, caching and verification for the DeStein demo.
 //
 // - Downloads with progress (bytes / total, MB/s) through a streaming fetch.
@@ -58,11 +59,17 @@ export async function readSiteConfig(base = globalThis.location?.href) {
 }
 
 export class ModelLoadError extends Error {
+  /**
+   * @param {string} message
+   * @param {{cause?: unknown, retryable?: boolean, kind?: string}} [options]
+   */
   constructor(message, { cause, retryable = true, kind = "network" } = {}) {
     super(message, cause ? { cause } : undefined);
     this.name = "ModelLoadError";
     this.retryable = retryable;
     this.kind = kind; // "network" | "http" | "truncated" | "integrity" | "aborted"
+    /** What a broken download received, for the next attempt to resume from (downloadOnce). */
+    this.partial = /** @type {{buffer: Uint8Array|null, received: number, total: number, validator: string}|null} */ (null);
   }
 }
 
@@ -108,7 +115,13 @@ function sleep(ms, signal) {
   });
 }
 
-/** The cached copy of `url`, verified, or null. Evicts a copy that fails its hash. */
+/**
+ * The cached copy of `url`, verified, or null. Evicts a copy that fails its hash.
+ * @param {string} url
+ * @param {string|null} [expectedSha256]
+ * @param {(e: object) => void} [onEvent]
+ * @returns {Promise<{bytes: Uint8Array, sha256: string|null, verified: boolean, source: "cache"}|null>}
+ */
 export async function readCached(url, expectedSha256 = null, onEvent = () => {}) {
   if (!cacheAvailable()) return null;
   const key = absolute(url);
@@ -197,6 +210,7 @@ function notGguf(head, contentType) {
  * Returns {bytes} on success; throws ModelLoadError with `partial` attached on failure.
  */
 async function downloadOnce(url, { partial, signal, onProgress, attempt, attempts }) {
+  /** @type {Record<string, string>} */
   const headers = {};
   const resuming = partial && partial.received > 0 && partial.validator && partial.total;
   if (resuming) {
