@@ -132,12 +132,19 @@ export const MESSAGE = Object.freeze({
  * @property {boolean} finished
  * @property {string|null} stopReason
  *
- * @typedef {{type: "hello", ok: true, threads: number, threadsNote: string|null, limits: Limits|null}
- *   | {type: "hello", ok: false, error: EngineErrorInfo}} HelloMessage
- *   threads: what the engine's matrix products use (1 + helpers); threadsNote: why not more when ?threads=N asked
- *   for more (or null)
- * @typedef {{type: "result", id: number, ok: true, value: any}
- *   | {type: "result", id: number, ok: false, error: EngineErrorInfo}} ResultMessage
+ * @typedef {object} HelloMessage  ok: the engine module loaded (else `error`)
+ * @property {"hello"} type
+ * @property {boolean} ok
+ * @property {number} [threads]  what the engine's matrix products use (1 + helpers)
+ * @property {string|null} [threadsNote]  why not more when ?threads=N asked for more (or null)
+ * @property {Limits|null} [limits]
+ * @property {EngineErrorInfo} [error]
+ * @typedef {object} ResultMessage  ok: the request's `value`, else its `error`
+ * @property {"result"} type
+ * @property {number} id
+ * @property {boolean} ok
+ * @property {any} [value]
+ * @property {EngineErrorInfo} [error]
  * @typedef {object} StepEvent
  * @property {"step"} type
  * @property {number} runId  the id of the run's start request
