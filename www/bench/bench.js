@@ -1,3 +1,4 @@
+// @ts-check
 // Worker-layout benchmark for scripts/bench-browser.mjs (not part of the demo).
 //
 // It drives the demo's own worker (www/worker.js, protocol in its header) in the two layouts the demo could use:

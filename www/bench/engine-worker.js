@@ -1,3 +1,4 @@
+// @ts-check
 // The demo's inference worker (www/worker.js, protocol in its header) as the benchmark pages drive it
 // (www/bench/bench.js, www/bench/wllama-bench.js; not part of the demo).
 //
