@@ -4,7 +4,17 @@
 import { LAYOUT, PARTS, STEERED_WORKER, mark } from "./config.js";
 import { call, callAll, engineThreads, post } from "./engine-client.js";
 import { duration, fixed } from "./format.js";
-import { appendToken, clearPanes, markResteer, newPaneState, paneRate, renderPrompt, renderStats, restartPane, setSteeredSubtitle } from "./panes.js";
+import {
+  appendToken,
+  clearPanes,
+  markResteer,
+  newPaneState,
+  paneRate,
+  renderPrompt,
+  renderStats,
+  restartPane,
+  setSteeredSubtitle,
+} from "./panes.js";
 import { readPromptSettings } from "./prompt-form.js";
 import { REQUEST } from "./protocol.js";
 import { addedAlphas, currentAlpha, currentMode, readoutBaseline, steering, steersPrompt } from "./steering.js";

@@ -5,7 +5,7 @@ import { DEBUG, LAYOUT, STEERED_WORKER, VECTOR_DIR, modelSourceFromParams } from
 import { byId } from "./dom.js";
 import { call, debugRequests, post, setEngineHooks, startEngines, stopEngines, trustedScriptURL } from "./engine-client.js";
 import { initExamples, loadExamples } from "./examples.js";
-import { initFileDrop } from "./file-drop.js";
+import { initControls, steerWith } from "./controls.js";
 import { turnAngle } from "./formula.js";
 import * as generation from "./generation.js";
 import { describeIsolation, ensureIsolation } from "./isolation.js";
@@ -17,19 +17,14 @@ import { initTokenInspection } from "./panes.js";
 import { applyLimits, initPromptForm, updatePromptCount } from "./prompt-form.js";
 import { REQUEST } from "./protocol.js";
 import * as steering from "./steering.js";
-import { clearError, setStatus, showError, shownError, statusText } from "./status.js";
+import { setStatus, showError, shownError } from "./status.js";
 
 const el = {
-  form: byId("controls"),
-  prompt: byId("prompt"),
   start: /** @type {HTMLButtonElement} */ (byId("start")),
   stop: /** @type {HTMLButtonElement} */ (byId("stop")),
-  reset: byId("reset"),
-  retry: byId("retry-model"),
-  site: byId("site"),
-  loadDtype: byId("load-dtype"),
   isolationInfo: byId("isolation-info"),
 };
+document.body.dataset.layout = LAYOUT;
 
 // ---------------------------------------------------------------------------------------------------------------
 // The page's state machine: idle → loading → ready ⇄ running, or failed. Loading may start again from any state (a
@@ -147,79 +142,7 @@ initJudge(generation.paneScore);
 initTokenInspection();
 initPromptForm();
 initExamples();
-initFileDrop(useFile);
-
-/** Steer with a vector file (dropped, or the lab's) as the main one; whether it worked. */
-async function steerWith(/** @type {Uint8Array} */ bytes, /** @type {string} */ label) {
-  const ok = await steering.loadVectorBytes(bytes, label, { fallback: true });
-  if (ok) {
-    clearError();
-    setStatus(`Steering with ${label}.`, "ok");
-  }
-  return ok;
-}
-
-/** A file of the reader's: a model to load, or a vector file to steer with. */
-async function useFile(/** @type {File|undefined} */ file) {
-  if (!file) return;
-  const name = file.name.toLowerCase();
-  if (name.endsWith(".safetensors")) {
-    if (!models.modelInfo()) {
-      showError("Load a model before a vector file.");
-      return;
-    }
-    await generation.stopRun();
-    phases.loading("loading");
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    // (The phase is "ready" again before the status says so.)
-    const ok = await steering.loadVectorBytes(bytes, file.name, { fallback: true });
-    phases.ready();
-    if (ok) {
-      clearError();
-      setStatus(`Steering with ${file.name}.`, "ok");
-    }
-  } else if (name.endsWith(".gguf")) {
-    await models.loadModel({ kind: "file", file, label: file.name });
-  } else {
-    showError(`'${file.name}' is neither a .gguf model nor a .safetensors vector file.`);
-  }
-}
-
-el.site.addEventListener("change", async () => {
-  if (!models.modelInfo()) return;
-  await generation.stopRun();
-  phases.loading("loading");
-  const site = steering.selectedSite();
-  await steering.dropExtrasOfOtherSites(site);
-  await steering.loadVectorsForSite(site);
-  if (models.modelInfo()) phases.ready();
-  else phases.failed();
-  if (steering.steering()) setStatus(`Steering with ${steering.vectorsLabel()}.`, "ok");
-});
-el.loadDtype.addEventListener("change", () => {
-  const source = models.modelSource();
-  if (source) models.loadModel(source);
-});
-el.prompt.addEventListener("keydown", (ev) => {
-  if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
-    ev.preventDefault();
-    generation.startRun();
-  }
-});
-el.form.addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  generation.startRun();
-});
-el.stop.addEventListener("click", () => generation.stopRun());
-el.reset.addEventListener("click", async () => {
-  await generation.clearRun();
-  clearError();
-  setStatus(models.modelInfo() ? "Cleared." : statusText());
-});
-el.retry.addEventListener("click", () => {
-  const source = models.retrySource();
-  if (source) models.loadModel(source);
-});
+initControls(phases);
 
 // The vector lab (www/lab.js): derivation runs in the steered pane's worker.
 lab = initLab({
@@ -279,7 +202,6 @@ if (DEBUG) {
   });
 }
 /** @type {any} */ (globalThis).destein = api;
-document.body.dataset.layout = LAYOUT;
 
 async function boot() {
   updatePromptCount();
