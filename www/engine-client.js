@@ -235,7 +235,7 @@ async function workerDidNotStart(/** @type {string} */ url, /** @type {string} *
   workers = [];
   generation++;
   for (const w of old) w.terminate();
-  const status = await fetch(url, { method: "HEAD", cache: "no-store" }).then((r) => r.status, () => null);
+  const status = await fetch(url, { method: "HEAD", cache: "no-store" }).then((r) => r.status, () => /** @type {number|null} */ (null));
   const file = new URL(url).pathname.split("/").slice(-2).join("/");
   engineOk = false;
   engineError =

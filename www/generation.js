@@ -141,7 +141,7 @@ function newRun(/** @type {number} */ runId, /** @type {import("./protocol.js").
     lastAt: null,
     maxAbs: 0,
     ended: false,
-    parts: PARTS.map((part, i) => ({
+    parts: PARTS.map((part, i) => /** @type {RunPart} */ ({
       ...part,
       worker: i,
       runId: partIds[i],

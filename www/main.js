@@ -56,6 +56,7 @@ function enter(/** @type {PagePhase} */ phase, /** @type {LoadingStep} */ step =
 
 const phases = {
   loading: (/** @type {LoadingStep} */ step) => enter("loading", step),
+  // (A run can be going already: a re-steer may restart one while vectors load.)
   ready: () => enter(generation.isRunning() ? "running" : "ready"),
   failed: () => enter("failed"),
   /** A run started or ended: ready ⇄ running (a run does not change the other phases). */
@@ -78,7 +79,11 @@ function updateButtons() {
 // ---------------------------------------------------------------------------------------------------------------
 // Engine crashes: restart the engines and reload the model (from the cache), unless they crash again and again.
 
-const recovery = { active: false, /** @type {number[]} */ crashTimes: [] };
+const recovery = {
+  active: false,
+  /** @type {number[]} when the engines crashed in the last minute */
+  crashTimes: [],
+};
 
 async function restartEngines(/** @type {string} */ reason) {
   if (!stopEngines(reason)) return; // already being replaced

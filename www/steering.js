@@ -228,6 +228,7 @@ function applyVectors(meta, bytes, label, { keepControls = false } = {}) {
 }
 
 /** The neutral read-out baselines of the shipped vector files (www/vectors/readout-baselines.json), fetched once. */
+/** @type {Promise<Record<string, {sha256?: string, neutral?: number, texts?: string}>>|null} */
 let baselinesPromise = null;
 function readoutBaselines() {
   baselinesPromise ??= fetch(new URL(VECTOR_DIR + "readout-baselines.json", location.href).href)
