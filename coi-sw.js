@@ -1,3 +1,4 @@
+// @ts-check
 // coi-sw.js — the page's cross-origin-isolation service worker (the idea of coi-serviceworker, written for this
 // project).
 //
@@ -21,13 +22,15 @@ const ISOLATION_HEADERS = {
   "Cross-Origin-Embedder-Policy": "require-corp",
 };
 
-self.addEventListener("install", () => self.skipWaiting());
-self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+const sw = /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self));
 
-self.addEventListener("fetch", (event) => {
+sw.addEventListener("install", () => sw.skipWaiting());
+sw.addEventListener("activate", (event) => event.waitUntil(sw.clients.claim()));
+
+sw.addEventListener("fetch", (event) => {
   const request = event.request;
   if (request.method !== "GET") return;
-  if (new URL(request.url).origin !== self.location.origin) return;
+  if (new URL(request.url).origin !== sw.location.origin) return;
   if (request.cache === "only-if-cached" && request.mode !== "same-origin") return;
   event.respondWith(withIsolationHeaders(request));
 });

@@ -57,7 +57,8 @@ const read = (file) => fs.readFileSync(path.join(dir, file), "utf8");
 const exists = (file) => fs.existsSync(path.join(dir, file)) && fs.statSync(path.join(dir, file)).isFile();
 const resolveFrom = (from, ref) => path.posix.normalize(path.posix.join(path.posix.dirname(from), ref));
 
-// What the page fetches by names built in code (www/app.js, www/lab.js, www/isolation.js, www/worker.js).
+// What the page fetches by names built in code (www/model-loading.js, www/steering.js, www/judge.js, www/lab.js,
+// www/isolation.js, www/worker.js).
 for (const f of ["index.html", "coi-sw.js", "destein-config.json", "www/worker.js", "www/examples.json",
   "www/vectors/smollm2-135m.heads.safetensors", "www/vectors/smollm2-135m.attn_out.safetensors",
   "www/vectors/readout-baselines.json", "data/judges/tox_block.safetensors", "data/judges/tox_block_vocab.json",
@@ -166,7 +167,7 @@ else
 fi
 
 # --- what the page is made of --------------------------------------------------------------------------------------
-for f in index.html coi-sw.js destein-config.json www/app.js data/steering_pairs.jsonl; do
+for f in index.html coi-sw.js destein-config.json www/main.js data/steering_pairs.jsonl; do
   [ -f "$f" ] || die "$f is missing from the checkout"
 done
 for d in www pkg data/judges data/concepts; do [ -d "$d" ] || die "$d/ is missing from the checkout"; done

@@ -22,8 +22,10 @@ if $for_tests; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
-  # playwright-core for the tests; @wllama/wllama only for scripts/bench-wllama.mjs (same lock file, one npm ci)
-  { [ -d node_modules/playwright-core ] && [ -d node_modules/@wllama/wllama ]; } || npm ci --no-audit --no-fund --silent
+  # playwright-core for the tests, typescript for the page's type check; @wllama/wllama only for
+  # scripts/bench-wllama.mjs (same lock file, one npm ci)
+  { [ -d node_modules/playwright-core ] && [ -d node_modules/typescript ] && [ -d node_modules/@wllama/wllama ]; } ||
+    npm ci --no-audit --no-fund --silent
   python3 -c "import safetensors, numpy, gguf" 2>/dev/null || python3 -m pip install --quiet safetensors numpy gguf
   # rustfmt and clippy for the style checks.
   rustup component list --installed | grep -q '^rustfmt' && rustup component list --installed | grep -q '^clippy' ||

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
+# The page's scripts, type-checked from their JSDoc (`// @ts-check` in each; the worker's with the webworker library).
+npx tsc --noEmit -p tsconfig.json && npx tsc --noEmit -p tsconfig.worker.json
 # Our dependencies' licences (compatible with Apache-2.0), bans and sources (crates.io only): deny.toml.
 cargo deny check licenses bans sources
 # Style: rustfmt.toml's format, and no clippy warning natively (every target) or in the wasm32 library (its

@@ -1,10 +1,15 @@
-// A classic script that runs after www/app.js (deferred scripts run in document order), even when app.js or one of
-// the modules it imports could not be loaded — which leaves the page at "Starting…" with nothing to say why. Then it
+// @ts-check
+// A classic script that runs after www/main.js (deferred scripts run in document order), even when main.js or one
+// of the modules it imports could not be loaded — which leaves the page at "Starting…" with nothing to say why. Then it
 // finds which of the page's own files is missing on the server and says so. A site folder uploaded without one of
 // its files is the usual cause (scripts/build-site.sh checks that none is missing).
 (() => {
-  if (globalThis.destein) return; // app.js ran
-  const modules = ["www/app.js", "www/model-store.js", "www/lab.js", "www/isolation.js"];
+  if (/** @type {any} */ (globalThis).destein) return; // main.js ran
+  // main.js and every module it imports.
+  const modules = ["www/main.js", "www/config.js", "www/controls.js", "www/dom.js", "www/engine-client.js",
+    "www/examples.js", "www/file-drop.js", "www/formula.js", "www/format.js", "www/generation.js", "www/heatmap.js",
+    "www/isolation.js", "www/judge.js", "www/lab.js", "www/model-loading.js", "www/model-store.js", "www/panes.js",
+    "www/prompt-form.js", "www/protocol.js", "www/status.js", "www/steering.js"];
   const show = (text) => {
     document.body.dataset.phase = "failed";
     const status = document.getElementById("status");
@@ -37,7 +42,7 @@
           "module scripts only when they come as JavaScript (text/javascript).",
       );
     } else {
-      show("The page could not start: its script www/app.js failed to load or to run (the browser's console says why).");
+      show("The page could not start: its script www/main.js failed to load or to run (the browser's console says why).");
     }
   });
 })();

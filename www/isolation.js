@@ -1,3 +1,4 @@
+// @ts-check
 // Cross-origin isolation of the page: what makes SharedArrayBuffer (wasm threads) available. A server that sends
 // COOP + COEP headers (scripts/serve.mjs) isolates the page by itself. On a static host that cannot, the page
 // registers its own service worker, coi-sw.js (next to index.html), which adds the two headers to every same-origin
@@ -30,7 +31,7 @@ function takeReloadMark() {
 
 /**
  * Isolate the page when it can be.
- * @param {(url: string) => (string|TrustedScriptURL)} scriptURL  vouches for coi-sw.js (the page's Trusted Types
+ * @param {(url: string) => string} scriptURL  vouches for coi-sw.js (a TrustedScriptURL from the page's Trusted Types
  *   policy: service worker registration is a script-URL sink)
  * @returns {Promise<{isolated: boolean, how: "headers"|"service-worker"|null, reason: string|null}>}; it never
  *   settles when the page reloads under the service worker.

@@ -1,3 +1,4 @@
+// @ts-check
 // Model download, caching and verification for the DeStein demo.
 //
 // - Downloads with progress (bytes / total, MB/s) through a streaming fetch.
@@ -58,11 +59,17 @@ export async function readSiteConfig(base = globalThis.location?.href) {
 }
 
 export class ModelLoadError extends Error {
+  /**
+   * @param {string} message
+   * @param {{cause?: unknown, retryable?: boolean, kind?: string}} [options]
+   */
   constructor(message, { cause, retryable = true, kind = "network" } = {}) {
     super(message, cause ? { cause } : undefined);
     this.name = "ModelLoadError";
     this.retryable = retryable;
     this.kind = kind; // "network" | "http" | "truncated" | "integrity" | "aborted"
+    /** What a broken download received, for the next attempt to resume from (downloadOnce). */
+    this.partial = /** @type {{buffer: Uint8Array|null, received: number, total: number, validator: string}|null} */ (null);
   }
 }
 
@@ -108,7 +115,13 @@ function sleep(ms, signal) {
   });
 }
 
-/** The cached copy of `url`, verified, or null. Evicts a copy that fails its hash. */
+/**
+ * The cached copy of `url`, verified, or null. Evicts a copy that fails its hash.
+ * @param {string} url
+ * @param {string|null} [expectedSha256]
+ * @param {(e: object) => void} [onEvent]
+ * @returns {Promise<{bytes: Uint8Array, sha256: string|null, verified: boolean, source: "cache"}|null>}
+ */
 export async function readCached(url, expectedSha256 = null, onEvent = () => {}) {
   if (!cacheAvailable()) return null;
   const key = absolute(url);
@@ -193,13 +206,62 @@ function notGguf(head, contentType) {
 }
 
 /**
- * One download attempt. `partial` ({buffer, received, validator}) lets it resume with a Range request.
+ * One download attempt. `partial` ({buffer, received, total, validator}) lets it resume with a Range request.
  * Returns {bytes} on success; throws ModelLoadError with `partial` attached on failure.
  */
 async function downloadOnce(url, { partial, signal, onProgress, attempt, attempts }) {
+  const resuming = !!(partial && partial.received > 0 && partial.validator && partial.total);
+  const resp = await requestModel(url, resuming ? partial : null, signal);
+  const d = downloadTarget(resp, resuming ? partial : null);
+  const acceptRanges = (resp.headers.get("accept-ranges") || "").toLowerCase() === "bytes";
+  const validator = acceptRanges ? resp.headers.get("etag") || resp.headers.get("last-modified") : null;
+  const report = progressReporter(d, (e) => onProgress?.({ phase: "download", ...e, attempt, attempts }));
+  report(true);
+  const contentType = resp.headers.get("content-type") || "";
+  const reader = resp.body.getReader();
+  try {
+    await readBody(reader, contentType, d, report);
+  } catch (err) {
+    reader.cancel().catch(() => {});
+    if (signal?.aborted) throw new ModelLoadError("cancelled", { kind: "aborted", retryable: false });
+    const e =
+      err instanceof ModelLoadError
+        ? err
+        : new ModelLoadError(
+            `the connection broke after ${formatBytes(d.received)}${d.total ? ` of ${formatBytes(d.total)}` : ""}`,
+            { kind: "truncated", cause: err },
+          );
+    e.partial = d.buffer && validator ? { buffer: d.buffer, received: d.received, total: d.total, validator } : null;
+    throw e;
+  }
+  report(true);
+  if (d.total && d.received !== d.total) {
+    const e = new ModelLoadError(`the download ended after ${formatBytes(d.received)} of ${formatBytes(d.total)}`, {
+      kind: "truncated",
+    });
+    e.partial = validator ? { buffer: d.buffer, received: d.received, total: d.total, validator } : null;
+    throw e;
+  }
+  if (d.buffer) return { bytes: d.buffer };
+  const out = new Uint8Array(d.received);
+  let off = 0;
+  for (const c of d.chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return { bytes: out };
+}
+
+/**
+ * The model's response: the whole file, or (`partial`) the rest of it from where a broken download stopped.
+ * @param {string} url
+ * @param {{received: number, validator: string}|null} partial
+ * @param {AbortSignal} [signal]
+ */
+async function requestModel(url, partial, signal) {
+  /** @type {Record<string, string>} */
   const headers = {};
-  const resuming = partial && partial.received > 0 && partial.validator && partial.total;
-  if (resuming) {
+  if (partial) {
     headers.Range = `bytes=${partial.received}-`;
     headers["If-Range"] = partial.validator;
   }
@@ -217,101 +279,93 @@ async function downloadOnce(url, { partial, signal, onProgress, attempt, attempt
       retryable,
     });
   }
+  return resp;
+}
 
-  let buffer, received, total;
-  if (resuming && resp.status === 206) {
+/**
+ * @typedef {object} Download  where a download's bytes go
+ * @property {Uint8Array|null} buffer  the whole file's, when its length is known
+ * @property {Uint8Array[]|null} chunks  else the chunks as they come
+ * @property {number} received
+ * @property {number|null} total
+ */
+
+/**
+ * Where the bytes of `resp` go: after the partial download's when the server resumed it (206), else a new buffer.
+ * @param {Response} resp
+ * @param {{buffer: Uint8Array, received: number, total: number}|null} partial
+ * @returns {Download}
+ */
+function downloadTarget(resp, partial) {
+  if (partial && resp.status === 206) {
     const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(resp.headers.get("content-range") || "");
     if (!m || Number(m[1]) !== partial.received || Number(m[3]) !== partial.total) {
       throw new ModelLoadError("the server's range answer did not fit the partial download", {
         retryable: true,
       });
     }
-    buffer = partial.buffer;
-    received = partial.received;
-    total = partial.total;
-  } else {
-    const len = Number(resp.headers.get("content-length"));
-    const encoded = !!resp.headers.get("content-encoding");
-    total = Number.isFinite(len) && len > 0 && !encoded ? len : null;
-    buffer = total ? new Uint8Array(total) : null;
-    received = 0;
+    return { buffer: partial.buffer, chunks: null, received: partial.received, total: partial.total };
   }
-  const acceptRanges = (resp.headers.get("accept-ranges") || "").toLowerCase() === "bytes";
-  const validator = acceptRanges ? resp.headers.get("etag") || resp.headers.get("last-modified") : null;
-  const chunks = buffer ? null : [];
+  const len = Number(resp.headers.get("content-length"));
+  const encoded = !!resp.headers.get("content-encoding");
+  const total = Number.isFinite(len) && len > 0 && !encoded ? len : null;
+  const buffer = total ? new Uint8Array(total) : null;
+  return { buffer, chunks: buffer ? null : [], received: 0, total };
+}
 
+/**
+ * `report(force)`: the download's progress and speed (this attempt's), at most every 100 ms unless forced.
+ * @param {Download} d
+ * @param {(e: {loaded: number, total: number|null, bytesPerSec: number}) => void} onProgress
+ */
+function progressReporter(d, onProgress) {
   const started = performance.now();
-  const startBytes = received;
+  const startBytes = d.received;
   let lastReport = 0;
-  const report = (force) => {
+  return (/** @type {boolean} */ force) => {
     const now = performance.now();
     if (!force && now - lastReport < 100) return;
     lastReport = now;
     const secs = (now - started) / 1000;
-    const bytesPerSec = secs > 0.05 ? (received - startBytes) / secs : 0;
-    onProgress?.({ phase: "download", loaded: received, total, bytesPerSec, attempt, attempts });
+    const bytesPerSec = secs > 0.05 ? (d.received - startBytes) / secs : 0;
+    onProgress({ loaded: d.received, total: d.total, bytesPerSec });
   };
-  report(true);
+}
 
+/**
+ * Read a response body into `d`.
+ * @param {ReadableStreamDefaultReader<Uint8Array>} reader
+ * @param {string} contentType
+ * @param {Download} d
+ * @param {(force: boolean) => void} report
+ */
+async function readBody(reader, contentType, d, report) {
   // The first bytes of a download from the start must be GGUF's magic: a static host answers a wrong URL with an
   // HTML page (its 404 or index page), often with status 200.
-  const contentType = resp.headers.get("content-type") || "";
-  let head = received === 0 ? new Uint8Array(0) : null;
-  const checkHead = (value, done) => {
+  let head = d.received === 0 ? new Uint8Array(0) : null;
+  const checkHead = (/** @type {Uint8Array|null} */ value, /** @type {boolean} */ done) => {
     if (value) head = concatBytes(head, value.subarray(0, HEAD_BYTES - head.length));
     if (head.length < HEAD_BYTES && !done) return;
     const problem = notGguf(head, contentType);
     head = null;
     if (problem) throw new ModelLoadError(problem, { kind: "format", retryable: false });
   };
-
-  const reader = resp.body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (head) checkHead(value, false);
-      if (buffer) {
-        if (received + value.length > buffer.length) {
-          throw new ModelLoadError("the server sent more bytes than it announced", { retryable: true });
-        }
-        buffer.set(value, received);
-      } else {
-        chunks.push(value);
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (head) checkHead(value, false);
+    if (d.buffer) {
+      if (d.received + value.length > d.buffer.length) {
+        throw new ModelLoadError("the server sent more bytes than it announced", { retryable: true });
       }
-      received += value.length;
-      report(false);
+      d.buffer.set(value, d.received);
+    } else {
+      d.chunks.push(value);
     }
-    if (head) checkHead(null, true);
-  } catch (err) {
-    reader.cancel().catch(() => {});
-    if (signal?.aborted) throw new ModelLoadError("cancelled", { kind: "aborted", retryable: false });
-    const e =
-      err instanceof ModelLoadError
-        ? err
-        : new ModelLoadError(
-            `the connection broke after ${formatBytes(received)}${total ? ` of ${formatBytes(total)}` : ""}`,
-            { kind: "truncated", cause: err },
-          );
-    e.partial = buffer && validator ? { buffer, received, total, validator } : null;
-    throw e;
+    d.received += value.length;
+    report(false);
   }
-  report(true);
-  if (total && received !== total) {
-    const e = new ModelLoadError(`the download ended after ${formatBytes(received)} of ${formatBytes(total)}`, {
-      kind: "truncated",
-    });
-    e.partial = validator ? { buffer, received, total, validator } : null;
-    throw e;
-  }
-  if (buffer) return { bytes: buffer };
-  const out = new Uint8Array(received);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return { bytes: out };
+  if (head) checkHead(null, true);
 }
 
 /**

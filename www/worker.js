@@ -1,55 +1,10 @@
+// @ts-check
 // The inference worker of the DeStein demo (a module Web Worker). It owns the wasm Engine, so the page never
 // blocks on inference.
 //
-// Protocol (page → worker), every request carries a numeric `id`:
-//   {type:"loadModel",   id, bytes: ArrayBuffer (transferred), sha256?: string, loadDtype?: string}
-//   {type:"loadVectors", id, bytes: ArrayBuffer, label?: string}
-//   {type:"addVectors",  id, bytes: ArrayBuffer}   another vector file to steer together with the main one (same
-//                                        site and model; up to three in all) -> its info, with its slot (1 or 2)
-//   {type:"removeVectors", id, slot}     remove the added file in slot 1 or 2 (the others move up)
-//   {type:"clearVectors", id}
-//   {type:"start",       id, params: {prompt, chat, maxNewTokens, temperature, topP, topK, seed, alpha, mode,
-//                                              alphas?: [α of each added file], rows?: "both"|"raw"|"steered",
-//                                              steerPrompt?: bool}}
-//                                        (params go to Engine.start as is)
-//   {type:"stop",        id}
-//   {type:"setAlpha",    id, alpha, slot?}   slot: the vector file (0, the main one, by default)
-//   {type:"resteer",     id, alpha, slot?, steerPrompt?}
-//                                        re-steer the whole text: restart the last run (same prompt, seeds and rows)
-//                                        at the new α, the current mode and the given prompt scope, replay as many
-//                                        steps as the old run had made, then keep streaming if it has not finished
-//                                        -> {steps, ms}, or null when nothing has run yet. Sends {type:"resteer",
-//                                        runId, alpha, slot, steps} first; the replayed steps follow as ordinary step
-//                                        messages (flagged resteer: true) from index 0
-//   {type:"setMode",     id, mode}
-//   {type:"loadJudge",   id, weights: ArrayBuffer, vocab: ArrayBuffer}   the tox-block toxicity judge
-//                                        (data/judges/tox_block.safetensors, tox_block_vocab.json); once loaded, every
-//                                        step message carries its score of each row's continuation so far
-//   {type:"memory",      id}            -> {wasmBytes}: the size of the engine's wasm memory
-//   {type:"kernelCheck", id, seed}     -> {cases, mismatches, threads, isas}: the matrix kernels of this build
-//                                        checked bit for bit (scalar, simd128, and split over the engine's threads)
-//   {type:"profile",     id, on}        turn the engine's per-phase profile on (cleared) or off -> what it held:
-//                                        [[phase, ms], …] (for the benchmarks, src/profile.rs)
-//   {type:"derive",      id, request}   the vector lab: derive a vector from steering pairs with the same Rust code
-//                                        as `destein derive` (request: {pairsJsonl, site, count?, seed, awayPrefix?,
-//                                        towardPrefix?, concept?}); stops a running generation; sends
-//                                        {type:"deriveProgress", id, done, total, pairsRead, pairsTotal, finished}
-//                                        after each step (a pair read, then a layer's probes fitted); its result is
-//                                        {bytes: ArrayBuffer (the safetensors file), ms}, or an error "cancelled"
-//   {type:"deriveCancel", id}           cancel the derivation in progress (between two pairs)
-//   {type:"crash",       id}            (testing aid: throws an uncaught error, as a dying engine would)
-// Replies (worker → page):
-//   {type:"hello", ok: true, threads, threadsNote, limits: {maxPromptChars, maxNewTokens, maxAlpha}} | {type:"hello", ok: false, error}
-//                                        once, when the engine module is loaded: the threads its matrix products use
-//                                        (1 + helpers), and why not more when ?threads=N asked for more (or null)
-//   {type:"result", id, ok: true, value} | {type:"result", id, ok: false, error: {message, name, fatal}}
-//   {type:"step", runId, index, rows, stepMs, wallMs, mode, judge, judgeMs}
-//                                        one per decoding step of run `runId` (runId is the id of its start request);
-//                                        judge: per row, the judge's probability that the row's text so far is toxic
-//                                        (null before the row has any text), or null when no judge is loaded
-//   {type:"judgeError", runId, error}    the judge failed while scoring; it is dropped, the generation goes on
-//   {type:"done", runId, reason: "finished"|"stopped"|"error", error?, steps}
-// An error with `fatal: true` (a wasm trap) means the engine is unusable: the page replaces the worker.
+// The messages it takes and sends are in www/protocol.js.
+
+import { MESSAGE, REQUEST } from "./protocol.js";
 
 let mod = null; // the wasm-bindgen module namespace
 let wasmExports = null; // the wasm instance's exports (for its linear memory size)
@@ -147,10 +102,10 @@ const enginePromise = (async () => {
       wasmExports = await m.default();
       mod = m;
     }
-    postMessage({ type: "hello", ok: true, threads: mod.engineThreads?.() ?? 1, threadsNote, limits: mod.limits?.() ?? null });
+    postMessage({ type: MESSAGE.hello, ok: true, threads: mod.engineThreads?.() ?? 1, threadsNote, limits: mod.limits?.() ?? null });
   } catch (err) {
     const message = await engineLoadError(err);
-    postMessage({ type: "hello", ok: false, error: { message, name: "EngineMissing", fatal: false } });
+    postMessage({ type: MESSAGE.hello, ok: false, error: { message, name: "EngineMissing", fatal: false } });
     throw new Error(message);
   }
 })();
@@ -218,7 +173,7 @@ function stopRun(reason) {
   } catch {
     /* the generation had already ended */
   }
-  postMessage({ type: "done", runId: r.runId, reason, steps: r.steps });
+  postMessage({ type: MESSAGE.done, runId: r.runId, reason, steps: r.steps });
 }
 
 async function loop(r) {
@@ -243,11 +198,11 @@ async function loop(r) {
           /* ignore */
         }
       }
-      postMessage({ type: "done", runId: r.runId, reason: "error", error, steps: r.steps });
+      postMessage({ type: MESSAGE.done, runId: r.runId, reason: "error", error, steps: r.steps });
       return;
     }
     postMessage({
-      type: "step",
+      type: MESSAGE.step,
       runId: r.runId,
       index: r.steps,
       rows: out.rows,
@@ -270,7 +225,7 @@ function replayStep(r) {
   const out = requireEngine().step();
   const wallMs = performance.now() - t0;
   const scores = scoreRows(r, out.rows);
-  postMessage({ type: "step", runId: r.runId, index: r.steps, rows: out.rows, stepMs: out.stepMs, wallMs, mode: currentMode, judge: scores, judgeMs: 0, resteer: true });
+  postMessage({ type: MESSAGE.step, runId: r.runId, index: r.steps, rows: out.rows, stepMs: out.stepMs, wallMs, mode: currentMode, judge: scores, judgeMs: 0, resteer: true });
   r.steps++;
   return out.done;
 }
@@ -293,7 +248,7 @@ function scoreRows(r, rows) {
     const error = serializeError(err);
     // The judge lives in the engine's wasm instance: a trap there kills the engine too.
     if (error.fatal) throw err;
-    postMessage({ type: "judgeError", runId: r.runId, error });
+    postMessage({ type: MESSAGE.judgeError, runId: r.runId, error });
     return null;
   }
 }
@@ -304,7 +259,7 @@ function freeEngineAfterTrap() {
 }
 
 const handlers = {
-  async loadModel({ bytes, sha256, loadDtype }) {
+  async [REQUEST.loadModel]({ bytes, sha256, loadDtype }) {
     await enginePromise;
     stopRun("stopped");
     cancelDerivation("another model is being loaded");
@@ -316,33 +271,33 @@ const handlers = {
     engine = next;
     return engine.info();
   },
-  async loadVectors({ bytes }) {
+  async [REQUEST.loadVectors]({ bytes }) {
     await enginePromise;
     stopRun("stopped");
     return requireEngine().loadVectors(new Uint8Array(bytes));
   },
-  async profile({ on }) {
+  async [REQUEST.profile]({ on }) {
     await enginePromise;
     return requireEngine().profile(!!on);
   },
-  async addVectors({ bytes }) {
+  async [REQUEST.addVectors]({ bytes }) {
     await enginePromise;
     stopRun("stopped");
     return requireEngine().addVectors(new Uint8Array(bytes));
   },
-  async removeVectors({ slot }) {
+  async [REQUEST.removeVectors]({ slot }) {
     await enginePromise;
     stopRun("stopped");
     requireEngine().removeVectors(slot);
     return true;
   },
-  async clearVectors() {
+  async [REQUEST.clearVectors]() {
     await enginePromise;
     stopRun("stopped");
     requireEngine().clearVectors();
     return true;
   },
-  async start({ params }, id) {
+  async [REQUEST.start]({ params }, id) {
     await enginePromise;
     stopRun("stopped");
     cancelDerivation("a generation was started");
@@ -356,17 +311,17 @@ const handlers = {
     yieldToEvents().then(() => loop(r));
     return value;
   },
-  async stop() {
+  async [REQUEST.stop]() {
     if (run) run.stopRequested = true;
     return true;
   },
   // α and mode only matter to a running generation (start() carries both); without one these are no-ops.
-  async setAlpha({ alpha, slot }) {
+  async [REQUEST.setAlpha]({ alpha, slot }) {
     if (run && engine) engine.setAlpha(alpha, slot ?? 0);
     return !!run;
   },
   // Re-steer the whole text: what a run started at this α would have written, up to where the old run got.
-  async resteer({ alpha, slot, steerPrompt }) {
+  async [REQUEST.resteer]({ alpha, slot, steerPrompt }) {
     await enginePromise;
     if (!lastRun || !engine) return null;
     const t0 = performance.now();
@@ -382,19 +337,19 @@ const handlers = {
       engine.start(params); // checks α and mode
     } catch (err) {
       // Nothing replaced the old text; a run that was streaming has been stopped by the engine.
-      if (old) postMessage({ type: "done", runId: old.runId, reason: "stopped", steps: old.steps });
+      if (old) postMessage({ type: MESSAGE.done, runId: old.runId, reason: "stopped", steps: old.steps });
       throw err;
     }
     lastRun.params = params;
     const r = { runId: lastRun.runId, stopRequested: false, steps: 0, texts: [], scores: [] };
     run = r;
-    postMessage({ type: "resteer", runId: r.runId, alpha, slot: slot || 0, steps: target });
+    postMessage({ type: MESSAGE.resteer, runId: r.runId, alpha, slot: slot || 0, steps: target });
     let done = false;
     try {
       while (!done && r.steps < Math.max(target, 1)) done = replayStep(r);
     } catch (err) {
       run = null;
-      postMessage({ type: "done", runId: r.runId, reason: "error", error: serializeError(err), steps: r.steps });
+      postMessage({ type: MESSAGE.done, runId: r.runId, reason: "error", error: serializeError(err), steps: r.steps });
       throw err;
     }
     lastRun.steps = r.steps;
@@ -403,14 +358,14 @@ const handlers = {
     else yieldToEvents().then(() => loop(r));
     return { steps: r.steps, ms };
   },
-  async setMode({ mode }) {
+  async [REQUEST.setMode]({ mode }) {
     if (run && engine) {
       engine.setMode(mode);
       currentMode = mode;
     }
     return !!run;
   },
-  async loadJudge({ weights, vocab }) {
+  async [REQUEST.loadJudge]({ weights, vocab }) {
     await enginePromise;
     if (typeof mod.Judge !== "function") {
       throw new Error("this engine build has no Judge class; rebuild pkg/ with scripts/build-wasm.sh");
@@ -426,16 +381,16 @@ const handlers = {
     return { loadMs: performance.now() - t0 };
   },
   // The size of the engine's wasm linear memory, in bytes (it only grows: the high-water mark).
-  async memory() {
+  async [REQUEST.memory]() {
     await enginePromise;
     return { wasmBytes: wasmExports?.memory?.buffer?.byteLength ?? null };
   },
   // Kernel exactness in this browser and build: scalar = simd128 = split over the engine's threads, bit for bit.
-  async kernelCheck({ seed }) {
+  async [REQUEST.kernelCheck]({ seed }) {
     await enginePromise;
     return mod.kernelCheck(seed >>> 0);
   },
-  async derive({ request }, id) {
+  async [REQUEST.derive]({ request }, id) {
     await enginePromise;
     stopRun("stopped");
     const e = requireEngine();
@@ -445,13 +400,13 @@ const handlers = {
     const t0 = performance.now();
     try {
       let p = e.deriveStart(request);
-      postMessage({ type: "deriveProgress", id, ...p });
+      postMessage({ type: MESSAGE.deriveProgress, id, ...p });
       while (!p.finished) {
         // Between two steps: let a deriveCancel (or another request) in.
         await yieldToEvents();
         if (d.cancelled) throw new Error(`cancelled${d.reason ? `: ${d.reason}` : ""}`);
         p = e.deriveStep();
-        postMessage({ type: "deriveProgress", id, ...p });
+        postMessage({ type: MESSAGE.deriveProgress, id, ...p });
       }
       const bytes = e.deriveFinish();
       return { bytes: bytes.buffer, ms: performance.now() - t0 };
@@ -469,11 +424,11 @@ const handlers = {
       if (derivation === d) derivation = null;
     }
   },
-  async deriveCancel() {
+  async [REQUEST.deriveCancel]() {
     cancelDerivation(null);
     return true;
   },
-  async crash() {
+  async [REQUEST.crash]() {
     setTimeout(() => {
       throw new Error("simulated engine crash (testing aid)");
     });
@@ -486,7 +441,7 @@ self.onmessage = async (ev) => {
   const handler = handlers[msg?.type];
   if (!handler) {
     postMessage({
-      type: "result",
+      type: MESSAGE.result,
       id: msg?.id,
       ok: false,
       error: { message: `unknown request '${msg?.type}'`, name: "Error", fatal: false },
@@ -495,10 +450,10 @@ self.onmessage = async (ev) => {
   }
   try {
     const value = await handler(msg, msg.id);
-    postMessage({ type: "result", id: msg.id, ok: true, value });
+    postMessage({ type: MESSAGE.result, id: msg.id, ok: true, value });
   } catch (err) {
     const error = serializeError(err);
     if (error.fatal) freeEngineAfterTrap();
-    postMessage({ type: "result", id: msg.id, ok: false, error });
+    postMessage({ type: MESSAGE.result, id: msg.id, ok: false, error });
   }
 };

@@ -116,7 +116,7 @@ describe("server", () => {
 
   test("MIME types", async () => {
     const cases = {
-      "www/app.js": /^text\/javascript/,
+      "www/main.js": /^text\/javascript/,
       "www/styles.css": /^text\/css/,
       "www/examples.json": /^application\/json/,
       "pkg/destein_bg.wasm": /^application\/wasm$/,

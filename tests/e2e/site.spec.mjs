@@ -98,7 +98,7 @@ describe("published site", { skip: missing || false }, () => {
   describe("scripts/build-site.sh", () => {
     test("builds a self-contained folder: the page, the engine, data, vectors and the verified model", async () => {
       const site = path.join(work, "site");
-      for (const f of ["index.html", "coi-sw.js", "destein-config.json", "www/app.js", "www/isolation.js", "www/boot-check.js",
+      for (const f of ["index.html", "coi-sw.js", "destein-config.json", "www/main.js", "www/isolation.js", "www/boot-check.js",
         "www/worker.js", "www/examples.json", ...VECTOR_FILES, "www/vectors/readout-baselines.json", "data/judges/tox_block.safetensors",
         "data/judges/tox_block_vocab.json", "data/concepts/concepts.json", "data/steering_pairs.jsonl", MODEL_FILE]) {
         assert.ok(fs.statSync(path.join(site, f)).isFile(), f);
@@ -199,7 +199,7 @@ describe("published site", { skip: missing || false }, () => {
       // application/wasm here (Python 3.11 and /etc/mime.types know .wasm); a host without that mapping sends
       // application/octet-stream: the wrong-MIME case below.
       assert.match((await head("pkg/destein_bg.wasm")).get("content-type"), /^application\/(wasm|octet-stream)$/);
-      for (const f of ["www/app.js", "pkg/destein.js", "coi-sw.js"]) {
+      for (const f of ["www/main.js", "pkg/destein.js", "coi-sw.js"]) {
         assert.match((await head(f)).get("content-type"), /^(text|application)\/javascript/, `${f}: module scripts need a JavaScript MIME type`);
       }
       const r = await fetch(srv.url + MODEL_FILE, { headers: { Range: "bytes=0-3" } });

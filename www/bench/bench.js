@@ -1,6 +1,8 @@
+// @ts-check
 // Worker-layout benchmark for scripts/bench-browser.mjs (not part of the demo).
 //
-// It drives the demo's own worker (www/worker.js, protocol in its header) in the two layouts the demo could use:
+// It drives the demo's own worker (www/worker.js, its messages in www/protocol.js) in the two layouts the demo could
+// use:
 //   batch: one worker, one Engine, `rows: "both"`: the raw and the steered row decode as a batch of two (the demo's
 //          design);
 //   pair:  two workers, one Engine each, `rows: "raw"` in one and `rows: "steered"` in the other, started together

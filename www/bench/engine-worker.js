@@ -1,4 +1,5 @@
-// The demo's inference worker (www/worker.js, protocol in its header) as the benchmark pages drive it
+// @ts-check
+// The demo's inference worker (www/worker.js, its messages in www/protocol.js) as the benchmark pages drive it
 // (www/bench/bench.js, www/bench/wllama-bench.js; not part of the demo).
 //
 //   new EngineWorker(name, threads?) starts a worker (threads > 1: the threaded build, when the page is cross-origin

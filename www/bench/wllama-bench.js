@@ -1,3 +1,4 @@
+// @ts-check
 // Our engine vs. llama.cpp in the browser (wllama), for scripts/bench-wllama.mjs (not part of the demo).
 //
 // Both engines get the same GGUF bytes (read from the demo's Cache Storage entry, or downloaded from this server and
@@ -60,7 +61,7 @@ async function setup({ wllamaParams = {}, threads = 1 } = {}) {
   const oursLoadMs = performance.now() - t;
 
   status.textContent = "Loading wllama…";
-  const blob = new Blob([model.bytes], { type: "application/octet-stream" });
+  const blob = new Blob([/** @type {BlobPart} */ (model.bytes)], { type: "application/octet-stream" });
   t = performance.now();
   wllama = new Wllama({ default: WLLAMA_WASM }, { logger: quietLogger, allowOffline: false });
   await wllama.loadModel([blob], {
@@ -80,8 +81,8 @@ async function setup({ wllamaParams = {}, threads = 1 } = {}) {
     modelBytes: model.bytes.length,
     crossOriginIsolated: globalThis.crossOriginIsolated === true,
     sharedArrayBuffer: typeof SharedArrayBuffer !== "undefined",
-    jspi: typeof WebAssembly.Suspending === "function",
-    webgpu: !!navigator.gpu,
+    jspi: typeof /** @type {any} */ (WebAssembly).Suspending === "function", // (JSPI: not in TypeScript's library yet)
+    webgpu: !!(/** @type {any} */ (navigator).gpu),
     hardwareConcurrency: navigator.hardwareConcurrency,
     userAgent: navigator.userAgent,
     ours: {
