@@ -147,7 +147,7 @@ function parseRange(header, size) {
   return { start, end };
 }
 
-const flakyCounts = new Map();
+const faultCounts = new Map();
 const faultLog = [];
 
 function parseFault(pathname) {
@@ -190,8 +190,8 @@ async function handle(req, res) {
   if (fault) pathname = fault.rest;
   if (fault) faultLog.push({ kind: fault.kind, path: pathname, range: req.headers.range ?? null });
   if (fault?.kind === "flaky" || fault?.kind === "cutonce") {
-    const n = (flakyCounts.get(`${fault.kind}:${pathname}`) || 0) + 1;
-    flakyCounts.set(`${fault.kind}:${pathname}`, n);
+    const n = (faultCounts.get(`${fault.kind}:${pathname}`) || 0) + 1;
+    faultCounts.set(`${fault.kind}:${pathname}`, n);
     fault.nth = n;
   }
   if (fault?.kind === "status") return send(res, fault.arg || 500, `fault: status ${fault.arg}\n`);

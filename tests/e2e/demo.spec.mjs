@@ -473,10 +473,13 @@ describe("page with the mock engine", { skip: browserMissing || false }, () => {
     });
     await page.click("#start");
     assert.match(await alertText(page), /3001 characters long; at most 3000/);
-    await page.fill("#max-tokens", "451");
     await page.fill("#prompt", "hello");
-    await page.click("#start");
-    assert.match(await alertText(page), /Max new tokens must be a whole number from 1 to 450/);
+    for (const bad of ["0", "451"]) {
+      await page.evaluate(() => (document.querySelector("#alert-text").textContent = ""));
+      await page.fill("#max-tokens", bad);
+      await page.click("#start");
+      assert.match(await alertText(page), /Max new tokens must be a whole number from 1 to 450/);
+    }
     await page.fill("#max-tokens", "16");
   });
 

@@ -28,6 +28,25 @@ pub struct Common {
     pub matmul: MatmulBackend,
 }
 
+/// Where a measuring command (`eval`, `eval-concept`) writes its report, and where it finds the judges' files.
+#[derive(Args, Clone)]
+pub struct ReportArgs {
+    /// Report folder name under --reports-dir.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, default_value = "reports")]
+    pub reports_dir: PathBuf,
+    #[arg(long, default_value = "data/judges")]
+    pub judges: PathBuf,
+}
+
+impl ReportArgs {
+    /// The run's report folder.
+    pub fn dir(&self) -> PathBuf {
+        self.reports_dir.join(&self.name)
+    }
+}
+
 /// Load `--model` as the options say; returns the model and the seconds the load took.
 pub fn load_model(common: &Common) -> Result<(Model, f64)> {
     if let Some(n) = common.threads {

@@ -14,7 +14,7 @@ use destein::steering::FusionMode;
 use destein::subspace::Subspace;
 use destein::vectors::{self, DetoxVectors};
 
-use crate::common::{load_model, read_prompts, Common};
+use crate::common::{load_model, read_prompts, Common, ReportArgs};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -50,13 +50,8 @@ pub struct EvalArgs {
     max_new_tokens: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Report folder name under reports/.
-    #[arg(long)]
-    name: String,
-    #[arg(long, default_value = "reports")]
-    reports_dir: PathBuf,
-    #[arg(long, default_value = "data/judges")]
-    judges: PathBuf,
+    #[command(flatten)]
+    report: ReportArgs,
     /// Prompt files held out from this run (the other split): an error if any prompt is in both.
     #[arg(long, value_delimiter = ',')]
     held_out: Vec<PathBuf>,
@@ -102,7 +97,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
     }
     let request = args.request();
     // Every bad input is refused before the model loads.
-    let judges = Judges::load(&args.judges)?;
+    let judges = Judges::load(&args.report.judges)?;
     let (prompts, file_sizes) = request.choose_prompts(read_prompt_files(&args.prompts)?)?;
     for path in &args.held_out {
         ev::check_disjoint(&prompts, &read_prompts(path)?).with_context(|| format!("--held-out {}", path.display()))?;
@@ -120,7 +115,7 @@ pub fn run(mut args: EvalArgs) -> Result<()> {
         ev::prompt_tokens(&model, p, &request.params())?;
     }
     let metas: Vec<_> = vector_sets.iter().map(|v| v.meta.clone()).collect();
-    let dir = args.reports_dir.join(&args.name);
+    let dir = args.report.dir();
     let mut sweep = Sweep::plan(&dir, &request, (prompts, file_sizes), ModelIdentity::of(&model), &metas)?;
     if resume {
         let done = sweep.resume(args.report_only)?;

@@ -11,7 +11,7 @@ use destein::evaluation::{self as ev, EvalParams};
 use destein::steering::FusionMode;
 use destein::vectors::DetoxVectors;
 
-use crate::common::{load_model, Common};
+use crate::common::{load_model, Common, ReportArgs};
 
 #[derive(Args)]
 pub struct EvalConceptArgs {
@@ -41,20 +41,15 @@ pub struct EvalConceptArgs {
     temperature: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Report folder name under --reports-dir.
-    #[arg(long)]
-    name: String,
-    #[arg(long, default_value = "reports")]
-    reports_dir: PathBuf,
-    #[arg(long, default_value = "data/judges")]
-    judges: PathBuf,
+    #[command(flatten)]
+    report: ReportArgs,
 }
 
 pub fn run(args: &EvalConceptArgs) -> Result<()> {
-    let dir = args.reports_dir.join(&args.name);
+    let dir = args.report.dir();
     let p = &args.params();
     // Every bad input is refused before the model loads.
-    let judge = ConceptJudge::load(&args.judge, &args.judges)?;
+    let judge = ConceptJudge::load(&args.judge, &args.report.judges)?;
     for &a in &args.alphas {
         destein::steering::validate_alpha(a)?;
     }
