@@ -188,7 +188,10 @@ async function handle(req, res) {
   if (fault?.bad) return send(res, 404, "unknown fault route\n");
   if (fault?.kind === "log") return send(res, 200, JSON.stringify(faultLog), { "Content-Type": "application/json" });
   if (fault) pathname = fault.rest;
-  if (fault) faultLog.push({ kind: fault.kind, path: pathname, range: req.headers.range ?? null });
+  // This request's entry in the fault log (its status filled in when the answer ends, cut short or not).
+  const logged = fault ? { kind: fault.kind, path: pathname, range: req.headers.range ?? null, status: null } : null;
+  if (logged) faultLog.push(logged);
+  if (logged) res.on("close", () => (logged.status = res.statusCode));
   if (fault?.kind === "flaky" || fault?.kind === "cutonce") {
     const n = (faultCounts.get(`${fault.kind}:${pathname}`) || 0) + 1;
     faultCounts.set(`${fault.kind}:${pathname}`, n);
@@ -261,7 +264,6 @@ async function handle(req, res) {
   }
   const length = st.size === 0 ? 0 : end - start + 1;
   res.writeHead(status, { ...headers, "Content-Length": length });
-  if (fault) faultLog[faultLog.length - 1].status = status;
   if (req.method === "HEAD" || length === 0) return res.end();
 
   const stream = fs.createReadStream(abs, { start, end, highWaterMark: 256 * 1024 });

@@ -72,6 +72,45 @@ impl fmt::Display for FusionMode {
     }
 }
 
+/// Which positions are steered: every position, the prompt's too, or only those producing new tokens (the prompt's
+/// KV cache stays raw). `--scope` in the CLI, `recommended_scope` in a vector file, `recommendedScope` in the page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Scope {
+    #[default]
+    All,
+    Generated,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 2] = [Scope::All, Scope::Generated];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::All => "all",
+            Scope::Generated => "generated",
+        }
+    }
+
+    pub fn generated_only(self) -> bool {
+        self == Scope::Generated
+    }
+
+    pub fn from_generated_only(generated_only: bool) -> Self {
+        if generated_only {
+            Scope::Generated
+        } else {
+            Scope::All
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        find_named(&Scope::ALL, Scope::name, s).ok_or_else(|| unknown_name("scope", s, &Scope::ALL.map(Scope::name)))
+    }
+}
+
 /// Refuse α values that are not a finite strength in [0, MAX_ALPHA].
 pub fn validate_alpha(alpha: f32) -> Result<()> {
     if !alpha.is_finite() {

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::bail;
 use crate::error::{Error, Result};
 use crate::model::{ActivationHook, Cache, Model, Site};
-use crate::steering::{validate_alpha, FusionMode, MAX_ALPHA, MAX_VECTORS};
+use crate::steering::{validate_alpha, FusionMode, Scope, MAX_ALPHA, MAX_VECTORS};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const TOXIC_PREFIX: &str = "The following text is abusive, harmful, negative, obscene, racist, rude and toxic: ";
@@ -90,7 +90,7 @@ impl VectorMeta {
         put("recommended_alpha", self.recommended_alpha.to_string());
         put("max_alpha", self.max_alpha.to_string());
         if self.recommended_generated_only {
-            put("recommended_scope", "generated".into());
+            put("recommended_scope", Scope::Generated.name().into());
         }
         if let Some(concept) = &self.concept {
             put("concept", concept.clone());
@@ -141,10 +141,12 @@ impl VectorMeta {
                 .parse::<FusionMode>()
                 .map_err(|e| Error::Vectors(e.to_string()))?,
             recommended_alpha,
-            recommended_generated_only: match m.get("recommended_scope").map(String::as_str) {
-                None | Some("all") => false,
-                Some("generated") => true,
-                Some(other) => bail!(Vectors, "recommended_scope `{other}` is neither `all` nor `generated`"),
+            recommended_generated_only: match m.get("recommended_scope") {
+                None => false,
+                Some(scope) => scope
+                    .parse::<Scope>()
+                    .map_err(|e| Error::Vectors(format!("recommended_scope: {e}")))?
+                    .generated_only(),
             },
             max_alpha,
             concept: m.get("concept").cloned(),

@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::generation::{prompt_ids, Generation, PromptMode, SamplingParams, MAX_NEW_TOKENS, MAX_PROMPT_CHARS};
 use crate::model::{sha256_hex, LoadDtype, MatmulBackend, Model, Site};
-use crate::steering::{validate_alpha, FusionMode, RowSteering, MAX_ALPHA, MAX_VECTORS};
+use crate::steering::{validate_alpha, FusionMode, RowSteering, Scope, MAX_ALPHA, MAX_VECTORS};
 use crate::vectors::{self, check_compatible, Derivation, DeriveOptions, DetoxVectors};
 
 #[wasm_bindgen(start)]
@@ -263,7 +263,7 @@ fn vectors_info(v: &DetoxVectors, slot: usize) -> VectorsInfo {
         model_sha256: m.model_sha256.clone(),
         recommended_mode: m.recommended_mode.name(),
         recommended_alpha: m.recommended_alpha,
-        recommended_scope: if m.recommended_generated_only { "generated" } else { "all" },
+        recommended_scope: Scope::from_generated_only(m.recommended_generated_only).name(),
         max_alpha: m.max_alpha,
         probe_accuracy: v.probe_accuracy.chunks(m.heads).map(|c| c.to_vec()).collect(),
         layer_norms: v.layer_norms(),
@@ -585,13 +585,9 @@ impl Engine {
         options.away_prefix = r.away_prefix.unwrap_or(options.away_prefix);
         options.toward_prefix = r.toward_prefix.unwrap_or(options.toward_prefix);
         options.set_concept(r.concept.filter(|c| !c.trim().is_empty()));
-        match r.recommended_scope.as_deref() {
-            None => {}
-            Some("all") => options.recommended_generated_only = false,
-            Some("generated") => options.recommended_generated_only = true,
-            Some(other) => {
-                return Err(JsError::new(&format!("recommendedScope must be \"all\" or \"generated\", not {other:?}")))
-            }
+        if let Some(scope) = r.recommended_scope.as_deref() {
+            let scope: Scope = scope.parse().map_err(|e| JsError::new(&format!("recommendedScope: {e}")))?;
+            options.recommended_generated_only = scope.generated_only();
         }
         let derivation = Derivation::new(&self.model, &pairs, options)?;
         let progress = DeriveProgress::of(&derivation, false);

@@ -142,7 +142,10 @@ fn bad_vector_lists() {
     assert_clean_failure(&["generate", "--vectors", &format!("{v},{a}"), "--alpha", "0.1,0.1"], "same site");
     assert_clean_failure(&["generate", "--vectors", &format!("{v},{v},{v},{v}")], "at most 3");
     assert_clean_failure(&["generate", "--vectors", &format!("{v},Cargo.toml")], "Cargo.toml");
-    assert_clean_failure(&["generate", "--vectors", v, "--scope", "prompt"], "--scope must be `all` or `generated`");
+    assert_clean_failure(
+        &["generate", "--vectors", v, "--scope", "prompt"],
+        "unknown scope `prompt` (expected all or generated)",
+    );
     assert_clean_failure(&["generate", "--scope", "generated"], "need --vectors FILE");
 }
 

@@ -64,7 +64,7 @@ export async function steerWith(/** @type {Uint8Array} */ bytes, /** @type {stri
   const ok = await steering.loadVectorBytes(bytes, label, { fallback: true });
   if (ok) {
     clearError();
-    setStatus(`Steering with ${label}.`, "ok");
+    steering.steeringStatus();
   }
   return ok;
 }
@@ -80,13 +80,8 @@ async function useFile(/** @type {File|undefined} */ file) {
     }
     await generation.stopRun();
     phases.loading("loading");
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    const ok = await steering.loadVectorBytes(bytes, file.name, { fallback: true });
+    await steerWith(new Uint8Array(await file.arrayBuffer()), file.name);
     phases.ready();
-    if (ok) {
-      clearError();
-      setStatus(`Steering with ${file.name}.`, "ok");
-    }
   } else if (name.endsWith(".gguf")) {
     await models.loadModel({ kind: "file", file, label: file.name });
   } else {
@@ -104,5 +99,5 @@ async function changeSite() {
   await steering.loadVectorsForSite(site);
   if (models.modelInfo()) phases.ready();
   else phases.failed();
-  if (steering.steering()) setStatus(`Steering with ${steering.vectorsLabel()}.`, "ok");
+  if (steering.steering()) steering.steeringStatus();
 }

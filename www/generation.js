@@ -331,7 +331,8 @@ export function resteerOnRelease(/** @type {number} */ alpha, /** @type {number}
 export function onResteer(/** @type {import("./protocol.js").ResteerEvent} */ msg) {
   const part = run?.parts.find((p) => p.runId === msg.runId);
   if (!part) return;
-  Object.assign(run, { ended: false, reason: null });
+  // (A stopped run may be re-steered: its replayed steps are shown again.)
+  Object.assign(run, { ended: false, reason: null, stopping: false });
   // The run's parameters now describe the re-steered text (what the run-finished event reports).
   if (!msg.slot) run.params = { ...run.params, alpha: msg.alpha, steerPrompt: steersPrompt() };
   Object.assign(part, { done: false, reason: null, steps: 0, stepMsSum: 0, prefillMs: null });

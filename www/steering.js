@@ -117,7 +117,8 @@ export const mainVectors = () => (vectors.bytes ? { bytes: vectors.bytes, label:
 export const steeringState = () => ({ ...vectors, extras: [...vectors.extras] });
 
 /** "Steering with a.safetensors + b." */
-function steeringStatus() {
+/** Say which files steer (the main one and any added). */
+export function steeringStatus() {
   setStatus(`Steering with ${[vectors.label, ...vectors.extras.map((x) => x.label)].join(" + ")}.`, "ok");
 }
 

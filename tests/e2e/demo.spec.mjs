@@ -27,6 +27,7 @@ import {
   mockVectors,
   waitReady,
   setAlpha,
+  releaseSlider,
   fillRun,
   collect,
   run,
@@ -807,12 +808,7 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
     const zero = await run(page, { ...opts, alpha: 0 }, { timeout: T });
     assert.notDeepEqual(ids(zero.steered), ids(atMax.steered));
     await page.check('input[name="alpha-applies"][value="resteer"]');
-    await page.evaluate((v) => {
-      const a = document.querySelector("#alpha");
-      a.value = String(v);
-      a.dispatchEvent(new Event("input", { bubbles: true }));
-      a.dispatchEvent(new Event("change", { bubbles: true }));
-    }, used);
+    await releaseSlider(page, used);
     await page.waitForSelector("#out-steered .resteer-marker", { timeout: 60000 });
     await page.waitForSelector('body[data-run="done"]', { timeout: T });
     const re = await collect(page);
@@ -826,12 +822,7 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
     assert.match(await page.textContent("#status"), /Re-steered \d+ steps at α/);
     // "From the next token": releasing the slider leaves the text as it is.
     await page.check('input[name="alpha-applies"][value="next"]');
-    await page.evaluate(() => {
-      const a = document.querySelector("#alpha");
-      a.value = "0";
-      a.dispatchEvent(new Event("input", { bubbles: true }));
-      a.dispatchEvent(new Event("change", { bubbles: true }));
-    });
+    await releaseSlider(page, 0);
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(ids((await collect(page)).steered), ids(atMax.steered), "kept as it was");
     await page.check('input[name="alpha-applies"][value="resteer"]');

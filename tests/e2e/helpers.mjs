@@ -120,6 +120,16 @@ export async function setAlpha(page, value) {
   }, value);
 }
 
+/** Move the α slider to `value` and let go of it (a "change" event: the page may re-steer the whole text). */
+export async function releaseSlider(page, value) {
+  await page.evaluate((v) => {
+    const a = document.querySelector("#alpha");
+    a.value = String(v);
+    a.dispatchEvent(new Event("input", { bubbles: true }));
+    a.dispatchEvent(new Event("change", { bubbles: true }));
+  }, value);
+}
+
 /**
  * Fill the run's fields. `direct` sets them from script instead of typing: typing leaves an undo step per field in
  * the browser's editing history, which would hide a leak of the page's own in a long-session test.

@@ -19,6 +19,7 @@ import {
   alertText,
   cachedUrls,
   ids,
+  releaseSlider,
   realMissing,
   ARTIFACTS,
   MODEL_FILE,
@@ -140,6 +141,27 @@ describe("reliability with the real engine", { skip: realMissing || false }, () 
     assert.ok(last.jsHeapBytes - warm.jsHeapBytes < 250e3, `JS heap ${warm.jsHeapBytes} → ${last.jsHeapBytes} bytes`);
     // Not a speed test (the benchmarks are): a leak that slows each run down would halve this.
     assert.ok(late > 0.6 * early, `decode ${early.toFixed(1)} → ${late.toFixed(1)} tok/s`);
+    assert.deepEqual(b.problems, []);
+  });
+
+  test("a stopped run can be re-steered: the steered pane is rewritten as a run at the new α would be", { timeout: T }, async () => {
+    const { page } = b;
+    await page.goto(`${srv.url}?debug=1`);
+    await waitReady(page, 300000);
+    await page.check('input[name="alpha-applies"][value="resteer"]');
+    const max = Number(await page.getAttribute("#alpha", "max"));
+    const opts = { prompt: "My neighbour knocked on the door this morning and", maxTokens: 24, seed: 5 };
+    const atMax = await run(page, { ...opts, alpha: max }, { timeout: 120000 });
+    await stopAfter(page, 4);
+    const stopped = await run(page, { ...opts, alpha: 0 }, { timeout: 120000 });
+    assert.ok(ids(stopped.steered).length < 24, "the run was stopped");
+    await releaseSlider(page, max);
+    await page.waitForFunction(() => /Re-steered \d+ steps/.test(document.querySelector("#status").textContent), null, { timeout: 60000 });
+    await page.waitForSelector('body[data-run="done"]', { timeout: 60000 });
+    const re = await collect(page);
+    assert.ok(ids(re.steered).length >= 4, `the re-steered pane shows its tokens (${ids(re.steered).length})`);
+    assert.deepEqual(ids(re.steered), ids(atMax.steered).slice(0, ids(re.steered).length));
+    assert.deepEqual(ids(re.raw), ids(stopped.raw), "the raw pane is kept");
     assert.deepEqual(b.problems, []);
   });
 

@@ -1,7 +1,6 @@
 //! What several commands share: the model options and loading, prompt files, and the steering scope.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -67,30 +66,4 @@ pub fn read_prompts(path: &Path) -> Result<Vec<Prompt>> {
         eprintln!("skipped {s}");
     }
     Ok(prompts)
-}
-
-/// `--scope`: which positions are steered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// Every position, the prompt's too.
-    All,
-    /// Only the positions producing new tokens (the prompt's KV cache stays raw).
-    Generated,
-}
-
-impl Scope {
-    pub fn generated_only(self) -> bool {
-        self == Scope::Generated
-    }
-}
-
-impl FromStr for Scope {
-    type Err = anyhow::Error;
-    fn from_str(scope: &str) -> Result<Self> {
-        match scope {
-            "all" => Ok(Scope::All),
-            "generated" => Ok(Scope::Generated),
-            other => anyhow::bail!("--scope must be `all` or `generated`, not `{other}`"),
-        }
-    }
 }

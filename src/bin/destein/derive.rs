@@ -7,10 +7,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use destein::model::Site;
-use destein::steering::FusionMode;
+use destein::steering::{FusionMode, Scope};
 use destein::vectors::{self, DeriveOptions};
 
-use crate::common::{load_model, Common, Scope};
+use crate::common::{load_model, Common};
 
 #[derive(Args)]
 pub struct DeriveArgs {

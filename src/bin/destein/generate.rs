@@ -9,10 +9,10 @@ use clap::Args;
 
 use destein::generation::{check_prompt_chars, prompt_ids, Generation, PromptMode, SamplingParams};
 use destein::model::Model;
-use destein::steering::{validate_alpha, FusionMode, RowSteering, MAX_VECTORS};
+use destein::steering::{validate_alpha, FusionMode, RowSteering, Scope, MAX_VECTORS};
 use destein::vectors::{check_compatible, DetoxVectors};
 
-use crate::common::{load_model, Common, Scope};
+use crate::common::{load_model, Common};
 
 #[derive(Args)]
 pub struct GenerateArgs {
