@@ -4,11 +4,14 @@
 //   batch          one worker, the raw and the steered row as a batch of two, single-threaded build
 //   batch-threads  the same in the threaded build with --threads threads (the page cross-origin isolated)
 //   pair           two workers, a row each, single-threaded build (two copies of the model)
-// and one pane alone (the steered row) single-threaded and threaded. Per layout: each pane's decoding speed while
+// and one pane alone (the steered row) single-threaded and threaded. The single-threaded layouts run the relaxed-SIMD
+// build (pkg/relaxed/, as the demo does where the browser has relaxed SIMD; the threaded build has it too); the
+// "-simd128" layouts run the same in the simd128 build (pkg/, ?simd=baseline), side by side. Per layout: each pane's decoding speed while
 // both stream, the prompt's prefill time (44-token prompt), time to first token, and wasm memory. It also runs the
 // kernels' exactness check in the threaded worker (scalar = simd128 = threaded, bit for bit) and fails if it differs.
 // Then the page itself (index.html?debug=1, warm cache: a reload reads the model from Cache Storage), driven through
-// its controls, in the three layouts (?workers=1&threads=1, ?workers=1&threads=2, ?workers=2): navigation → ready,
+// its controls, in the layouts (?workers=1&threads=1, ?workers=1&threads=2, ?workers=2, and the first and last with
+// &simd=baseline): navigation → ready,
 // Start → first token, prefill, and each pane's speed while both stream (with rendering and the tox-block judge).
 //
 //   node scripts/bench-threads.mjs [--rounds 5] [--tokens 64] [--threads 2] [--profile 0] [--out reports/threads-bench.json]
@@ -22,7 +25,7 @@ import path from "node:path";
 
 const opts = parseOptions(process.argv.slice(2), { rounds: 5, tokens: 64, threads: 2, profile: 0, out: "reports/threads-bench.json", seed: 42 }, import.meta.url);
 const log = (...a) => console.error("[bench]", ...a);
-const LAYOUTS = ["batch", "batch-threads", "pair", "steered", "steered-threads"];
+const LAYOUTS = ["batch", "batch-threads", "pair", "steered", "steered-threads", "batch-simd128", "pair-simd128", "steered-simd128"];
 
 const session = await openSession("threads");
 const { srv, page, problems, ours, userDataDir } = session;
@@ -33,6 +36,7 @@ const env = {
   chromium: session.chromium,
   loadavgBefore: os.loadavg(),
   wasmSha256: sha256File(path.join(ROOT, "pkg/destein_bg.wasm")),
+  relaxedWasmSha256: sha256File(path.join(ROOT, "pkg/relaxed/destein_bg.wasm")),
   threadedWasmSha256: sha256File(path.join(ROOT, "pkg/threads/destein_bg.wasm")),
 };
 const rounds = [];
@@ -40,8 +44,11 @@ const pageRounds = [];
 const profiles = [];
 let setup, check;
 // The page's layouts: URL parameters, and what the page must report running.
-const PAGE_LAYOUTS = ["batch", "batch-threads", "pair"];
-const PAGE_URL = { batch: "workers=1&threads=1", "batch-threads": `workers=1&threads=${opts.threads}`, pair: "workers=2" };
+const PAGE_LAYOUTS = ["batch", "batch-threads", "pair", "batch-simd128", "pair-simd128"];
+const PAGE_URL = {
+  batch: "workers=1&threads=1", "batch-threads": `workers=1&threads=${opts.threads}`, pair: "workers=2",
+  "batch-simd128": "workers=1&threads=1&simd=baseline", "pair-simd128": "workers=2&simd=baseline",
+};
 
 /** One warm-cache page load and run in `layout`, through the page's own controls. */
 async function pageRound(page, base, layout, ours) {
@@ -51,10 +58,12 @@ async function pageRound(page, base, layout, ours) {
   await page.waitForSelector("body[data-judge=ready]", { state: "attached", timeout: 60000 });
   const facts = await page.evaluate(() => ({
     layout: document.body.dataset.layout, threads: Number(document.body.dataset.threads), source: document.body.dataset.modelSource,
+    simd: document.body.dataset.simd,
     readyMs: performance.getEntriesByName("destein:ready")[0]?.startTime,
   }));
   const wantThreads = layout === "batch-threads" ? opts.threads : 1;
-  if (facts.layout !== (layout === "pair" ? "pair" : "batch") || facts.threads !== wantThreads) throw new Error(`asked for ${layout}, the page runs ${JSON.stringify(facts)}`);
+  const wantSimd = layout.endsWith("simd128") ? "simd128" : "relaxed-simd";
+  if (facts.layout !== layout.split("-")[0] || facts.threads !== wantThreads || facts.simd !== wantSimd) throw new Error(`asked for ${layout}, the page runs ${JSON.stringify(facts)}`);
   if (facts.source !== "from cache") throw new Error(`warm load came ${facts.source}`);
   await page.fill("#prompt", PROMPT);
   await page.check('input[name="format"][value="continuation"]');
@@ -79,9 +88,11 @@ try {
   await page.goto(`${srv.url}www/bench/index.html`);
   await page.waitForSelector("body[data-ready]");
   env.crossOriginIsolated = await page.evaluate(() => globalThis.crossOriginIsolated);
-  setup = await page.evaluate((t) => globalThis.bench.setup({ threads: t }), opts.threads);
-  log(`setup: threads per worker ${setup.threads.join(" / ")}${setup.threadsNote ? ` (${setup.threadsNote})` : ""}`);
+  setup = await page.evaluate((t) => globalThis.bench.setup({ threads: t, baseline: true }), opts.threads);
+  log(`setup: threads per worker ${setup.threads.join(" / ")}${setup.threadsNote ? ` (${setup.threadsNote})` : ""}, SIMD ${setup.simd.join(" / ")}`);
   if (setup.threads[2] !== opts.threads) throw new Error(`the threaded worker runs ${setup.threads[2]} threads: ${setup.threadsNote}`);
+  const wantSimd = ["relaxed-simd", "relaxed-simd", "relaxed-simd", "simd128", "simd128"];
+  if (JSON.stringify(setup.simd) !== JSON.stringify(wantSimd)) throw new Error(`the workers run ${setup.simd.join(" / ")}, not ${wantSimd.join(" / ")}`);
   check = await page.evaluate(() => globalThis.bench.kernelCheck(2, 7));
   log(`kernel check in the threaded worker: ${check.cases} cases, ${check.mismatches} mismatches, ${check.threads} threads, ${check.isas.join("/")}`);
   if (check.mismatches) throw new Error(`threaded kernels differ from scalar in ${check.mismatches} cases`);
@@ -155,6 +166,10 @@ const ratios = {
   "pair / batch": ratio("pair", "batch"),
   "steered-threads / steered": ratio("steered-threads", "steered", 0),
   "batch step / single step (1 thread)": ratio("steered", "batch", 0),
+  "batch-simd128 step / single step (1 thread)": ratio("steered-simd128", "batch-simd128", 0),
+  "relaxed / simd128, one pane": ratio("steered", "steered-simd128", 0),
+  "relaxed / simd128, batch": ratio("batch", "batch-simd128"),
+  "relaxed / simd128, pair": ratio("pair", "pair-simd128"),
 };
 const P = {};
 for (const layout of PAGE_LAYOUTS) {
@@ -176,7 +191,7 @@ for (const layout of ["steered", "steered-threads"]) {
   const names = [...new Set(ps.flatMap((p) => p.phases.map(([k]) => k)))];
   if (ps.length) profile[layout] = Object.fromEntries(names.map((k) => [k, median(ps.map((p) => (p.phases.find(([n]) => n === k)?.[1] ?? 0) / p.steps))]));
 }
-const out = { env, opts, profile, profiles, page: P, pageRounds, setup: { threads: setup.threads, threadsNote: setup.threadsNote, loadMs: setup.loadMs }, kernelCheck: check, summary: S, ratios, rounds };
+const out = { env, opts, profile, profiles, page: P, pageRounds, setup: { names: setup.names, threads: setup.threads, threadsNote: setup.threadsNote, simd: setup.simd, loadMs: setup.loadMs }, kernelCheck: check, summary: S, ratios, rounds };
 const outPath = path.resolve(ROOT, opts.out);
 fs.mkdirSync(path.dirname(outPath), { recursive: true });
 fs.writeFileSync(outPath, JSON.stringify(out, null, 1) + "\n");

@@ -209,7 +209,7 @@ async function main() {
     `Chromium ${String(env.chromium).replace(/^.*Chrome\/(\S+).*$/, "$1")}, headless, ${env.cpus} CPU cores ` +
       `(${env.cpuModel}); SmolLM2-135M-Instruct Q4_1 (the same ${(su.modelBytes / 1e6).toFixed(1)} MB GGUF from the local ` +
       `server), a plain-continuation prompt of ${o.promptTokens.join("/")} tokens (ours) / ${w.promptTokens.join("/")} ` +
-      `tokens (wllama), ${opts.tokens} new tokens, greedy. Ours: ${su.ours.threads > 1 ? `pkg/threads/ (wasm32, simd128, atomics), ${su.ours.threads} threads` : "pkg/ (wasm32, simd128)"}, weights as stored ` +
+      `tokens (wllama), ${opts.tokens} new tokens, greedy. Ours: ${su.ours.threads > 1 ? `pkg/threads/ (wasm32, simd128, relaxed SIMD, atomics), ${su.ours.threads} threads` : su.ours.simd === "relaxed-simd" ? "pkg/relaxed/ (wasm32, simd128, relaxed SIMD)" : "pkg/ (wasm32, simd128)"}, weights as stored ` +
       `(${su.ours.loadDtype}), one Web Worker${su.ours.threads > 1 ? " plus its helper threads" : ""}, one row. wllama ${env.wllama} (llama.cpp ${su.wllama.libllamaVersion}, ` +
       `wasm64 + JSPI), n_threads ${su.wllama.threads}, CPU only, in its own Web Worker; the page is ` +
       `${su.crossOriginIsolated ? "" : "not "}cross-origin isolated, and wllama runs ${su.wllama.multithread ? "multi" : "single"}-threaded. ` +

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Build the browser engine: the crate for wasm32 (simd128, see .cargo/config.toml), then wasm-bindgen's
-# JS glue into pkg/ (--target web: plain ES modules, no bundler); then the threaded build into pkg/threads/
+# JS glue into pkg/ (--target web: plain ES modules, no bundler); the same with relaxed SIMD into pkg/relaxed/ (a
+# faster Q4_1 kernel, the same results); then the threaded build, also with relaxed SIMD, into pkg/threads/
 # (shared memory and atomics: std itself must be rebuilt with them, which takes the pinned nightly toolchain's
-# build-std). The page uses the threaded build only when it is cross-origin isolated; the single-threaded one always
-# works. Idempotent: cargo rebuilds only what changed. DESTEIN_NO_THREADS=1 skips the threaded build.
+# build-std). The worker uses the threaded build only when the page is cross-origin isolated, pkg/relaxed/ when the
+# browser has relaxed SIMD; pkg/ always works. Idempotent: cargo rebuilds only what changed. DESTEIN_NO_THREADS=1
+# skips the threaded build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,12 @@ fi
 cargo build --release --lib --target wasm32-unknown-unknown
 wasm-bindgen --target web --out-dir pkg --no-typescript "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/destein.wasm"
 ls -l pkg/destein_bg.wasm | awk '{printf "pkg/destein_bg.wasm: %.1f MB\n", $5/1e6}'
+# Its own target dir, so that the two feature sets do not rebuild each other.
+RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \
+  cargo build --release --lib --target wasm32-unknown-unknown --target-dir "${CARGO_TARGET_DIR:-target}/relaxed"
+wasm-bindgen --target web --out-dir pkg/relaxed --no-typescript \
+  "${CARGO_TARGET_DIR:-target}/relaxed/wasm32-unknown-unknown/release/destein.wasm"
+ls -l pkg/relaxed/destein_bg.wasm | awk '{printf "pkg/relaxed/destein_bg.wasm: %.1f MB\n", $5/1e6}'
 
 [ "${DESTEIN_NO_THREADS:-}" = 1 ] && exit 0
 # The nightly this was built and measured with (the one these machines ship); another one is installed beside it.
@@ -36,7 +44,7 @@ rustup component list --toolchain "$toolchain" --installed | grep -qx rust-src |
 rustup target list --toolchain "$toolchain" --installed | grep -qx wasm32-unknown-unknown ||
   rustup target add wasm32-unknown-unknown --toolchain "$toolchain"
 # Shared, imported memory (up to 2 GiB) and the thread-local storage exports wasm-bindgen needs to start threads.
-threads_flags="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128"
+threads_flags="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128,+relaxed-simd"
 for a in --shared-memory --max-memory=2147483648 --import-memory --export=__wasm_init_tls --export=__tls_size \
   --export=__tls_align --export=__tls_base; do
   threads_flags="$threads_flags -C link-arg=$a"

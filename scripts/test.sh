@@ -9,11 +9,13 @@ npx tsc --noEmit -p tsconfig.json && npx tsc --noEmit -p tsconfig.worker.json
 # Our dependencies' licences (compatible with Apache-2.0), bans and sources (crates.io only): deny.toml.
 cargo deny check licenses bans sources
 # Style: rustfmt.toml's format, and no clippy warning natively (every target) or in the wasm32 library (its
-# simd128 flag comes from .cargo/config.toml, as for scripts/build-wasm.sh). --release: clippy then shares the
-# dependencies' build scripts with `cargo test --release`.
+# simd128 flag comes from .cargo/config.toml, as for scripts/build-wasm.sh; then with relaxed SIMD too, in the
+# relaxed build's target dir). --release: clippy then shares the dependencies' build scripts with `cargo test --release`.
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo clippy --release --lib --target wasm32-unknown-unknown -- -D warnings
+RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" cargo clippy --release --lib --target wasm32-unknown-unknown \
+  --target-dir "${CARGO_TARGET_DIR:-target}/relaxed" -- -D warnings
 cargo test --release
 tests/wasm_kernels.sh
 python3 scripts/check-concepts.py

@@ -359,9 +359,10 @@ impl QuantizedMatrix {
         if let Some(m) = m {
             self.scales[so + GROUP + k] = m;
         }
-        let bytes = chunks_as_bytes_mut(&mut self.quants);
-        for (j, &q) in qs.iter().enumerate() {
-            bytes[qo + quant_offset(k, j)] = q;
+        let bytes = &mut chunks_as_bytes_mut(&mut self.quants)[qo..qo + GROUP * qs.len()];
+        // Four bytes at a time: `quant_offset(k, 4c + i) = 32c + 4k + i`.
+        for (c, q4) in qs.chunks_exact(4).enumerate() {
+            bytes[32 * c + 4 * k..32 * c + 4 * k + 4].copy_from_slice(q4);
         }
     }
 
@@ -671,7 +672,8 @@ struct Activations {
     /// `rows × nb` block sums `sx = dx · Σ qx`.
     s: Vec<f32>,
     /// Scalar and AVX2: the `i8` quants, 32 per block. simd128: per block, eight `i16x8`
-    /// vectors, vector `t` = quants `4t..4t+4` widened to `i16` and repeated twice.
+    /// vectors, vector `t` = quants `4t..4t+4` widened to `i16` and repeated twice; with relaxed
+    /// SIMD, then eight `i8x16` vectors, vector `t` = quants `4t..4t+4` four times.
     q: Vec<Chunk>,
 }
 
@@ -708,6 +710,8 @@ impl Activations {
 /// Bytes per quantized activation block in `isa`'s layout.
 const fn act_block_bytes(isa: Isa) -> usize {
     match isa {
+        // The relaxed-SIMD build adds the quants as bytes, vector `t` holding inputs `4t..4t+4` four times.
+        Isa::Simd128 if cfg!(target_feature = "relaxed-simd") => 256,
         Isa::Simd128 => 128,
         Isa::Scalar | Isa::Avx2 => 32,
     }
@@ -721,6 +725,11 @@ fn write_act_block(isa: Isa, q: &[i8; BLOCK_SIZE], dst: &mut [u8]) {
             let v = (v as i16).to_le_bytes();
             dst[at..at + 2].copy_from_slice(&v);
             dst[at + 8..at + 10].copy_from_slice(&v);
+            if dst.len() == 256 {
+                for k in 0..4 {
+                    dst[128 + 16 * (j / 4) + 4 * k + j % 4] = v[0];
+                }
+            }
         }
     } else {
         for (d, &v) in dst.iter_mut().zip(q) {
@@ -1141,6 +1150,7 @@ mod simd128 {
     use core::arch::wasm32::*;
 
     const ROW_TILE: usize = 4;
+    const ACT_BYTES: usize = act_block_bytes(Isa::Simd128);
 
     pub(super) fn run(m: &QuantizedMatrix, act: &Activations, groups: Range<usize>, sink: &mut Sink) {
         let nb = m.nb;
@@ -1148,14 +1158,14 @@ mod simd128 {
         let qpb = GROUP * m.format.quant_bytes();
         let wq = chunks_as_bytes(&m.quants);
         let xq = chunks_as_bytes(&act.q);
-        assert_eq!(xq.len(), act.rows * nb * 128);
+        assert_eq!(xq.len(), act.rows * nb * ACT_BYTES);
         for g in groups {
             let gq = &wq[g * nb * qpb..(g + 1) * nb * qpb];
             let gs = &m.scales[g * nb * spb..(g + 1) * nb * spb];
             let mut r = 0;
             while r < act.rows {
                 let n = (act.rows - r).min(ROW_TILE);
-                let x = &xq[r * nb * 128..(r + n) * nb * 128];
+                let x = &xq[r * nb * ACT_BYTES..(r + n) * nb * ACT_BYTES];
                 let dx = &act.d[r * nb..(r + n) * nb];
                 let sx = &act.s[r * nb..(r + n) * nb];
                 let mut acc = [[0.0f32; GROUP]; ROW_TILE];
@@ -1182,11 +1192,11 @@ mod simd128 {
 
     /// [`Activations`] quantization, op-for-op the same as [`quantize_block`].
     pub(super) fn quantize(x: &[f32], q: &mut [u8], d: &mut [f32], s: &mut [f32]) {
-        assert!(q.len() >= x.len() * 4 && d.len() * BLOCK_SIZE == x.len() && s.len() == d.len());
+        assert!(q.len() >= x.len() / BLOCK_SIZE * ACT_BYTES && d.len() * BLOCK_SIZE == x.len() && s.len() == d.len());
         let magic = f32x4_splat(ROUND_MAGIC);
         let (lo, hi) = (i32x4_splat(-127), i32x4_splat(127));
         for (i, xb) in x.chunks_exact(BLOCK_SIZE).enumerate() {
-            let dst = &mut q[i * 128..(i + 1) * 128];
+            let dst = &mut q[i * ACT_BYTES..(i + 1) * ACT_BYTES];
             let mut v = [f32x4_splat(0.0); 8];
             let mut m = f32x4_splat(0.0);
             let mut nan = f32x4_splat(0.0);
@@ -1222,9 +1232,15 @@ mod simd128 {
                 let r = f32x4_sub(f32x4_add(f32x4_mul(v, id), magic), magic);
                 let qi = i32x4_min(i32x4_max(i32x4_trunc_sat_f32x4(r), lo), hi);
                 sum = i32x4_add(sum, qi);
-                // Vector t of the layout: inputs 4t..4t+4 as i16, twice.
+                // Vector t of the layout: inputs 4t..4t+4 as i16, twice (with relaxed SIMD, then as bytes, four times).
+                let q16 = i16x8_narrow_i32x4(qi, qi);
                 // SAFETY: `dst` holds 8 × 16 bytes.
-                unsafe { v128_store(dst.as_mut_ptr().add(16 * t) as *mut v128, i16x8_narrow_i32x4(qi, qi)) };
+                unsafe { v128_store(dst.as_mut_ptr().add(16 * t) as *mut v128, q16) };
+                #[cfg(target_feature = "relaxed-simd")]
+                // SAFETY: this build's blocks hold 8 × 16 more bytes.
+                unsafe {
+                    v128_store(dst.as_mut_ptr().add(128 + 16 * t) as *mut v128, i8x16_narrow_i16x8(q16, q16))
+                };
             }
             let total = i32x4_extract_lane::<0>(sum)
                 + i32x4_extract_lane::<1>(sum)
@@ -1260,6 +1276,8 @@ mod simd128 {
     // are loaded once and serve both halves of the group: 7% faster for two rows and 5–10% for
     // prompt tiles (tests/wasm_kernels.sh --bench under Node); the same swap made `q8_0` slower.
 
+    /// The Q4_1 kernel: per block, the integer sums of each row (`block_sums`), then the scalar path's float update
+    /// `acc += (dw · dx) · isum + mw · sx`.
     unsafe fn q4_1<const R: usize>(
         wq: &[u8],
         ws: &[u16],
@@ -1269,42 +1287,84 @@ mod simd128 {
         sx: &[f32],
         out: &mut [[f32; GROUP]; ROW_TILE],
     ) {
-        let nib = u8x16_splat(0x0F);
         let mut acc = [[f32x4_splat(0.0); 2]; R];
         for b in 0..nb {
             let d = f16x8_to_f32(ws.as_ptr().add(b * 16));
             let m = f16x8_to_f32(ws.as_ptr().add(b * 16 + 8));
-            let q = wq.as_ptr().add(b * 128) as *const v128;
-            let mut ia = [[[i32x4_splat(0); 2]; 2]; R];
-            for t in 0..4 {
-                let mut xs = [[i32x4_splat(0); 2]; R];
-                for (r, xs) in xs.iter_mut().enumerate() {
-                    let xr = x.as_ptr().add((r * nb + b) * 128) as *const v128;
-                    *xs = [v128_load(xr.add(t)), v128_load(xr.add(t + 4))];
-                }
-                for h in 0..2 {
-                    let v = v128_load(q.add(2 * t + h));
-                    // (`u16x8_shr` + mask: x86 has no byte shift, so this is cheaper than `u8x16_shr`.)
-                    let (lo, hi) = (v128_and(v, nib), v128_and(u16x8_shr(v, 4), nib));
-                    let (l0, l1) = (u16x8_extend_low_u8x16(lo), u16x8_extend_high_u8x16(lo));
-                    let (h0, h1) = (u16x8_extend_low_u8x16(hi), u16x8_extend_high_u8x16(hi));
-                    for (ia, [xl, xh]) in ia.iter_mut().zip(xs) {
-                        let ia = &mut ia[h];
-                        ia[0] = i32x4_add(ia[0], i32x4_add(i32x4_dot_i16x8(l0, xl), i32x4_dot_i16x8(h0, xh)));
-                        ia[1] = i32x4_add(ia[1], i32x4_add(i32x4_dot_i16x8(l1, xl), i32x4_dot_i16x8(h1, xh)));
-                    }
-                }
-            }
-            for (r, (acc, ia)) in acc.iter_mut().zip(ia).enumerate() {
+            let isums = q4_1_block_sums::<R>(wq.as_ptr().add(b * 128) as *const v128, x, nb, b);
+            for (r, (acc, isum)) in acc.iter_mut().zip(isums).enumerate() {
                 let dxv = f32x4_splat(dx[r * nb + b]);
                 let sxv = f32x4_splat(sx[r * nb + b]);
                 for h in 0..2 {
-                    let isum = finish(ia[h][0], ia[h][1]);
-                    let t = f32x4_add(f32x4_mul(f32x4_mul(d[h], dxv), isum), f32x4_mul(m[h], sxv));
+                    let t = f32x4_add(f32x4_mul(f32x4_mul(d[h], dxv), isum[h]), f32x4_mul(m[h], sxv));
                     acc[h] = f32x4_add(acc[h], t);
                 }
             }
         }
+        store_rows(out, &acc);
+    }
+
+    /// Block `b`'s integer sums for each of the `R` rows, as floats: `[rows 0..4, rows 4..8]` of the group. The
+    /// relaxed-SIMD build's: `i16x8_relaxed_dot_i8x16_i7x16` multiplies 16 signed activation bytes by 16 weight
+    /// nibbles and adds neighbouring pairs (x86: one `pmaddubsw`). It is only "relaxed" when the second operand has
+    /// its high bit set; nibbles (0..15) never do, so every sum is exact. A lane gathers 16 products of at most
+    /// 15 · 127 in a block, 30,480 < 2¹⁵, so the sums stay in `i16` until the block ends: the result is the same bits
+    /// as the other paths.
+    #[cfg(target_feature = "relaxed-simd")]
+    #[inline(always)]
+    unsafe fn q4_1_block_sums<const R: usize>(q: *const v128, x: &[u8], nb: usize, b: usize) -> [[v128; 2]; R] {
+        let nib = u8x16_splat(0x0F);
+        let mut sums = [[i16x8_splat(0); 2]; R];
+        for t in 0..4 {
+            // Inputs 4t..4t+4 (low nibbles) and 4t+16..4t+20 (high) as bytes, four times over.
+            let mut xs = [[i16x8_splat(0); 2]; R];
+            for (r, xs) in xs.iter_mut().enumerate() {
+                let xr = x.as_ptr().add((r * nb + b) * ACT_BYTES + 128) as *const v128;
+                *xs = [v128_load(xr.add(t)), v128_load(xr.add(t + 4))];
+            }
+            for h in 0..2 {
+                let v = v128_load(q.add(2 * t + h));
+                let (lo, hi) = (v128_and(v, nib), v128_and(u16x8_shr(v, 4), nib));
+                for (s, [xl, xh]) in sums.iter_mut().zip(xs) {
+                    let p = i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(xl, lo), i16x8_relaxed_dot_i8x16_i7x16(xh, hi));
+                    s[h] = i16x8_add(s[h], p);
+                }
+            }
+        }
+        sums.map(|s| s.map(|s| f32x4_convert_i32x4(i32x4_extadd_pairwise_i16x8(s))))
+    }
+
+    /// Block `b`'s integer sums for each of the `R` rows (simd128: nibbles widened to `i16`, `i32x4_dot_i16x8`).
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    #[inline(always)]
+    unsafe fn q4_1_block_sums<const R: usize>(q: *const v128, x: &[u8], nb: usize, b: usize) -> [[v128; 2]; R] {
+        let nib = u8x16_splat(0x0F);
+        let mut ia = [[[i32x4_splat(0); 2]; 2]; R];
+        for t in 0..4 {
+            let mut xs = [[i32x4_splat(0); 2]; R];
+            for (r, xs) in xs.iter_mut().enumerate() {
+                let xr = x.as_ptr().add((r * nb + b) * ACT_BYTES) as *const v128;
+                *xs = [v128_load(xr.add(t)), v128_load(xr.add(t + 4))];
+            }
+            for h in 0..2 {
+                let v = v128_load(q.add(2 * t + h));
+                // (`u16x8_shr` + mask: x86 has no byte shift, so this is cheaper than `u8x16_shr`.)
+                let (lo, hi) = (v128_and(v, nib), v128_and(u16x8_shr(v, 4), nib));
+                let (l0, l1) = (u16x8_extend_low_u8x16(lo), u16x8_extend_high_u8x16(lo));
+                let (h0, h1) = (u16x8_extend_low_u8x16(hi), u16x8_extend_high_u8x16(hi));
+                for (ia, [xl, xh]) in ia.iter_mut().zip(xs) {
+                    let ia = &mut ia[h];
+                    ia[0] = i32x4_add(ia[0], i32x4_add(i32x4_dot_i16x8(l0, xl), i32x4_dot_i16x8(h0, xh)));
+                    ia[1] = i32x4_add(ia[1], i32x4_add(i32x4_dot_i16x8(l1, xl), i32x4_dot_i16x8(h1, xh)));
+                }
+            }
+        }
+        ia.map(|[a, b]| [finish(a[0], a[1]), finish(b[0], b[1])])
+    }
+
+    /// The `R` rows' accumulators (`[rows 0..4, rows 4..8]` each) into `out`.
+    #[inline(always)]
+    unsafe fn store_rows<const R: usize>(out: &mut [[f32; GROUP]; ROW_TILE], acc: &[[v128; 2]; R]) {
         for (o, a) in out.iter_mut().zip(acc) {
             v128_store(o.as_mut_ptr() as *mut v128, a[0]);
             v128_store(o.as_mut_ptr().add(4) as *mut v128, a[1]);
@@ -1329,7 +1389,7 @@ mod simd128 {
                     let v = v128_load(q.add(2 * t + h));
                     let (w0, w1) = (i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v));
                     for (r, ia) in ia.iter_mut().enumerate() {
-                        let xt = v128_load((x.as_ptr().add((r * nb + b) * 128) as *const v128).add(t));
+                        let xt = v128_load((x.as_ptr().add((r * nb + b) * ACT_BYTES) as *const v128).add(t));
                         ia[0] = i32x4_add(ia[0], i32x4_dot_i16x8(w0, xt));
                         ia[1] = i32x4_add(ia[1], i32x4_dot_i16x8(w1, xt));
                     }
@@ -1341,10 +1401,7 @@ mod simd128 {
                 }
             }
         }
-        for (o, a) in out.iter_mut().zip(acc) {
-            v128_store(o.as_mut_ptr() as *mut v128, a[0]);
-            v128_store(o.as_mut_ptr().add(4) as *mut v128, a[1]);
-        }
+        store_rows(out, &acc);
     }
 }
 

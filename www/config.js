@@ -20,14 +20,14 @@ export const MODES = ["rotate", "headwise", "headwise-reference", "add"];
 // The panes run in one of two layouts (scripts/bench-browser.mjs and scripts/bench-threads.mjs measure them; see README
 // "Browser performance"):
 //   pair:  two workers, one Engine each: worker 0 decodes the raw row, worker 1 the steered row, in parallel, with
-//          a core each. It costs a second engine (about 138 MB of wasm memory) and a little more loading.
+//          a core each. It costs a second engine (about 120 MB of wasm memory) and a little more loading.
 //   batch: one worker decodes both rows as a batch of two: half the memory. When the page is cross-origin isolated
 //          (SharedArrayBuffer), its engine is the threaded build and splits each matrix product over THREADS threads
-//          (one per core, up to 4): 1.38× the single-threaded batch speed per pane on two cores.
+//          (one per core, up to 4): 1.45× the single-threaded batch speed per pane on two cores.
 // Default: pair on two or more cores with 4 GB or more, else batch (threaded when isolated). On two cores the
-// threaded batch measured the same as pair with the workers alone (1.02×) and a little slower in the page (36.9 vs
-// 38.4–41.9 tok/s per pane, reports/threads-bench.json), so pair stays the default there; more cores (pair with threads
-// in each worker) could not be measured on the project's machines. ?workers=1 forces batch, ?workers=2 pair;
+// threaded batch measured 0.91× pair with the workers alone and level with it in the page (42.1 vs 40.2–43.9 tok/s
+// per pane, reports/threads-bench.json), so pair stays the default there; more cores (pair with threads in each
+// worker) could not be measured on the project's machines. ?workers=1 forces batch, ?workers=2 pair;
 // ?threads=N sets the batch engine's threads (1: the single-threaded build).
 const CORES = navigator.hardwareConcurrency || 1;
 export const ISOLATED = globalThis.crossOriginIsolated === true;
@@ -46,6 +46,12 @@ export const THREADS = (() => {
   if (Number.isInteger(t) && t >= 1) return Math.min(t, 16);
   return ISOLATED ? Math.min(CORES, 4) : 1;
 })();
+/**
+ * Which engine build's SIMD the workers may use: "relaxed" (default) loads the relaxed-SIMD build (pkg/relaxed/, and
+ * the threaded build, which also has it) when the browser validates relaxed SIMD; "baseline" keeps to simd128 (pkg/).
+ * @type {"relaxed"|"baseline"}
+ */
+export const SIMD = params.get("simd") === "baseline" ? "baseline" : "relaxed";
 /**
  * What each worker decodes (Engine.start's `rows`), and which panes its step rows fill.
  * @type {{rows: "both"|"raw"|"steered", panes: number[]}[]}

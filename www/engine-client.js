@@ -2,7 +2,7 @@
 // The page's side of its engine workers (www/worker.js; the messages are in www/protocol.js): it starts them, sends
 // them requests and matches the replies, and tells the page (through the hooks it was given) what they report on
 // their own, and when one dies.
-import { PARTS, THREADS } from "./config.js";
+import { PARTS, SIMD, THREADS } from "./config.js";
 import { MESSAGE, REQUEST } from "./protocol.js";
 import { serviceWorkerUrl } from "./isolation.js";
 
@@ -43,7 +43,7 @@ export const trustedScriptURL = (/** @type {string} */ url) => (ttPolicy ? ttPol
  * @property {(msg: import("./protocol.js").JudgeErrorEvent) => void} onJudgeError
  */
 
-/** @typedef {Worker & {hello: boolean|null, threads?: number, threadsNote?: string|null}} EngineWorker */
+/** @typedef {Worker & {hello: boolean|null, threads?: number, threadsNote?: string|null, simd?: string}} EngineWorker */
 
 /** @type {EngineHooks|null} */
 let hooks = null;
@@ -72,6 +72,8 @@ export const engineGeneration = () => generation;
 /** The threads of the first engine's matrix products, or null before it said hello. */
 export const engineThreads = () => workers[0]?.threads ?? null;
 export const engineThreadsNote = () => workers[0]?.threadsNote ?? null;
+/** The SIMD of the engines' build ("relaxed-simd" or "simd128"; the workers all load the same one). */
+export const engineSimd = () => workers[0]?.simd ?? "simd128";
 /** Whether every engine said hello with its module loaded. */
 export const enginesStarted = () => workers.length > 0 && workers.every((w) => w.hello === true);
 /** @returns {{ok: boolean|null, error: string|null}} */
@@ -79,7 +81,10 @@ export const engineStatus = () => ({ ok: engineOk, error: engineError });
 
 /** Start one worker per part of the layout (config.js PARTS). */
 export function startEngines() {
-  const url = new URL(`./worker.js${THREADS > 1 ? `?threads=${THREADS}` : ""}`, import.meta.url).href;
+  const query = new URLSearchParams();
+  if (THREADS > 1) query.set("threads", String(THREADS));
+  if (SIMD === "baseline") query.set("simd", "baseline");
+  const url = new URL(`./worker.js${query.size ? `?${query}` : ""}`, import.meta.url).href;
   engineOk = null;
   generation++;
   workers = PARTS.map((part, i) => {
@@ -206,6 +211,7 @@ function onHello(w, msg) {
   w.hello = msg.ok;
   w.threads = msg.ok ? msg.threads ?? 1 : 1;
   w.threadsNote = msg.ok ? msg.threadsNote ?? null : null;
+  w.simd = msg.ok ? msg.simd ?? "simd128" : undefined;
   if (msg.ok && msg.limits) hooks.onLimits(msg.limits);
   hooks.onHello();
   if (!msg.ok) {

@@ -4,7 +4,7 @@
 // On failure, a model loaded before stays in use.
 import { ISOLATED, LAYOUT, THREADS, mark } from "./config.js";
 import { byId } from "./dom.js";
-import { call, engineCount, engineStatus, engineThreads, engineThreadsNote, enginesStarted } from "./engine-client.js";
+import { call, engineCount, engineSimd, engineStatus, engineThreads, engineThreadsNote, enginesStarted } from "./engine-client.js";
 import { stopRun } from "./generation.js";
 import { ModelLoadError, formatBytes, loadModelBytes, sha256Hex } from "./model-store.js";
 import { REQUEST } from "./protocol.js";
@@ -80,7 +80,7 @@ export function noteCspViolation(/** @type {string} */ blockedURI) {
   return modelUrls.has(blockedURI);
 }
 
-/** The "Engine" line of the model facts: the layout, and the threads of the engine's matrix products. */
+/** The "Engine" line of the model facts: the layout, the threads of the engine's matrix products, and its SIMD. */
 export function showEngineFacts() {
   if (!enginesStarted()) return;
   const threads = engineThreads();
@@ -90,9 +90,12 @@ export function showEngineFacts() {
         ? `${threads} threads (cross-origin isolated)`
         : `1 thread (${engineThreadsNote() || "the threaded engine is unavailable"})`
       : `1 thread${ISOLATED ? "" : " (not cross-origin isolated)"}`;
+  const simd = engineSimd();
   el.engineFacts.textContent =
-    LAYOUT === "pair" ? "two engines, one row each, 1 thread each" : `one engine, both rows as a batch · ${threadsText}`;
+    (LAYOUT === "pair" ? "two engines, one row each, 1 thread each" : `one engine, both rows as a batch · ${threadsText}`) +
+    ` · ${simd === "relaxed-simd" ? "relaxed SIMD" : "SIMD128"}`;
   document.body.dataset.threads = String(threads);
+  document.body.dataset.simd = simd;
 }
 
 /** Load a model into the engines, then its vectors; `quiet`: keep the alert as it is. */
@@ -300,6 +303,7 @@ function describeDownload(e) {
 function onDownloadProgress(e) {
   switch (e.phase) {
     case "cache-read":
+      mark("cache-read");
       showProgress({ label: "Cache", value: null, text: "Reading the cached model…" });
       setStatus("Reading the model from this browser's cache…");
       break;
@@ -321,6 +325,7 @@ function onDownloadProgress(e) {
       );
       break;
     case "verify":
+      mark("verify");
       hooks.loading("verifying");
       showProgress({ label: "Verify", value: null, text: `Checking the SHA-256 of ${formatBytes(e.total)}…` });
       break;

@@ -137,6 +137,7 @@ export const MESSAGE = Object.freeze({
  * @property {boolean} ok
  * @property {number} [threads]  what the engine's matrix products use (1 + helpers)
  * @property {string|null} [threadsNote]  why not more when ?threads=N asked for more (or null)
+ * @property {"relaxed-simd"|"simd128"} [simd]  the SIMD of the engine build that loaded
  * @property {Limits|null} [limits]
  * @property {EngineErrorInfo} [error]
  * @typedef {object} ResultMessage  ok: the request's `value`, else its `error`

@@ -21,9 +21,17 @@ function cancelDerivation(reason) {
 }
 
 // Threads the page asked for (?threads=N in this worker's URL). More than one needs the threaded build
-// (pkg/threads/, shared memory), which only a cross-origin isolated page may use; otherwise, or if it fails to
-// start, the single-threaded build (pkg/) runs, which always works.
-const THREADS_WANTED = Math.max(1, Math.min(16, Math.floor(Number(new URL(self.location.href).searchParams.get("threads"))) || 1));
+// (pkg/threads/, shared memory and relaxed SIMD), which only a cross-origin isolated page may use; otherwise, or if it
+// fails to start, a single-threaded build runs: pkg/relaxed/ (relaxed SIMD: a faster Q4_1 kernel, the same results)
+// when this browser validates relaxed SIMD and the worker's URL does not say ?simd=baseline, else pkg/ (simd128),
+// which always works.
+const WORKER_PARAMS = new URL(self.location.href).searchParams;
+const THREADS_WANTED = Math.max(1, Math.min(16, Math.floor(Number(WORKER_PARAMS.get("threads"))) || 1));
+// (module (func (result v128) (i8x16.relaxed_swizzle (i8x16.splat (i32.const 1)) (i8x16.splat (i32.const 2)))))
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11,
+]);
+const RELAXED_SIMD = WORKER_PARAMS.get("simd") !== "baseline" && WebAssembly.validate(RELAXED_SIMD_PROBE);
 let threadsNote = null; // why the threaded build is not in use, when threads were asked for
 
 // Trusted Types (enforced here when the server sends the page's CSP with this script): the only script URL this
@@ -89,7 +97,9 @@ const enginePromise = (async () => {
   try {
     if (THREADS_WANTED > 1) {
       if (!self.crossOriginIsolated) threadsNote = "the page is not cross-origin isolated";
-      else {
+      else if (!RELAXED_SIMD) {
+        threadsNote = WORKER_PARAMS.get("simd") === "baseline" ? "?simd=baseline: the threaded build uses relaxed SIMD" : "this browser has no relaxed SIMD, which the threaded build uses";
+      } else {
         try {
           ({ m: mod, exports: wasmExports } = await loadThreadedEngine(THREADS_WANTED));
         } catch (err) {
@@ -97,12 +107,22 @@ const enginePromise = (async () => {
         }
       }
     }
+    if (!mod && RELAXED_SIMD) {
+      try {
+        const m = await import("../pkg/relaxed/destein.js");
+        wasmExports = await m.default();
+        mod = m;
+      } catch {
+        /* not built or refused: the simd128 build below, which has the same results */
+      }
+    }
     if (!mod) {
       const m = await import("../pkg/destein.js");
       wasmExports = await m.default();
       mod = m;
     }
-    postMessage({ type: MESSAGE.hello, ok: true, threads: mod.engineThreads?.() ?? 1, threadsNote, limits: mod.limits?.() ?? null });
+    const simd = mod.simdBuild?.() ?? "simd128";
+    postMessage({ type: MESSAGE.hello, ok: true, threads: mod.engineThreads?.() ?? 1, threadsNote, simd, limits: mod.limits?.() ?? null });
   } catch (err) {
     const message = await engineLoadError(err);
     postMessage({ type: MESSAGE.hello, ok: false, error: { message, name: "EngineMissing", fatal: false } });

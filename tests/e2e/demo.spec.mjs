@@ -59,9 +59,12 @@ async function makeOverlay() {
   await fsp.mkdir(path.join(dir, "www/vectors"), { recursive: true });
   await fsp.copyFile(path.join(HERE, "mock-engine/destein.js"), path.join(dir, "pkg/destein.js"));
   // The page asks for threads when it is cross-origin isolated: the "threaded build" is the same stand-in, which says
-  // it is not threaded, so the worker falls back to pkg/destein.js (the real threaded engine is tested below).
-  await fsp.mkdir(path.join(dir, "pkg/threads"), { recursive: true });
-  await fsp.copyFile(path.join(HERE, "mock-engine/destein.js"), path.join(dir, "pkg/threads/destein.js"));
+  // it is not threaded, so the worker falls back to a single-threaded one; Chromium has relaxed SIMD, so that is
+  // pkg/relaxed/, the stand-in again (the real builds are tested below).
+  for (const sub of ["pkg/threads", "pkg/relaxed"]) {
+    await fsp.mkdir(path.join(dir, sub), { recursive: true });
+    await fsp.copyFile(path.join(HERE, "mock-engine/destein.js"), path.join(dir, sub, "destein.js"));
+  }
   await fsp.writeFile(path.join(dir, "pkg/destein_bg.wasm"), Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]));
   const body = crypto.createHash("sha512");
   const chunks = [Buffer.from("GGUF")];
@@ -736,7 +739,8 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
         await waitReady(page2, 120000);
         assert.equal(await page2.evaluate(() => crossOriginIsolated), true, "serve.mjs makes the page cross-origin isolated");
         await page2.waitForSelector(`body[data-threads="${threads}"]`, { state: "attached" });
-        assert.match(await page2.textContent("#engine-facts"), threads === "2" ? /batch · 2 threads \(cross-origin isolated\)/ : /batch · 1 thread$/);
+        assert.match(await page2.textContent("#engine-facts"), threads === "2" ? /batch · 2 threads \(cross-origin isolated\) · relaxed SIMD$/ : /batch · 1 thread · relaxed SIMD$/);
+        assert.equal(await page2.evaluate(() => document.body.dataset.simd), "relaxed-simd", "Chromium runs the relaxed-SIMD build");
         // scalar = simd128 = split over the threads, bit for bit, in this browser.
         const check = await page2.evaluate(() => globalThis.destein.kernelCheck(11));
         assert.equal(check.threads, Number(threads));
@@ -747,6 +751,24 @@ describe("page with the real engine", { skip: realMissing || false }, () => {
       }
       assert.deepEqual(ids(out["2"].raw), ids(out["1"].raw));
       assert.deepEqual(ids(out["2"].steered), ids(out["1"].steered));
+      // The simd128 build (?simd=baseline, and what runs when the relaxed build cannot load): exact kernels, same tokens.
+      for (const how of ["asked", "relaxed build missing"]) {
+        if (how === "asked") await page2.goto(`${srv.url}?workers=1&threads=1&simd=baseline&debug=1`);
+        else {
+          await page2.route("**/pkg/relaxed/destein_bg.wasm", (route) => route.fulfill({ status: 404, body: "" }));
+          await page2.goto(`${srv.url}?workers=1&threads=1&debug=1`);
+        }
+        await waitReady(page2, 120000);
+        await page2.waitForSelector('body[data-simd="simd128"]', { state: "attached" });
+        assert.match(await page2.textContent("#engine-facts"), /batch · 1 thread · SIMD128$/);
+        const check = await page2.evaluate(() => globalThis.destein.kernelCheck(12));
+        assert.ok(check.cases >= 40 && check.mismatches === 0, JSON.stringify(check));
+        const baseline = await run(page2, opts, { timeout: T });
+        assert.deepEqual(ids(baseline.raw), ids(out["1"].raw), how);
+        assert.deepEqual(ids(baseline.steered), ids(out["1"].steered), how);
+      }
+      await page2.unroute("**/pkg/relaxed/destein_bg.wasm");
+      b.problems.splice(0, b.problems.length, ...b.problems.filter((p) => !/status of 404/.test(p)));
       // A browser or host where the threaded build cannot start: the single-threaded engine runs, and the page says why.
       await page2.route("**/pkg/threads/destein_bg.wasm", (route) => route.fulfill({ status: 404, body: "" }));
       await page2.goto(`${srv.url}?workers=1&threads=2`);

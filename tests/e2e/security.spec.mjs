@@ -162,7 +162,7 @@ export class Engine extends Mock {
 
 async function makeMockOverlay() {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "destein-security-"));
-  for (const pkg of ["pkg", "pkg/threads"]) {
+  for (const pkg of ["pkg", "pkg/threads", "pkg/relaxed"]) {
     await fsp.mkdir(path.join(dir, pkg), { recursive: true });
     await fsp.copyFile(path.join(HERE, "mock-engine/destein.js"), path.join(dir, pkg, "mock-destein.js"));
     await fsp.writeFile(path.join(dir, pkg, "destein.js"), HOSTILE_ENGINE);

@@ -352,7 +352,10 @@ describe("published site", { skip: missing || false }, () => {
     let b;
     before(async () => {
       const ok = copySite("ok");
-      fs.rmSync(path.join(copySite("no-wasm"), "pkg/destein_bg.wasm"));
+      // Without the relaxed build's wasm the worker falls back to pkg/ (demo.spec tests that); without that one too,
+      // nothing can run.
+      const noWasm = copySite("no-wasm");
+      for (const f of ["pkg/relaxed/destein_bg.wasm", "pkg/destein_bg.wasm"]) fs.rmSync(path.join(noWasm, f));
       fs.rmSync(path.join(copySite("no-vectors"), VECTOR_FILES[0]));
       fs.rmSync(path.join(copySite("no-lab"), "www/lab.js"));
       fs.rmSync(path.join(copySite("no-worker"), "www/worker.js"));

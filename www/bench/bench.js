@@ -35,7 +35,9 @@ const status = document.getElementById("status");
 
 const workers = [];
 
-async function setup({ loadDtype = "as-is", threads = 1 } = {}) {
+// Workers 0, 1 (and 2, threaded, with setup({threads})) run the build the demo picks (relaxed SIMD where the browser
+// has it); with setup({baseline: true}) workers 3 and 4 run the simd128 build, for the "-simd128" layouts.
+async function setup({ loadDtype = "as-is", threads = 1, baseline = false } = {}) {
   status.textContent = "Reading the model…";
   // DEFAULT_MODEL.url is relative to the demo page (the site root): the same absolute URL, so the same cache entry.
   const modelUrl = new URL(`../../${DEFAULT_MODEL.url}`, import.meta.url).href;
@@ -46,25 +48,33 @@ async function setup({ loadDtype = "as-is", threads = 1 } = {}) {
   const info = [];
   let vectors = null;
   const loadMs = [];
-  const names = threads > 1 ? ["bench-a", "bench-b", "bench-t"] : ["bench-a", "bench-b"];
+  const names = ["bench-a", "bench-b", "bench-t", "bench-a0", "bench-b0"].filter(
+    (n) => (n !== "bench-t" || threads > 1) && (!n.endsWith("0") || baseline),
+  );
   const helloes = [];
   for (const name of names) {
-    const w = new EngineWorker(name, name === "bench-t" ? threads : 1);
+    const w = new EngineWorker(name, name === "bench-t" ? threads : 1, name.endsWith("0") ? "baseline" : "relaxed");
     helloes.push(await w.hello);
     const bytes = model.bytes.slice(); // each engine gets (and keeps) its own copy
     const t = performance.now();
     info.push(await w.call("loadModel", { bytes: bytes.buffer, sha256: model.sha256, loadDtype }, [bytes.buffer]));
     loadMs.push(performance.now() - t);
     vectors = await w.call("loadVectors", { bytes: vectorBytes.slice().buffer });
-    workers.push(w);
+    workers[{ "bench-a": 0, "bench-b": 1, "bench-t": 2, "bench-a0": 3, "bench-b0": 4 }[name]] = w;
   }
   status.textContent = "Ready.";
   const { probeAccuracy, layerNorms, ...vectorFacts } = vectors;
-  return { modelSource: model.source, info, vectors: vectorFacts, loadMs, threads: helloes.map((h) => h.threads), threadsNote: helloes.at(-1).threadsNote };
+  return {
+    modelSource: model.source, info, vectors: vectorFacts, loadMs, names, threads: helloes.map((h) => h.threads),
+    threadsNote: helloes.find((h, i) => names[i] === "bench-t")?.threadsNote ?? null, simd: helloes.map((h) => h.simd),
+  };
 }
 
+const BATCH_WORKER = { batch: 0, "batch-threads": 2, "batch-simd128": 3 };
+const PAIR_WORKERS = { pair: [0, 1], "pair-simd128": [3, 4] };
+
 async function batch(params, layout = "batch") {
-  const gen = await workers[layout === "batch-threads" ? 2 : 0].generate({ ...params, rows: "both" });
+  const gen = await workers[BATCH_WORKER[layout]].generate({ ...params, rows: "both" });
   return {
     layout,
     wallMs: gen.end - gen.t0,
@@ -73,14 +83,15 @@ async function batch(params, layout = "batch") {
   };
 }
 
-async function pair(params) {
+async function pair(params, layout = "pair") {
+  const [a, b] = PAIR_WORKERS[layout];
   const t0 = performance.now();
   const [raw, steered] = await Promise.all([
-    workers[0].generate({ ...params, rows: "raw" }, t0),
-    workers[1].generate({ ...params, rows: "steered" }, t0),
+    workers[a].generate({ ...params, rows: "raw" }, t0),
+    workers[b].generate({ ...params, rows: "steered" }, t0),
   ]);
   return {
-    layout: "pair",
+    layout,
     wallMs: Math.max(raw.end, steered.end) - t0,
     stepsPerWorker: [raw.steps.length, steered.steps.length],
     panes: [paneStats(raw, 0), paneStats(steered, 0)],
@@ -94,6 +105,7 @@ const SINGLE = {
   readout: { worker: 0, rows: "raw" }, // the hook at α = 0: the projection read-out only (the demo's raw pane)
   plain: { worker: 1, rows: "raw" }, // no vectors: no hook
   "steered-threads": { worker: 2, rows: "steered" }, // "steered" in the threaded worker (setup({threads}))
+  "steered-simd128": { worker: 3, rows: "steered" }, // "steered" in the simd128 build (setup({baseline: true}))
 };
 async function single(layout, params) {
   const { worker, rows } = SINGLE[layout];
@@ -113,11 +125,12 @@ async function profiled(layout, params) {
 
 let current = null;
 function begin(layout, params) {
-  const run = layout === "pair" ? pair : layout.startsWith("batch") ? (p) => batch(p, layout) : (p) => single(layout, p);
+  const run = layout.startsWith("pair") ? (p) => pair(p, layout) : layout.startsWith("batch") ? (p) => batch(p, layout) : (p) => single(layout, p);
   const result = run(params);
   result.catch(() => {});
-  const busy =
-    layout === "pair" ? workers.slice(0, 2) : [workers[layout === "batch-threads" ? 2 : (SINGLE[layout]?.worker ?? 0)]];
+  const busy = layout.startsWith("pair")
+    ? PAIR_WORKERS[layout].map((i) => workers[i])
+    : [workers[BATCH_WORKER[layout] ?? SINGLE[layout]?.worker ?? 0]];
   current = { result, workers: busy };
   return true;
 }

@@ -2,8 +2,9 @@
 // The demo's inference worker (www/worker.js, its messages in www/protocol.js) as the benchmark pages drive it
 // (www/bench/bench.js, www/bench/wllama-bench.js; not part of the demo).
 //
-//   new EngineWorker(name, threads?) starts a worker (threads > 1: the threaded build, when the page is cross-origin
-//                                    isolated); await .hello (-> {threads, threadsNote}) before the first call
+//   new EngineWorker(name, threads?, simd?) starts a worker (threads > 1: the threaded build, when the page is
+//                                    cross-origin isolated; simd "baseline": the simd128 build, not the relaxed one);
+//                                    await .hello (-> {threads, threadsNote, simd}) before the first call
 //   .call(type, payload, transfer)   one request -> its result value
 //   .generate(params, t0?)           one generation (Engine.start options) -> {t0, end, steps: [{at, index, stepMs,
 //                                    rows}], started: {promptTokens}}; .lastSteps grows while it runs
@@ -20,12 +21,15 @@ const policy = globalThis.trustedTypes?.createPolicy?.("destein-worker", {
 });
 
 export class EngineWorker {
-  constructor(name, threads = 1) {
+  constructor(name, threads = 1, simd = "relaxed") {
     this.nextId = 1;
     this.pending = new Map();
     this.runs = new Map();
     this.hello = new Promise((resolve, reject) => (this.helloWaiter = { resolve, reject }));
-    const url = threads > 1 ? `${WORKER_URL}?threads=${threads}` : WORKER_URL;
+    const query = new URLSearchParams();
+    if (threads > 1) query.set("threads", String(threads));
+    if (simd === "baseline") query.set("simd", "baseline");
+    const url = query.size ? `${WORKER_URL}?${query}` : WORKER_URL;
     this.worker = new Worker(policy ? policy.createScriptURL(url) : url, { type: "module", name });
     this.worker.onmessage = (ev) => this.onMessage(ev.data, performance.now());
     this.worker.onerror = (ev) => {
@@ -39,7 +43,7 @@ export class EngineWorker {
   onMessage(msg, now) {
     switch (msg.type) {
       case "hello":
-        if (msg.ok) this.helloWaiter.resolve({ threads: msg.threads, threadsNote: msg.threadsNote });
+        if (msg.ok) this.helloWaiter.resolve({ threads: msg.threads, threadsNote: msg.threadsNote, simd: msg.simd });
         else this.helloWaiter.reject(new Error(msg.error.message));
         break;
       case "result": {

@@ -92,6 +92,7 @@ async function setup({ wllamaParams = {}, threads = 1 } = {}) {
       loadDtype: info.loadDtype,
       threads: hello.threads,
       threadsNote: hello.threadsNote,
+      simd: hello.simd,
       info,
     },
     wllama: {
