@@ -2,7 +2,7 @@
 // The page's side of its engine workers (www/worker.js; the messages are in www/protocol.js): it starts them, sends
 // them requests and matches the replies, and tells the page (through the hooks it was given) what they report on
 // their own, and when one dies.
-import { PARTS, SIMD, THREADS } from "./config.js";
+import { PARTS, SIMD, THREADS, mark } from "./config.js";
 import { MESSAGE, REQUEST } from "./protocol.js";
 import { serviceWorkerUrl } from "./isolation.js";
 
@@ -173,6 +173,14 @@ export function callAll(type, payload = () => ({}), transfer = () => []) {
       const p = payload(i);
       return call(type, p, transfer(p), i);
     }),
+  );
+}
+
+/** Each worker's warm-up run (worker.js REQUEST.warmUp) of its own rows; failures are left to the real runs to show. */
+export function warmUpEngines() {
+  callAll(REQUEST.warmUp, (i) => ({ rows: PARTS[i].rows })).then(
+    (r) => mark("warmed-up", { ms: r.map((x) => x.ms ?? null) }),
+    () => {},
   );
 }
 

@@ -4,7 +4,7 @@
 // On failure, a model loaded before stays in use.
 import { ISOLATED, LAYOUT, THREADS, mark } from "./config.js";
 import { byId } from "./dom.js";
-import { call, engineCount, engineSimd, engineStatus, engineThreads, engineThreadsNote, enginesStarted } from "./engine-client.js";
+import { call, engineCount, engineSimd, engineStatus, engineThreads, engineThreadsNote, enginesStarted, warmUpEngines } from "./engine-client.js";
 import { stopRun } from "./generation.js";
 import { ModelLoadError, formatBytes, loadModelBytes, sha256Hex } from "./model-store.js";
 import { REQUEST } from "./protocol.js";
@@ -144,6 +144,7 @@ export async function loadModel(/** @type {ModelSource} */ source, { quiet = fal
   if (stale()) return;
   hooks.ready();
   mark("ready", { origin });
+  warmUpEngines();
   if (!hooks.recovering()) {
     setStatus(`Ready: ${info.name || source.label}${steering() ? `, steering with ${vectorsLabel()}` : ", steering off"}.`, "ok");
   }

@@ -38,6 +38,10 @@ export const REQUEST = Object.freeze({
   /** {seed} → {cases, mismatches, threads, isas}: the matrix kernels of this build checked bit for bit (scalar,
    * simd128, and split over the engine's threads). */
   kernelCheck: "kernelCheck",
+  /** {rows} → {ms} or {skipped: true}: a short throwaway generation of this worker's rows ("both", "raw" or
+   * "steered", α 0), so that the browser optimizes the engine's hot code before the reader's first run; skipped while a
+   * run or a derivation is going. */
+  warmUp: "warmUp",
   /** {on} → [[phase, ms], …]: turn the engine's per-phase profile on (cleared) or off, and get what it held (for the
    * benchmarks, src/profile.rs). */
   profile: "profile",
