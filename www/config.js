@@ -23,11 +23,11 @@ export const MODES = ["rotate", "headwise", "headwise-reference", "add"];
 //          a core each. It costs a second engine (about 120 MB of wasm memory) and a little more loading.
 //   batch: one worker decodes both rows as a batch of two: half the memory. When the page is cross-origin isolated
 //          (SharedArrayBuffer), its engine is the threaded build and splits each matrix product over THREADS threads
-//          (one per core, up to 4): 1.45× the single-threaded batch speed per pane on two cores.
+//          (one per core, up to 4): 1.42–1.45× the single-threaded batch speed per pane on two cores.
 // Default: pair on two or more cores with 4 GB or more, else batch (threaded when isolated). On two cores the
-// threaded batch measured 0.91× pair with the workers alone and level with it in the page (42.1 vs 40.2–43.9 tok/s
-// per pane, reports/threads-bench.json), so pair stays the default there; more cores (pair with threads in each
-// worker) could not be measured on the project's machines. ?workers=1 forces batch, ?workers=2 pair;
+// threaded batch measured 0.91× and 1.11× pair with the workers alone (two runs) and level with it in the page
+// (42.1–42.6 vs 38.6–43.9 tok/s per pane, README "Threads and relaxed SIMD"), so pair stays the default there; more
+// cores (pair with threads in each worker) could not be measured on the project's machines. ?workers=1 forces batch, ?workers=2 pair;
 // ?threads=N sets the batch engine's threads (1: the single-threaded build).
 const CORES = navigator.hardwareConcurrency || 1;
 export const ISOLATED = globalThis.crossOriginIsolated === true;
