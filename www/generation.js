@@ -202,23 +202,13 @@ export function onStep(/** @type {import("./protocol.js").StepEvent} */ msg) {
   scheduleStats();
 }
 
-// The panes' numbers while a run streams, at most every STATS_EVERY_MS: repainting them at every frame took the page's
-// thread time the engines' cores needed (the end of a run renders them at once).
-const STATS_EVERY_MS = 250;
-let statsAt = 0;
-
 function scheduleStats() {
   if (statsQueued) return;
   statsQueued = true;
-  setTimeout(
-    () =>
-      requestAnimationFrame(() => {
-        statsQueued = false;
-        statsAt = performance.now();
-        if (run) renderStats(run.panes, run.t0);
-      }),
-    Math.max(0, statsAt + STATS_EVERY_MS - performance.now()),
-  );
+  requestAnimationFrame(() => {
+    statsQueued = false;
+    if (run) renderStats(run.panes, run.t0);
+  });
 }
 
 /** A worker's run ended; the run ends when every worker's has (or one failed). */
