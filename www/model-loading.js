@@ -6,7 +6,7 @@ import { ISOLATED, LAYOUT, THREADS, mark } from "./config.js";
 import { byId } from "./dom.js";
 import { call, engineCount, engineSimd, engineStatus, engineThreads, engineThreadsNote, enginesStarted, warmUpEngines } from "./engine-client.js";
 import { stopRun } from "./generation.js";
-import { ModelLoadError, formatBytes, loadModelBytes, sha256Hex } from "./model-store.js";
+import { ModelLoadError, formatBytes, hashAvailable, loadModelBytes, openCached, sha256Hex, verifyCached } from "./model-store.js";
 import { REQUEST } from "./protocol.js";
 import { reloadVectors, steering, vectorsLabel } from "./steering.js";
 import { clearError, setStatus, showError } from "./status.js";
@@ -110,23 +110,10 @@ export async function loadModel(/** @type {ModelSource} */ source, { quiet = fal
   el.modelName.textContent = source.label;
   if (!quiet) clearError();
   if (source.kind === "url") modelUrls.add(source.url).add(new URL(source.url).origin);
-  let bytes, sha256, origin;
-  try {
-    ({ bytes, sha256, origin } = await readModelBytes(source, stale));
-  } catch (err) {
-    if (!stale()) modelReadFailed(source, err, hadModel);
-    return;
-  }
-  if (stale()) return;
-  const size = bytes.length;
-  let info;
-  try {
-    info = await loadIntoEngines(bytes, sha256);
-  } catch (err) {
-    if (!stale()) engineLoadFailed(source, err, hadModel, size);
-    return;
-  }
-  if (stale()) return;
+  let loaded = await loadCachedWhileVerifying(source, stale);
+  if (loaded === undefined) loaded = await readThenLoad(source, stale, hadModel);
+  if (!loaded || stale()) return;
+  const { info, sha256, size, origin } = loaded;
   mark("engine-loaded", { loadMs: info.loadMs });
   // Without crypto.subtle (non-secure context) the engine hashed the bytes: check them now.
   const want = source.kind === "url" ? source.expectedSha256 : null;
@@ -147,6 +134,64 @@ export async function loadModel(/** @type {ModelSource} */ source, { quiet = fal
   warmUpEngines();
   if (!hooks.recovering()) {
     setStatus(`Ready: ${info.name || source.label}${steering() ? `, steering with ${vectorsLabel()}` : ", steering off"}.`, "ok");
+  }
+}
+
+/** @typedef {{info: import("./protocol.js").EngineInfo, sha256: string|null, size: number, origin: string}} Loaded */
+
+/**
+ * A URL model's first load (no model in the engines: the page's start, or engines started over) from its cached copy:
+ * every engine reads the copy and loads it while the page checks its SHA-256, all at once rather than one after the
+ * other; the model counts as loaded only once the check has passed.
+ * @param {ModelSource} source
+ * @param {() => boolean} stale
+ * @returns {Promise<Loaded|null|undefined>} undefined: no cached copy, or it failed its check (evicted; readThenLoad
+ *   downloads it again); null: the engines could not load it (reported), or a newer load began
+ */
+async function loadCachedWhileVerifying(source, stale) {
+  const want = source.kind === "url" ? source.expectedSha256 : null;
+  if (source.kind !== "url" || !want || model.info || !hashAvailable()) return undefined;
+  const blob = await openCached(source.url);
+  if (stale()) return null;
+  if (!blob) return undefined;
+  const onEvent = (/** @type {any} */ e) => !stale() && onDownloadProgress(e);
+  onEvent({ phase: "cache-read" });
+  const checks = verifyCached(source.url, blob, want, onEvent);
+  const loads = loadIntoEngines(blob, want, checks);
+  showProgress({ label: "Verify", value: null, text: `Checking the SHA-256 of ${formatBytes(blob.size)} while the engines load it…` });
+  const [verified, engines] = await Promise.allSettled([checks, loads]);
+  if (stale()) return null;
+  if (verified.status === "rejected" || !verified.value) return undefined;
+  mark("model-bytes", { source: "cache", bytes: blob.size });
+  if (engines.status === "rejected") {
+    engineLoadFailed(source, engines.reason, false, blob.size);
+    return null;
+  }
+  return { info: engines.value, sha256: want, size: blob.size, origin: "from cache" };
+}
+
+/**
+ * The model's bytes read (readModelBytes: cache, network or file, verified), then loaded into the engines.
+ * @param {ModelSource} source
+ * @param {() => boolean} stale
+ * @param {boolean} hadModel
+ * @returns {Promise<Loaded|null>} null: either step failed (reported), or a newer load began
+ */
+async function readThenLoad(source, stale, hadModel) {
+  let bytes, sha256, origin;
+  try {
+    ({ bytes, sha256, origin } = await readModelBytes(source, stale));
+  } catch (err) {
+    if (!stale()) modelReadFailed(source, err, hadModel);
+    return null;
+  }
+  if (stale()) return null;
+  const size = bytes.length; // (the bytes are transferred to a worker: read their length first)
+  try {
+    return { info: await loadIntoEngines(bytes, sha256), sha256, size, origin };
+  } catch (err) {
+    if (!stale()) engineLoadFailed(source, err, hadModel, size);
+    return null;
   }
 }
 
@@ -203,26 +248,43 @@ function modelReadFailed(/** @type {ModelSource} */ source, /** @type {any} */ e
   setStatus("The model could not be loaded.");
 }
 
-/** Every engine loads the model (each its own copy of the bytes); the first one's info. */
-async function loadIntoEngines(/** @type {Uint8Array} */ bytes, /** @type {string|null} */ sha256) {
+/**
+ * Every engine loads the model (each its own copy of the bytes); the first one's info. From a Blob (a cached copy),
+ * each worker reads the bytes itself.
+ */
+async function loadIntoEngines(
+  /** @type {Uint8Array|Blob} */ bytes,
+  /** @type {string|null} */ sha256,
+  /** @type {Promise<boolean>} whether the bytes passed their check (a failed one: the engines load others next) */ checked = Promise.resolve(true),
+) {
   hooks.loading("loading-model");
   const count = engineCount();
   const engines = count > 1 ? `${count} engines` : "the engine";
-  showProgress({ label: "Engine", value: null, text: `Loading ${formatBytes(bytes.length)} into ${engines}…` });
+  const size = bytes instanceof Blob ? bytes.size : bytes.length;
+  showProgress({ label: "Engine", value: null, text: `Loading ${formatBytes(size)} into ${engines}…` });
   setStatus(`Loading the model into ${engines}…`);
   if (!count) throw new Error(engineStatus().error || "the engine is not running");
-  if (bytes.byteOffset !== 0 || bytes.byteLength !== bytes.buffer.byteLength) bytes = bytes.slice();
-  // Each worker gets its own copy of the bytes (the first one the original), transferred, not cloned again.
-  const copies = Array.from({ length: count }, (_, i) => (i === 0 ? bytes : bytes.slice()));
+  /** @type {(ArrayBuffer|Blob)[]} */
+  let parts;
+  if (bytes instanceof Blob) {
+    parts = Array(count).fill(bytes); // each worker reads the Blob itself
+  } else {
+    if (bytes.byteOffset !== 0 || bytes.byteLength !== bytes.buffer.byteLength) bytes = bytes.slice();
+    // Each worker gets its own copy of the bytes (the first one the original), transferred, not cloned again.
+    const whole = bytes;
+    parts = Array.from({ length: count }, (_, i) => /** @type {ArrayBuffer} */ ((i === 0 ? whole : whole.slice()).buffer));
+  }
   const dtype = el.loadDtype.value;
   const settled = await Promise.allSettled(
-    copies.map((b, i) => call(REQUEST.loadModel, { bytes: b.buffer, sha256: sha256 || undefined, loadDtype: dtype }, [b.buffer], i)),
+    parts.map((b, i) =>
+      call(REQUEST.loadModel, { bytes: b, sha256: sha256 || undefined, loadDtype: dtype }, b instanceof Blob ? [] : [b], i),
+    ),
   );
   const failed = /** @type {PromiseRejectedResult|undefined} */ (settled.find((r) => r.status === "rejected"));
   if (failed) {
     if (settled.some((r) => r.status === "fulfilled") && !failed.reason?.fatal) {
       // The engines now hold different models: start them over with the model in use before.
-      queueMicrotask(() => hooks.restartEngines(`the engines disagree after a failed load: ${failed.reason.message}`));
+      checked.then((ok) => ok && hooks.restartEngines(`the engines disagree after a failed load: ${failed.reason.message}`));
     }
     throw failed.reason;
   }

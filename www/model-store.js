@@ -154,6 +154,44 @@ export async function readCached(url, expectedSha256 = null, onEvent = () => {})
   return { bytes, sha256: actual, verified: !!(actual && want), source: "cache" };
 }
 
+/**
+ * The cached copy of `url` as a Blob, neither read nor verified, or null. A Blob costs nothing to hand to a worker:
+ * each engine reads its own copy while the page checks the SHA-256 (verifyCached), instead of one after the other.
+ * @param {string} url
+ * @returns {Promise<Blob|null>}
+ */
+export async function openCached(url) {
+  if (!cacheAvailable()) return null;
+  try {
+    const resp = await (await caches.open(CACHE_NAME)).match(absolute(url));
+    return resp ? await resp.blob() : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether a cached copy (openCached) has the sha256 `want`; a copy that has not, or cannot be read, is evicted.
+ * @param {string} url
+ * @param {Blob} blob
+ * @param {string} want
+ * @param {(e: object) => void} [onEvent]  {phase:"verify", loaded, total} | {phase:"evicted", reason}
+ * @returns {Promise<boolean>}
+ */
+export async function verifyCached(url, blob, want, onEvent = () => {}) {
+  onEvent({ phase: "verify", loaded: blob.size, total: blob.size });
+  let actual;
+  try {
+    actual = await sha256Hex(new Uint8Array(await blob.arrayBuffer()));
+  } catch (err) {
+    actual = `unknown (the copy could not be read: ${err?.message || err})`;
+  }
+  if (actual === want.toLowerCase()) return true;
+  await evict(url).catch(() => {});
+  onEvent({ phase: "evicted", reason: `cached copy has sha256 ${actual}, expected ${want}` });
+  return false;
+}
+
 export async function evict(url) {
   if (!cacheAvailable()) return false;
   const cache = await caches.open(CACHE_NAME);

@@ -78,7 +78,8 @@ export const MESSAGE = Object.freeze({
  *   An error with `fatal: true` (a wasm trap) means the engine is unusable: the page replaces the worker.
  * @typedef {{maxPromptChars: number, maxNewTokens: number, maxAlpha?: number}} Limits  the engine's request limits
  *
- * @typedef {{bytes: ArrayBuffer, sha256?: string, loadDtype?: string}} LoadModelRequest  bytes: transferred
+ * @typedef {{bytes: ArrayBuffer|Blob, sha256?: string, loadDtype?: string}} LoadModelRequest  bytes: transferred, or a
+ *   Blob the worker reads itself (a cached copy)
  * @typedef {{bytes: ArrayBuffer, label?: string}} VectorsRequest
  * @typedef {{alpha: number, slot?: number, steerPrompt?: boolean}} ResteerRequest
  * @typedef {{pairsJsonl: string, site: string, count?: number, seed: number, awayPrefix?: string,

@@ -280,6 +280,8 @@ function freeEngineAfterTrap() {
 
 const handlers = {
   async [REQUEST.loadModel]({ bytes, sha256, loadDtype }) {
+    // A Blob (the page's cached copy) is read here, while the page checks its hash.
+    if (bytes instanceof Blob) bytes = await bytes.arrayBuffer();
     await enginePromise;
     stopRun("stopped");
     cancelDerivation("another model is being loaded");

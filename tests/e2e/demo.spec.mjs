@@ -118,6 +118,21 @@ describe("server", () => {
     assert.doesNotMatch(html, /<(script|link|img|iframe)\b[^>]*\b(src|href)="(https?:)?\/\//i, "nothing from another host");
   });
 
+  test("index.html preloads every module the page imports, and nothing else", async () => {
+    const html = await (await fetch(srv.url)).text();
+    const preloaded = [...html.matchAll(/<link rel="modulepreload" href="www\/([^"]+)">/g)].map((m) => m[1]).sort();
+    const graph = new Set();
+    const visit = (file) => {
+      if (graph.has(file)) return;
+      graph.add(file);
+      const src = fs.readFileSync(path.join(ROOT, "www", file), "utf8");
+      for (const m of src.matchAll(/^import\b[^"]*"\.\/([^"]+)"/gm)) visit(m[1]);
+    };
+    visit("main.js");
+    graph.delete("main.js");
+    assert.deepEqual(preloaded, [...graph].sort());
+  });
+
   test("MIME types", async () => {
     const cases = {
       "www/main.js": /^text\/javascript/,
