@@ -5,6 +5,7 @@ import { LAYOUT, PARTS, STEERED_WORKER, mark } from "./config.js";
 import { call, callAll, engineThreads, post } from "./engine-client.js";
 import { duration, fixed } from "./format.js";
 import {
+  appendKeepingScroll,
   appendToken,
   clearPanes,
   markResteer,
@@ -48,6 +49,8 @@ import { clearError, setStatus, showError } from "./status.js";
  * @property {number} [resteered]
  * @property {RunPart[]} parts
  * @property {import("./panes.js").PaneState[]} panes
+ * @property {[number, import("./protocol.js").StepRow, import("./panes.js").TokenContext][]} undrawn  rows received
+ *   and not yet in their pane (pane index, row, context)
  */
 
 /**
@@ -61,7 +64,12 @@ import { clearError, setStatus, showError } from "./status.js";
 let hooks;
 /** @type {Run|null} the latest run */
 let run = null;
-let statsQueued = false;
+// While a run streams, the panes are redrawn at most every DRAW_EVERY_MS: each redraw (style, layout, paint, raster
+// and compositing, on the cores the engines need) costs about the same however many tokens it adds, and the tokens
+// of two engines arriving one by one asked for one at nearly every frame.
+const DRAW_EVERY_MS = 50;
+let drawQueued = false;
+let drawnAt = -Infinity;
 
 export function initGeneration(/** @type {GenerationHooks} */ h) {
   hooks = h;
@@ -113,6 +121,7 @@ export async function startRun() {
   mark("run-start", { runId: id });
   document.body.dataset.runId = String(id);
   const started = (run = newRun(id, p, starts.map((s) => s.id)));
+  drawnAt = -Infinity; // the first token is drawn at the next frame
   hooks.onRunChange();
   setStatus("Generating…");
   const settled = await Promise.allSettled(starts.map((x) => x.promise));
@@ -152,6 +161,7 @@ function newRun(/** @type {number} */ runId, /** @type {import("./protocol.js").
       reason: null,
     })),
     panes: [0, 1].map(() => newPaneState()),
+    undrawn: [],
   };
 }
 
@@ -160,7 +170,8 @@ export function stopRun() {
   if (!run || run.ended) return Promise.resolve();
   const stopping = run;
   // Steps already on their way (a worker can be a few tokens ahead of what is painted) are not shown: the panes end
-  // where they were when Stop was pressed.
+  // where they were when Stop was pressed, with the steps received by then.
+  drawReceived(stopping);
   stopping.stopping = true;
   return new Promise((resolve) => {
     stopping.onEnded = () => resolve();
@@ -198,17 +209,27 @@ export function onStep(/** @type {import("./protocol.js").StepEvent} */ msg) {
   else part.stepMsSum += Number(msg.stepMs) || 0;
   const context = { msg, now, steering: steering(), baseline: readoutBaseline() };
   // Row j of this worker's step is pane part.panes[j].
-  msg.rows.forEach((row, j) => appendToken(run, run.panes[part.panes[j]], part.panes[j], row, { ...context, judgeScore: msg.judge?.[j] }));
-  scheduleStats();
+  msg.rows.forEach((row, j) => run.undrawn.push([part.panes[j], row, { ...context, judgeScore: msg.judge?.[j] }]));
+  scheduleDraw();
 }
 
-function scheduleStats() {
-  if (statsQueued) return;
-  statsQueued = true;
-  requestAnimationFrame(() => {
-    statsQueued = false;
-    if (run) renderStats(run.panes, run.t0);
-  });
+function scheduleDraw() {
+  if (drawQueued) return;
+  drawQueued = true;
+  const draw = () => {
+    drawQueued = false;
+    drawnAt = performance.now();
+    if (!run) return;
+    drawReceived(run);
+    renderStats(run.panes, run.t0);
+  };
+  setTimeout(() => requestAnimationFrame(draw), Math.max(0, drawnAt + DRAW_EVERY_MS - performance.now()));
+}
+
+/** The rows `r` received since the last redraw, into their panes. */
+function drawReceived(/** @type {Run} */ r) {
+  const rows = r.undrawn.splice(0);
+  if (rows.length) appendKeepingScroll(() => rows.forEach(([i, row, context]) => appendToken(r, r.panes[i], i, row, context)));
 }
 
 /** A worker's run ended; the run ends when every worker's has (or one failed). */
@@ -232,6 +253,7 @@ export function endRun(reason, ended = run, error = null) {
   ended.ended = true;
   ended.reason = reason;
   mark("run-end", { runId: ended.runId, reason });
+  drawReceived(ended);
   // A worker still decoding (the other one failed): stop it.
   for (const part of ended.parts) if (!part.done) call(REQUEST.stop, {}, [], part.worker).catch(() => {});
   for (const p of ended.panes) if (!p.stopReason) p.stopReason = reason === "finished" ? "end" : reason;
@@ -336,6 +358,7 @@ export function onResteer(/** @type {import("./protocol.js").ResteerEvent} */ ms
   // The run's parameters now describe the re-steered text (what the run-finished event reports).
   if (!msg.slot) run.params = { ...run.params, alpha: msg.alpha, steerPrompt: steersPrompt() };
   Object.assign(part, { done: false, reason: null, steps: 0, stepMsSum: 0, prefillMs: null });
+  run.undrawn = run.undrawn.filter(([i]) => !part.panes.includes(i)); // (rows of the text being replaced)
   for (const i of part.panes) restartPane(i, run.panes[i], run.params);
   markResteer(msg.alpha);
   run.resteered = (run.resteered || 0) + 1;

@@ -100,8 +100,21 @@ export function markResteer(/** @type {number} */ alpha) {
  */
 
 /**
- * One step's row into pane `i`: its text as a token coloured by its read-out, markers where α or the mode changed,
- * and the stop reason when the row finished.
+ * Runs `append` (appendToken calls), then scrolls each pane that was at its end to its new end: the layout is read
+ * once for all the tokens, not once per token.
+ * @param {() => void} append
+ */
+export function appendKeepingScroll(append) {
+  const atBottom = el.outs.map((out) => out.scrollHeight - out.scrollTop - out.clientHeight < 8);
+  append();
+  el.outs.forEach((out, i) => {
+    if (atBottom[i]) out.scrollTop = out.scrollHeight;
+  });
+}
+
+/**
+ * One step's row into pane `i` (inside appendKeepingScroll): its text as a token coloured by its read-out, markers
+ * where α or the mode changed, and the stop reason when the row finished.
  * @param {ColourScale} scale
  * @param {PaneState} pane
  * @param {number} i
@@ -112,7 +125,6 @@ export function appendToken(scale, pane, i, row, ctx) {
   if (!row || pane.finished) return;
   if (ctx.judgeScore != null && Number.isFinite(ctx.judgeScore)) pane.judge = ctx.judgeScore;
   const out = el.outs[i];
-  const atBottom = out.scrollHeight - out.scrollTop - out.clientHeight < 8;
   if (i === 1) markSteeringChanges(pane, out, row, ctx);
   if (row.tokenId != null && !(row.finished && row.text === "" && row.stopReason === "eos")) {
     pane.pendingIds.push(row.tokenId);
@@ -126,7 +138,6 @@ export function appendToken(scale, pane, i, row, ctx) {
   if (pane.firstAt == null) pane.firstAt = ctx.now;
   pane.lastAt = ctx.now;
   if (row.finished) finishPane(pane, out, row, ctx.msg.index);
-  if (atBottom) out.scrollTop = out.scrollHeight;
 }
 
 /**
