@@ -1,6 +1,7 @@
 // @ts-check
 // Loading a model into the engines: its bytes from the cache, the network (www/model-store.js) or a local file,
-// verified, then into every worker, then the vectors that go with it; the progress bar and the model's facts.
+// verified, then into every worker (a page's first load from the cache: into every worker while it is verified, the
+// model in use only once it passed), then the vectors that go with it; the progress bar and the model's facts.
 // On failure, a model loaded before stays in use.
 import { ISOLATED, LAYOUT, THREADS, mark } from "./config.js";
 import { byId } from "./dom.js";

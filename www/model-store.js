@@ -4,7 +4,8 @@
 // - Downloads with progress (bytes / total, MB/s) through a streaming fetch.
 // - Retries a failing download (3 attempts, growing back-off); resumes with an HTTP Range request when the server
 //   allows it and the file did not change in between (If-Range), else starts over.
-// - Verifies the bytes by SHA-256 (crypto.subtle) before they are used or cached.
+// - Verifies the bytes by SHA-256 (crypto.subtle) before they are used or cached. The engines may read a cached copy
+//   while it is checked (openCached, verifyCached); the page uses it only once it has passed.
 // - Caches a complete, verified file in Cache Storage, so a reload starts in seconds. A partial download is never
 //   cached; a cached file that fails its hash is evicted and fetched again.
 //
