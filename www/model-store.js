@@ -116,6 +116,24 @@ function sleep(ms, signal) {
   });
 }
 
+/** The Cache Storage entry for `url`, or null (no cache here, no entry, or the cache refused). */
+async function cachedResponse(url) {
+  if (!cacheAvailable()) return null;
+  try {
+    return (await (await caches.open(CACHE_NAME)).match(absolute(url))) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a cached copy's sha256 `actual` is `want`; a copy that is not is evicted, and the event says why. */
+async function keepIfMatches(url, actual, want, onEvent) {
+  if (actual === want) return true;
+  await evict(url).catch(() => {});
+  onEvent({ phase: "evicted", reason: `cached copy has sha256 ${actual}, expected ${want}` });
+  return false;
+}
+
 /**
  * The cached copy of `url`, verified, or null. Evicts a copy that fails its hash.
  * @param {string} url
@@ -124,15 +142,7 @@ function sleep(ms, signal) {
  * @returns {Promise<{bytes: Uint8Array, sha256: string|null, verified: boolean, source: "cache"}|null>}
  */
 export async function readCached(url, expectedSha256 = null, onEvent = () => {}) {
-  if (!cacheAvailable()) return null;
-  const key = absolute(url);
-  let cache, resp;
-  try {
-    cache = await caches.open(CACHE_NAME);
-    resp = await cache.match(key);
-  } catch {
-    return null;
-  }
+  const resp = await cachedResponse(url);
   if (!resp) return null;
   onEvent({ phase: "cache-read" });
   let bytes;
@@ -140,18 +150,14 @@ export async function readCached(url, expectedSha256 = null, onEvent = () => {})
     bytes = new Uint8Array(await resp.arrayBuffer());
   } catch {
     // An unreadable cache entry is dropped; the caller fetches from the network instead.
-    await cache.delete(key).catch(() => {});
+    await evict(url).catch(() => {});
     return null;
   }
   const stored = resp.headers.get(SHA_HEADER);
   onEvent({ phase: "verify", loaded: bytes.length, total: bytes.length });
   const actual = await sha256Hex(bytes);
   const want = expectedSha256 || stored;
-  if (actual && want && actual !== want) {
-    await cache.delete(key);
-    onEvent({ phase: "evicted", reason: `cached copy has sha256 ${actual}, expected ${want}` });
-    return null;
-  }
+  if (actual && want && !(await keepIfMatches(url, actual, want, onEvent))) return null;
   return { bytes, sha256: actual, verified: !!(actual && want), source: "cache" };
 }
 
@@ -162,13 +168,8 @@ export async function readCached(url, expectedSha256 = null, onEvent = () => {})
  * @returns {Promise<Blob|null>}
  */
 export async function openCached(url) {
-  if (!cacheAvailable()) return null;
-  try {
-    const resp = await (await caches.open(CACHE_NAME)).match(absolute(url));
-    return resp ? await resp.blob() : null;
-  } catch {
-    return null;
-  }
+  const resp = await cachedResponse(url);
+  return resp ? resp.blob().catch(() => null) : null;
 }
 
 /**
@@ -187,10 +188,7 @@ export async function verifyCached(url, blob, want, onEvent = () => {}) {
   } catch (err) {
     actual = `unknown (the copy could not be read: ${err?.message || err})`;
   }
-  if (actual === want.toLowerCase()) return true;
-  await evict(url).catch(() => {});
-  onEvent({ phase: "evicted", reason: `cached copy has sha256 ${actual}, expected ${want}` });
-  return false;
+  return keepIfMatches(url, actual, want.toLowerCase(), onEvent);
 }
 
 export async function evict(url) {
