@@ -1151,6 +1151,8 @@ mod simd128 {
 
     const ROW_TILE: usize = 4;
     const ACT_BYTES: usize = act_block_bytes(Isa::Simd128);
+    /// How far ahead `q8_0` touches the weights (1 KB).
+    const AHEAD_BLOCKS: usize = 4;
 
     pub(super) fn run(m: &QuantizedMatrix, act: &Activations, groups: Range<usize>, sink: &mut Sink) {
         let nb = m.nb;
@@ -1162,6 +1164,7 @@ mod simd128 {
         for g in groups {
             let gq = &wq[g * nb * qpb..(g + 1) * nb * qpb];
             let gs = &m.scales[g * nb * spb..(g + 1) * nb * spb];
+            let ahead = wq.get((g * nb + AHEAD_BLOCKS) * qpb..).unwrap_or_default(); // (read by `q8_0`)
             let mut r = 0;
             while r < act.rows {
                 let n = (act.rows - r).min(ROW_TILE);
@@ -1176,10 +1179,10 @@ mod simd128 {
                         (WeightFormat::Q4_1, 3) => q4_1::<3>(gq, gs, nb, x, dx, sx, &mut acc),
                         (WeightFormat::Q4_1, 2) => q4_1::<2>(gq, gs, nb, x, dx, sx, &mut acc),
                         (WeightFormat::Q4_1, _) => q4_1::<1>(gq, gs, nb, x, dx, sx, &mut acc),
-                        (WeightFormat::Q8_0, 4) => q8_0::<4>(gq, gs, nb, x, dx, &mut acc),
-                        (WeightFormat::Q8_0, 3) => q8_0::<3>(gq, gs, nb, x, dx, &mut acc),
-                        (WeightFormat::Q8_0, 2) => q8_0::<2>(gq, gs, nb, x, dx, &mut acc),
-                        (WeightFormat::Q8_0, _) => q8_0::<1>(gq, gs, nb, x, dx, &mut acc),
+                        (WeightFormat::Q8_0, 4) => q8_0::<4>(gq, gs, nb, x, dx, &mut acc, ahead),
+                        (WeightFormat::Q8_0, 3) => q8_0::<3>(gq, gs, nb, x, dx, &mut acc, ahead),
+                        (WeightFormat::Q8_0, 2) => q8_0::<2>(gq, gs, nb, x, dx, &mut acc, ahead),
+                        (WeightFormat::Q8_0, _) => q8_0::<1>(gq, gs, nb, x, dx, &mut acc, ahead),
                     }
                 }
                 for (i, a) in acc[..n].iter().enumerate() {
@@ -1371,6 +1374,13 @@ mod simd128 {
         }
     }
 
+    /// The Q8_0 kernel. With two rows or more, before each block it reads one byte of every cache line
+    /// `AHEAD_BLOCKS` blocks further on (`ahead`: the matrix's quant bytes from there on), so that memory fetches them
+    /// while it computes: wasm has no prefetch instruction. Without these reads the lm-head of a batch (30 MB, read
+    /// right after the 66 MB of layers, so never in cache) waited on memory and computed in turn: 7.6 ms instead of
+    /// 4.8 ms for two rows (`tests/wasm_kernels.sh --bench`, relaxed build under Node). In Chromium a decoding step of
+    /// the batch of two went from 23.3 to 20.9 ms (scripts/bench-builds.mjs). One row, and the same reads in `q4_1`,
+    /// measured no steady gain in Chromium, so they have none.
     unsafe fn q8_0<const R: usize>(
         wq: &[u8],
         ws: &[u16],
@@ -1378,9 +1388,16 @@ mod simd128 {
         x: &[u8],
         dx: &[f32],
         out: &mut [[f32; GROUP]; ROW_TILE],
+        ahead: &[u8],
     ) {
         let mut acc = [[f32x4_splat(0.0); 2]; R];
         for b in 0..nb {
+            for line in (0..256).step_by(64).filter(|_| R > 1) {
+                if let Some(byte) = ahead.get(b * 256 + line) {
+                    // SAFETY: a read through a reference; volatile, so that the read of an unused value stays.
+                    core::ptr::read_volatile(byte);
+                }
+            }
             let d = f16x8_to_f32(ws.as_ptr().add(b * 8));
             let q = wq.as_ptr().add(b * 256) as *const v128;
             for h in 0..2 {

@@ -5,7 +5,7 @@
 // wasm simd128 path (when compiled in) and the wasm scalar path; the results must be
 // bit-identical to the native ones (any NaN matches any NaN: wasm does not pin NaN payloads).
 // --expect fails the run unless simd128 is (or is not) compiled in; --bench also prints per-call
-// times for the model's shapes.
+// times for the model's shapes, and the model's matrices streamed from memory as a decoding step reads them (below).
 import fs from 'node:fs';
 
 const [wasmPath, vecPath, ...flags] = process.argv.slice(2);
@@ -69,5 +69,46 @@ while (at < buf.length) {
   cases++;
 }
 for (const t of timings) console.log(t);
+if (bench && isas.includes(2)) streamed();
 console.log(`${cases} cases, wasm paths [${isas.map(isaName)}]: ${failures ? failures + ' MISMATCHES' : 'all bit-identical to native scalar'}`);
 process.exit(failures ? 1 : 0);
+
+// A decoding step's products as the engine meets them, simd128 path, one and two rows: 30 layers of distinct Q4_1
+// matrices (q, k, v, o, gate, up, down: 66 MB, more than the CPU's caches), then a Q8_0 lm-head of 49,248 × 576 (12
+// copies of the 4104-row case, 30 MB) read right after them. Medians of 21 passes, the rows alternating.
+function streamed() {
+  const ggml = {};
+  for (let at = 0; at < buf.length; ) {
+    const [fmt, o, i, rows, n] = [0, 1, 2, 3, 4].map(k => dv.getUint32(at + 4 * k, true));
+    ggml[`${fmt}:${o}x${i}`] ??= buf.subarray(at + 20, at + 20 + n);
+    at += 20 + n + 4 * rows * i + 4 * rows * o;
+  }
+  const matrix = (fmt, w, copies, o, i) => {
+    const wp = e.alloc(w.length * copies);
+    for (let k = 0; k < copies; k++) new Uint8Array(e.memory.buffer, wp + k * w.length, w.length).set(w);
+    const m = e.make_matrix(fmt, wp, w.length * copies, o * copies, i);
+    e.dealloc(wp, w.length * copies);
+    return m;
+  };
+  const shapes = [[576, 576], [192, 576], [192, 576], [576, 576], [1536, 576], [1536, 576], [576, 1536]];
+  const layers = [];
+  for (let l = 0; l < 30; l++) for (const [o, i] of shapes) layers.push(matrix(0, ggml[`0:${o}x${i}`], 1, o, i));
+  const lmHead = matrix(1, ggml['1:4104x576'], 12, 4104, 576);
+  const xp = e.alloc(4 * 2 * 1536), op = e.alloc(4 * 2 * 4104 * 12);
+  const x = new Float32Array(e.memory.buffer, xp, 2 * 1536);
+  for (let k = 0; k < x.length; k++) x[k] = Math.sin(k);
+  const ms = { layers: { 1: [], 2: [] }, lmHead: { 1: [], 2: [] } };
+  const time = (list, f) => { const t0 = process.hrtime.bigint(); f(); list.push(Number(process.hrtime.bigint() - t0) / 1e6); };
+  for (let pass = 0; pass < 26; pass++) {
+    for (const rows of pass % 2 ? [2, 1] : [1, 2]) {
+      const l = [], h = [];
+      time(l, () => layers.forEach(m => e.matmul_matrix(m, xp, rows, op, 2, 1)));
+      time(h, () => e.matmul_matrix(lmHead, xp, rows, op, 2, 1));
+      if (pass >= 5) (ms.layers[rows].push(l[0]), ms.lmHead[rows].push(h[0])); // the first passes warm up
+    }
+  }
+  const med = v => v.sort((a, b) => a - b)[v.length >> 1].toFixed(2);
+  console.log(`streamed, layers Q4_1 (30 × 7 matrices): rows 1 ${med(ms.layers[1])} ms, rows 2 ${med(ms.layers[2])} ms per pass`);
+  console.log(`streamed, lm-head Q8_0 after the layers: rows 1 ${med(ms.lmHead[1])} ms, rows 2 ${med(ms.lmHead[2])} ms`);
+  [...layers, lmHead].forEach(m => e.free_matrix(m));
+}
