@@ -16,8 +16,9 @@
 //
 //   node scripts/bench-threads.mjs [--rounds 5] [--tokens 64] [--threads 2] [--profile 0] [--out reports/threads-bench.json]
 //
-// --profile N: also N runs of one pane with the engine's per-phase profile on (src/profile.rs), one thread and
-// --threads threads alternating: where a step's time goes, and which phases the threads shorten.
+// --profile N: also N rounds of profiled runs (src/profile.rs): one pane and the batch of both, one thread and --threads
+// threads, alternating; each a whole run minus a prompt-only run, so per decoding step: where a step's time goes, what
+// the second row adds, and which phases the threads shorten.
 import fs from "node:fs";
 import os from "node:os";
 import { ROOT, parseOptions, PROMPT, median, summary, openSession, chromiumPids, cpuMeter, sha256File, f0, f1, withRange } from "./bench-common.mjs";
@@ -25,6 +26,8 @@ import path from "node:path";
 
 const opts = parseOptions(process.argv.slice(2), { rounds: 5, tokens: 64, threads: 2, profile: 0, out: "reports/threads-bench.json", seed: 42 }, import.meta.url);
 const log = (...a) => console.error("[bench]", ...a);
+// Profiled (--profile): one pane, and the batch of both, single-threaded and threaded.
+const PROFILED = ["steered", "steered-threads", "batch", "batch-threads"];
 const LAYOUTS = ["batch", "batch-threads", "pair", "steered", "steered-threads", "batch-simd128", "pair-simd128", "steered-simd128"];
 
 const session = await openSession("threads");
@@ -116,10 +119,14 @@ try {
   }
   env.wasmMemory = await page.evaluate(() => globalThis.bench.memory());
   for (let i = 0; i < opts.profile; i++) {
-    for (const layout of i % 2 === 0 ? ["steered", "steered-threads"] : ["steered-threads", "steered"]) {
-      const { result, phases } = await page.evaluate(([l, p]) => globalThis.bench.profiled(l, p), [layout, params]);
-      profiles.push({ layout, round: i + 1, steps: result.stepsPerWorker[0], phases });
-      log(`profile ${layout} ${i + 1}: ${phases.map(([k, ms]) => `${k} ${f1(ms)}`).join(", ")} ms`);
+    for (const layout of i % 2 === 0 ? PROFILED : [...PROFILED].reverse()) {
+      // A whole run minus a prompt-only run (1 token): the phases of the decoding steps alone.
+      const whole = await page.evaluate(([l, p]) => globalThis.bench.profiled(l, p), [layout, params]);
+      const prompt = await page.evaluate(([l, p]) => globalThis.bench.profiled(l, { ...p, maxNewTokens: 1 }), [layout, params]);
+      const steps = whole.result.panes[0].tokens - 1;
+      const phases = whole.phases.map(([k, ms], j) => [k, (ms - prompt.phases[j][1]) / steps]);
+      profiles.push({ layout, round: i + 1, steps, engineStepMs: whole.result.panes[0].engineStepMs, phases });
+      log(`profile ${layout} ${i + 1}: ${phases.map(([k, ms]) => `${k} ${f1(ms)}`).join(", ")} ms per step`);
     }
   }
   for (let i = 0; i < opts.rounds; i++) {
@@ -184,12 +191,15 @@ for (const layout of PAGE_LAYOUTS) {
     foreignCores: median(rs.map((r) => r.foreignCores)),
   };
 }
-// Per phase: median over the profiled runs of its ms per decoding step, one thread and threaded.
+// Per phase: median over the profiled runs of its ms per decoding step; and the engine's whole step.
 const profile = {};
-for (const layout of ["steered", "steered-threads"]) {
+for (const layout of PROFILED) {
   const ps = profiles.filter((p) => p.layout === layout);
   const names = [...new Set(ps.flatMap((p) => p.phases.map(([k]) => k)))];
-  if (ps.length) profile[layout] = Object.fromEntries(names.map((k) => [k, median(ps.map((p) => (p.phases.find(([n]) => n === k)?.[1] ?? 0) / p.steps))]));
+  if (ps.length) {
+    profile[layout] = Object.fromEntries(names.map((k) => [k, median(ps.map((p) => p.phases.find(([n]) => n === k)?.[1] ?? 0))]));
+    profile[layout]["whole step (engine)"] = median(ps.map((p) => p.engineStepMs));
+  }
 }
 const out = { env, opts, profile, profiles, page: P, pageRounds, setup: { names: setup.names, threads: setup.threads, threadsNote: setup.threadsNote, simd: setup.simd, loadMs: setup.loadMs }, kernelCheck: check, summary: S, ratios, rounds };
 const outPath = path.resolve(ROOT, opts.out);
@@ -207,8 +217,8 @@ for (const layout of PAGE_LAYOUTS) {
   console.log(`| ${layout} | ${withRange(s.paneTokPerS[0])} | ${withRange(s.paneTokPerS[1])} | ${withRange(s.prefillMs, f0)} | ${withRange(s.readyMs, f0)} | ${withRange(s.startToFirstTokenMs, f0)} | ${withRange(s.ttftMs, f0)} |`);
 }
 if (profiles.length) {
-  console.log(`\n| phase, ms per step (one pane, whole run / steps) | 1 thread | ${opts.threads} threads |\n|---|---|---|`);
-  for (const k of Object.keys(profile.steered)) console.log(`| ${k} | ${f1(profile.steered[k])} | ${f1(profile["steered-threads"]?.[k])} |`);
+  console.log(`\n| phase, ms per decoding step | ${PROFILED.join(" | ")} |\n|---|${PROFILED.map(() => "---|").join("")}`);
+  for (const k of Object.keys(profile.steered)) console.log(`| ${k} | ${PROFILED.map((l) => f1(profile[l]?.[k])).join(" | ")} |`);
 }
 for (const [k, v] of Object.entries(ratios)) console.log(`${k}: ${withRange(v, (x) => x.toFixed(2))}`);
 console.log(`wrote ${opts.out}`);

@@ -23,6 +23,8 @@
 //                             ?model=URL: "https://example.org"); added to connect-src of the CSP header and of the
 //                             <meta> CSP in index.html, which this server rewrites when it serves the page. The other
 //                             origin must also answer with CORS headers.
+//   DESTEIN_PKG=DIR           serve the engine builds (pkg/) from DIR, a directory laid out as scripts/build-wasm.sh
+//                             writes pkg/: scripts/bench-builds.mjs uses it to compare two builds in one session each
 //   DESTEIN_TEST_FAULTS=1     enables fault routes for the end-to-end tests (never enable it otherwise):
 //     /__fault/truncate/<N>/<path>   sends the full Content-Length, then closes the connection after N body bytes
 //     /__fault/status/<code>/<path>  answers with that HTTP status and no body
@@ -45,6 +47,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const HOST = "127.0.0.1";
 const FAULTS = process.env.DESTEIN_TEST_FAULTS === "1";
 const OVERLAY = FAULTS && process.env.DESTEIN_TEST_OVERLAY ? path.resolve(process.env.DESTEIN_TEST_OVERLAY) : null;
+const PKG = process.env.DESTEIN_PKG ? path.resolve(process.env.DESTEIN_PKG) : null;
 const EXTRA_CONNECT = (process.env.DESTEIN_CONNECT_SRC || "").split(/\s+/).filter(Boolean);
 for (const origin of EXTRA_CONNECT) {
   if (!/^https?:\/\/[a-z0-9.\-:[\]]+$/i.test(origin)) {
@@ -123,6 +126,7 @@ function resolvePath(urlPath) {
     const over = path.join(OVERLAY, norm);
     if (over.startsWith(OVERLAY + path.sep) && fs.existsSync(over)) return over;
   }
+  if (PKG && norm.startsWith("pkg/")) return path.join(PKG, norm.slice("pkg/".length));
   const abs = path.join(ROOT, norm);
   if (!abs.startsWith(ROOT + path.sep)) return null;
   return abs;

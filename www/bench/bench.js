@@ -17,7 +17,8 @@
 //   single(layout, p)   one row in one worker, layout "steered" | "readout" | "plain" (see SINGLE below)
 //                                                      -> {layout, wallMs, panes: [paneStats]}
 //   clearVectors(i)     drop worker i's vectors (for "plain")
-//   profiled(layout, p) single() with the engine's per-phase profile on -> {result, phases: [[phase, ms], …]}
+//   profiled(layout, p) single() or batch() (a batch layout) with the engine's per-phase profile on
+//                                                      -> {result, phases: [[phase, ms], …]}
 //   memory()            wasm memory of each worker     -> [{wasmBytes}, {wasmBytes}]
 //   begin(layout, params) (any layout above), then firstToken() -> [steps received so far, per worker], once every row has its first
 //   token, then
@@ -117,9 +118,9 @@ const clearVectors = (i) => workers[i].call("clearVectors");
 
 // One run of `layout` with worker i's per-phase profile on -> {result, phases: [[phase, ms], …]}.
 async function profiled(layout, params) {
-  const w = workers[SINGLE[layout].worker];
+  const w = workers[BATCH_WORKER[layout] ?? SINGLE[layout].worker];
   await w.call("profile", { on: true });
-  const result = await single(layout, params);
+  const result = layout in BATCH_WORKER ? await batch(params, layout) : await single(layout, params);
   return { result, phases: await w.call("profile", { on: false }) };
 }
 
