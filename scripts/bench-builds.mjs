@@ -7,21 +7,27 @@
 //   pair             two workers, a row each, one thread each
 //   batch-threads    the batch of two in the threaded build, two threads
 //   steered-threads  the steered row alone in the threaded build, two threads
+// or, with --simd baseline, the simd128 build's (pkg/ itself, what browsers without relaxed SIMD run): batch-simd128,
+// steered-simd128, pair-simd128.
 // A build is a directory laid out as scripts/build-wasm.sh writes pkg/ (so a copy of pkg/ made before the change,
 // `cp -r pkg /tmp/pkg-before`); --b defaults to the repository's own pkg/. The server serves the session's build in
 // place of pkg/ (scripts/serve.mjs, DESTEIN_PKG). Per layout and build: the engine's time per decoding step and each
 // pane's decoding speed (medians over all runs), and A's step time over B's (> 1: B is faster).
 //
-//   node scripts/bench-builds.mjs --a DIR [--b DIR] [--sessions 2] [--runs 3] [--tokens 64] [--out reports/builds-ab.json]
+//   node scripts/bench-builds.mjs --a DIR [--b DIR] [--simd relaxed|baseline] [--sessions 2] [--runs 3] [--tokens 64]
+//                                 [--out reports/builds-ab.json]
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import fsp from "node:fs/promises";
 import { ROOT, parseOptions, PROMPT, median, summary, startServer, launchChromium, sha256File, f1, f0, withRange } from "./bench-common.mjs";
 
-const opts = parseOptions(process.argv.slice(2), { a: "", b: "", sessions: 2, runs: 3, tokens: 64, out: "reports/builds-ab.json" }, import.meta.url);
+const opts = parseOptions(process.argv.slice(2), { a: "", b: "", simd: "relaxed", sessions: 2, runs: 3, tokens: 64, out: "reports/builds-ab.json" }, import.meta.url);
 if (!opts.a) throw new Error("--a DIR is needed (a copy of pkg/ as scripts/build-wasm.sh writes it)");
-const LAYOUTS = ["batch", "steered", "pair", "batch-threads", "steered-threads"];
+if (!["relaxed", "baseline"].includes(opts.simd)) throw new Error("--simd is relaxed or baseline");
+const LAYOUTS = opts.simd === "baseline"
+  ? ["batch-simd128", "steered-simd128", "pair-simd128"]
+  : ["batch", "steered", "pair", "batch-threads", "steered-threads"];
 const builds = { A: path.resolve(opts.a), B: opts.b ? path.resolve(opts.b) : path.join(ROOT, "pkg") };
 for (const dir of Object.values(builds)) {
   for (const f of ["destein_bg.wasm", "relaxed/destein_bg.wasm", "threads/destein_bg.wasm"]) {
@@ -42,7 +48,7 @@ async function session(build, index) {
     await page.waitForFunction(() => document.body.dataset.phase === "ready", null, { timeout: 300000 });
     await page.goto(`${srv.url}www/bench/index.html`);
     await page.waitForSelector("body[data-ready]");
-    const setup = await page.evaluate(() => globalThis.bench.setup({ threads: 2 }));
+    const setup = await page.evaluate((baseline) => globalThis.bench.setup({ threads: 2, baseline }), opts.simd === "baseline");
     if (setup.threads[2] !== 2) throw new Error(`the threaded worker runs ${setup.threads[2]} threads: ${setup.threadsNote}`);
     const params = {
       prompt: PROMPT, chat: false, maxNewTokens: opts.tokens, temperature: 0, topP: 1, topK: 0, seed: 42,

@@ -1151,8 +1151,8 @@ mod simd128 {
 
     const ROW_TILE: usize = 4;
     const ACT_BYTES: usize = act_block_bytes(Isa::Simd128);
-    /// How far ahead `q8_0` touches the weights (1 KB).
-    const AHEAD_BLOCKS: usize = 4;
+    /// How far ahead of the block it multiplies a kernel reads the weights (see `read_ahead`).
+    const AHEAD_BYTES: usize = 1024;
 
     pub(super) fn run(m: &QuantizedMatrix, act: &Activations, groups: Range<usize>, sink: &mut Sink) {
         let nb = m.nb;
@@ -1162,9 +1162,8 @@ mod simd128 {
         let xq = chunks_as_bytes(&act.q);
         assert_eq!(xq.len(), act.rows * nb * ACT_BYTES);
         for g in groups {
-            let gq = &wq[g * nb * qpb..(g + 1) * nb * qpb];
+            let gq = &wq[g * nb * qpb..]; // the group's blocks, then the rest of the matrix (for `read_ahead`)
             let gs = &m.scales[g * nb * spb..(g + 1) * nb * spb];
-            let ahead = wq.get((g * nb + AHEAD_BLOCKS) * qpb..).unwrap_or_default(); // (read by `q8_0`)
             let mut r = 0;
             while r < act.rows {
                 let n = (act.rows - r).min(ROW_TILE);
@@ -1172,17 +1171,17 @@ mod simd128 {
                 let dx = &act.d[r * nb..(r + n) * nb];
                 let sx = &act.s[r * nb..(r + n) * nb];
                 let mut acc = [[0.0f32; GROUP]; ROW_TILE];
-                // SAFETY: the slices above hold exactly `nb` blocks of the group and `n` rows.
+                // SAFETY: the slices above hold the group's `nb` blocks (`gq` from its first) and `n` rows.
                 unsafe {
                     match (m.format, n) {
                         (WeightFormat::Q4_1, 4) => q4_1::<4>(gq, gs, nb, x, dx, sx, &mut acc),
                         (WeightFormat::Q4_1, 3) => q4_1::<3>(gq, gs, nb, x, dx, sx, &mut acc),
                         (WeightFormat::Q4_1, 2) => q4_1::<2>(gq, gs, nb, x, dx, sx, &mut acc),
                         (WeightFormat::Q4_1, _) => q4_1::<1>(gq, gs, nb, x, dx, sx, &mut acc),
-                        (WeightFormat::Q8_0, 4) => q8_0::<4>(gq, gs, nb, x, dx, &mut acc, ahead),
-                        (WeightFormat::Q8_0, 3) => q8_0::<3>(gq, gs, nb, x, dx, &mut acc, ahead),
-                        (WeightFormat::Q8_0, 2) => q8_0::<2>(gq, gs, nb, x, dx, &mut acc, ahead),
-                        (WeightFormat::Q8_0, _) => q8_0::<1>(gq, gs, nb, x, dx, &mut acc, ahead),
+                        (WeightFormat::Q8_0, 4) => q8_0::<4>(gq, gs, nb, x, dx, &mut acc),
+                        (WeightFormat::Q8_0, 3) => q8_0::<3>(gq, gs, nb, x, dx, &mut acc),
+                        (WeightFormat::Q8_0, 2) => q8_0::<2>(gq, gs, nb, x, dx, &mut acc),
+                        (WeightFormat::Q8_0, _) => q8_0::<1>(gq, gs, nb, x, dx, &mut acc),
                     }
                 }
                 for (i, a) in acc[..n].iter().enumerate() {
@@ -1253,6 +1252,23 @@ mod simd128 {
         }
     }
 
+    /// Reads one byte of each 64-byte cache line `AHEAD_BYTES` past block `b` of `quants` (the matrix's quant bytes
+    /// from the first of the group being multiplied), so that memory fetches them while the kernel computes: wasm has
+    /// no prefetch instruction. With two rows or more, the kernels without these reads waited on memory and computed
+    /// in turn (`tests/wasm_kernels.sh --bench`, under Node, a step's matrices streamed as the engine meets them):
+    /// the lm-head after the layers (30 MB, read right after 66 MB, so never in cache) took 7.6 instead of 4.8 ms for
+    /// two rows with relaxed SIMD, and without relaxed SIMD the layers took 26–29 instead of 15–16 ms. With one row
+    /// they measured no steady gain in Chromium, so the kernels read ahead only for two rows or more.
+    #[inline(always)]
+    fn read_ahead<const BLOCK: usize>(quants: &[u8], b: usize) {
+        for line in (0..BLOCK).step_by(64) {
+            if let Some(byte) = quants.get(b * BLOCK + AHEAD_BYTES + line) {
+                // SAFETY: a read through a reference; volatile, so that the read of an unused value stays.
+                unsafe { core::ptr::read_volatile(byte) };
+            }
+        }
+    }
+
     /// 8 `f16` (finite: checked at construction) → two `f32x4`, exactly as `f16_to_f32`.
     #[inline(always)]
     unsafe fn f16x8_to_f32(p: *const u16) -> [v128; 2] {
@@ -1292,6 +1308,11 @@ mod simd128 {
     ) {
         let mut acc = [[f32x4_splat(0.0); 2]; R];
         for b in 0..nb {
+            // (Reading ahead measured no steady gain with relaxed SIMD, and in one variant it made two rows slower.)
+            #[cfg(not(target_feature = "relaxed-simd"))]
+            if R > 1 {
+                read_ahead::<128>(wq, b);
+            }
             let d = f16x8_to_f32(ws.as_ptr().add(b * 16));
             let m = f16x8_to_f32(ws.as_ptr().add(b * 16 + 8));
             let isums = q4_1_block_sums::<R>(wq.as_ptr().add(b * 128) as *const v128, x, nb, b);
@@ -1374,13 +1395,6 @@ mod simd128 {
         }
     }
 
-    /// The Q8_0 kernel. With two rows or more, before each block it reads one byte of every cache line
-    /// `AHEAD_BLOCKS` blocks further on (`ahead`: the matrix's quant bytes from there on), so that memory fetches them
-    /// while it computes: wasm has no prefetch instruction. Without these reads the lm-head of a batch (30 MB, read
-    /// right after the 66 MB of layers, so never in cache) waited on memory and computed in turn: 7.6 ms instead of
-    /// 4.8 ms for two rows (`tests/wasm_kernels.sh --bench`, relaxed build under Node). In Chromium a decoding step of
-    /// the batch of two went from 23.3 to 20.9 ms (scripts/bench-builds.mjs). One row, and the same reads in `q4_1`,
-    /// measured no steady gain in Chromium, so they have none.
     unsafe fn q8_0<const R: usize>(
         wq: &[u8],
         ws: &[u16],
@@ -1388,15 +1402,11 @@ mod simd128 {
         x: &[u8],
         dx: &[f32],
         out: &mut [[f32; GROUP]; ROW_TILE],
-        ahead: &[u8],
     ) {
         let mut acc = [[f32x4_splat(0.0); 2]; R];
         for b in 0..nb {
-            for line in (0..256).step_by(64).filter(|_| R > 1) {
-                if let Some(byte) = ahead.get(b * 256 + line) {
-                    // SAFETY: a read through a reference; volatile, so that the read of an unused value stays.
-                    core::ptr::read_volatile(byte);
-                }
+            if R > 1 {
+                read_ahead::<256>(wq, b);
             }
             let d = f16x8_to_f32(ws.as_ptr().add(b * 8));
             let q = wq.as_ptr().add(b * 256) as *const v128;
