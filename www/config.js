@@ -25,9 +25,10 @@ export const MODES = ["rotate", "headwise", "headwise-reference", "add"];
 //          (SharedArrayBuffer), its engine is the threaded build and splits each matrix product over THREADS threads
 //          (one per core, up to 4): 1.25–1.45× the single-threaded batch speed per pane on two cores.
 // Default: pair on two or more cores with 4 GB or more, else batch (threaded when isolated). On two cores the
-// threaded batch measured 0.91–1.14× pair with the workers alone (six runs) and below it in the page (41.6 vs
-// 45.4 / 44.1 tok/s per pane in the latest run, README "Threads and relaxed SIMD"), so pair stays the default there; more
-// cores (pair with threads in each worker) could not be measured on the project's machines. ?workers=1 forces batch, ?workers=2 pair;
+// threaded batch measured 0.91–1.14× pair with the workers alone (run medians, several days) and at most even with
+// it in the page (47.6 vs 46.4 / 50.1 tok/s per pane in the latest run, README "Threads and relaxed SIMD"), so pair
+// stays the default there; more cores (pair with threads in each worker) could not be measured on the project's
+// machines. ?workers=1 forces batch, ?workers=2 pair;
 // ?threads=N sets the batch engine's threads (1: the single-threaded build).
 const CORES = navigator.hardwareConcurrency || 1;
 export const ISOLATED = globalThis.crossOriginIsolated === true;
