@@ -98,13 +98,14 @@ function streamed() {
   const x = new Float32Array(e.memory.buffer, xp, 2 * 1536);
   for (let k = 0; k < x.length; k++) x[k] = Math.sin(k);
   const ms = { layers: { 1: [], 2: [] }, lmHead: { 1: [], 2: [] } };
-  const time = (list, f) => { const t0 = process.hrtime.bigint(); f(); list.push(Number(process.hrtime.bigint() - t0) / 1e6); };
+  const time = f => { const t0 = process.hrtime.bigint(); f(); return Number(process.hrtime.bigint() - t0) / 1e6; };
   for (let pass = 0; pass < 26; pass++) {
     for (const rows of pass % 2 ? [2, 1] : [1, 2]) {
-      const l = [], h = [];
-      time(l, () => layers.forEach(m => e.matmul_matrix(m, xp, rows, op, 2, 1)));
-      time(h, () => e.matmul_matrix(lmHead, xp, rows, op, 2, 1));
-      if (pass >= 5) (ms.layers[rows].push(l[0]), ms.lmHead[rows].push(h[0])); // the first passes warm up
+      const layersMs = time(() => layers.forEach(m => e.matmul_matrix(m, xp, rows, op, 2, 1)));
+      const lmHeadMs = time(() => e.matmul_matrix(lmHead, xp, rows, op, 2, 1));
+      if (pass < 5) continue; // the first passes warm up
+      ms.layers[rows].push(layersMs);
+      ms.lmHead[rows].push(lmHeadMs);
     }
   }
   const med = v => v.sort((a, b) => a - b)[v.length >> 1].toFixed(2);
