@@ -19,8 +19,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import fsp from "node:fs/promises";
-import { ROOT, parseOptions, PROMPT, median, summary, startServer, launchChromium, sha256File, f1, f0, withRange } from "./bench-common.mjs";
+import { ROOT, parseOptions, PROMPT, median, summary, openSession, openWorkerBench, sha256File, f1, f0, withRange } from "./bench-common.mjs";
 
 const opts = parseOptions(process.argv.slice(2), { a: "", b: "", simd: "relaxed", sessions: 2, runs: 3, tokens: 64, out: "reports/builds-ab.json" }, import.meta.url);
 if (!opts.a) throw new Error("--a DIR is needed (a copy of pkg/ as scripts/build-wasm.sh writes it)");
@@ -38,16 +37,9 @@ const log = (...a) => console.error("[builds]", ...a);
 
 /** One browser session on `build`: every layout `opts.runs` times -> [{build, session, layout, stepMs, tokPerS, prefillMs}]. */
 async function session(build, index) {
-  const srv = await startServer({ DESTEIN_PKG: builds[build] });
-  const userDataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "destein-builds-"));
-  const context = await launchChromium(userDataDir);
+  const { srv, page, close } = await openSession("builds", { DESTEIN_PKG: builds[build] });
   try {
-    const page = context.pages()[0] || (await context.newPage());
-    // Let the demo download and cache the model once (the bench page reads it from Cache Storage).
-    await page.goto(`${srv.url}?workers=1`);
-    await page.waitForFunction(() => document.body.dataset.phase === "ready", null, { timeout: 300000 });
-    await page.goto(`${srv.url}www/bench/index.html`);
-    await page.waitForSelector("body[data-ready]");
+    await openWorkerBench(page, srv.url);
     const setup = await page.evaluate((baseline) => globalThis.bench.setup({ threads: 2, baseline }), opts.simd === "baseline");
     if (setup.threads[2] !== 2) throw new Error(`the threaded worker runs ${setup.threads[2]} threads: ${setup.threadsNote}`);
     const params = {
@@ -73,9 +65,7 @@ async function session(build, index) {
     }
     return rows;
   } finally {
-    await context.close().catch(() => {});
-    await fsp.rm(userDataDir, { recursive: true, force: true });
-    await srv.close();
+    await close();
   }
 }
 

@@ -239,12 +239,12 @@ export const withRange = (s, f = f1) => (s?.median == null ? "–" : `${f(s.medi
 
 /** Chromium with a fresh profile in userDataDir (playwright-core's persistent context), as both benchmarks run it. */
 /**
- * A benchmark's browser session: the local server, a fresh Chromium profile and its first page, with page errors
- * collected in `problems`. `ours()` lists the processes that count as the benchmark's own (for cpuMeter);
- * `close()` ends it all and removes the profile.
+ * A benchmark's browser session: the local server (`serverEnv`: its environment, see startServer), a fresh Chromium
+ * profile and its first page, with page errors collected in `problems`. `ours()` lists the processes that count as
+ * the benchmark's own (for cpuMeter); `close()` ends it all and removes the profile.
  */
-export async function openSession(label) {
-  const srv = await startServer();
+export async function openSession(label, serverEnv = {}) {
+  const srv = await startServer(serverEnv);
   const userDataDir = await fsp.mkdtemp(path.join(os.tmpdir(), `destein-${label}-`));
   const context = await launchChromium(userDataDir);
   const problems = [];
@@ -267,6 +267,17 @@ export async function openSession(label) {
       await srv.close();
     },
   };
+}
+
+/**
+ * Opens the workers-alone benchmark page (www/bench/) in `page`, after letting the demo download and cache the model
+ * once (the bench page reads it from Cache Storage).
+ */
+export async function openWorkerBench(page, url) {
+  await page.goto(`${url}?workers=1`);
+  await page.waitForFunction(() => document.body.dataset.phase === "ready", null, { timeout: 300000 });
+  await page.goto(`${url}www/bench/index.html`);
+  await page.waitForSelector("body[data-ready]");
 }
 
 export async function launchChromium(userDataDir) {

@@ -21,7 +21,7 @@
 // the second row adds, and which phases the threads shorten.
 import fs from "node:fs";
 import os from "node:os";
-import { ROOT, parseOptions, PROMPT, median, summary, openSession, chromiumPids, cpuMeter, sha256File, f0, f1, withRange } from "./bench-common.mjs";
+import { ROOT, parseOptions, PROMPT, median, summary, openSession, openWorkerBench, chromiumPids, cpuMeter, sha256File, f0, f1, withRange } from "./bench-common.mjs";
 import path from "node:path";
 
 const opts = parseOptions(process.argv.slice(2), { rounds: 5, tokens: 64, threads: 2, profile: 0, out: "reports/threads-bench.json", seed: 42 }, import.meta.url);
@@ -85,11 +85,7 @@ async function pageRound(page, base, layout, ours) {
   };
 }
 try {
-  // Let the demo download and cache the model once (the bench page reads it from Cache Storage).
-  await page.goto(`${srv.url}?workers=1`);
-  await page.waitForFunction(() => document.body.dataset.phase === "ready", null, { timeout: 300000 });
-  await page.goto(`${srv.url}www/bench/index.html`);
-  await page.waitForSelector("body[data-ready]");
+  await openWorkerBench(page, srv.url);
   env.crossOriginIsolated = await page.evaluate(() => globalThis.crossOriginIsolated);
   setup = await page.evaluate((t) => globalThis.bench.setup({ threads: t, baseline: true }), opts.threads);
   log(`setup: threads per worker ${setup.threads.join(" / ")}${setup.threadsNote ? ` (${setup.threadsNote})` : ""}, SIMD ${setup.simd.join(" / ")}`);
